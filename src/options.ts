@@ -1,0 +1,306 @@
+/**
+ * Every option, its default and its unit, validated once when a listener or notifier is
+ * created. A wrong option is a synchronous {@link PgNotifyError} `PGNOTIFY_INVALID_OPTION`
+ * saying what was expected and what was given.
+ */
+import type pg from 'pg';
+import type { Decode, Schema } from './codec.js';
+import { describe, ErrorCode, PgNotifyError } from './errors.js';
+import { checkChannel } from './sql.js';
+
+/**
+ * Where the listener connects:
+ * - a connection string (`postgres://user:pass@host:5432/db`),
+ * - a `pg.ClientConfig`,
+ * - a factory returning a new, unconnected `pg.Client` (or a promise of one). It is called
+ *   again for every reconnect attempt, so it can rotate credentials or hosts.
+ *
+ * Default: `DATABASE_URL` when set, else `pg`'s own `PG*` environment variables.
+ */
+export type ConnectionOption = string | pg.ClientConfig | (() => pg.Client | Promise<pg.Client>);
+
+/** How a dead connection is found. */
+export interface HeartbeatOptions {
+  /** Quiet time (no traffic from the server) before a heartbeat query is sent. Default 10 000 ms. */
+  intervalMs?: number;
+  /** How long the heartbeat may take before the connection is declared dead. Default 5 000 ms. */
+  timeoutMs?: number;
+  /**
+   * Warn through `onError` (`PGNOTIFY_QUEUE_USAGE_HIGH`) when the server's notification queue
+   * is fuller than this fraction (0–1). Default 0.5.
+   */
+  queueWarnRatio?: number;
+}
+
+/** How a lost connection is replaced. */
+export interface ReconnectOptions {
+  /** Delay before the second attempt (the first is immediate); doubles per attempt. Default 100 ms. */
+  minDelayMs?: number;
+  /** Longest delay between attempts. Default 10 000 ms. */
+  maxDelayMs?: number;
+  /** Attempts before the listener gives up and enters the `failed` state. Default unlimited. */
+  maxAttempts?: number;
+}
+
+/** What a subscription does with notifications its consumer has not taken yet. */
+export type OverflowPolicy = 'drop-oldest' | 'drop-newest' | 'error';
+
+/** A subscription's bounded buffer. */
+export interface BufferOptions {
+  /** Most notifications held per subscription. Default 10 000. */
+  max?: number;
+  /**
+   * When full: `'drop-oldest'` (default) keeps the newest, `'drop-newest'` keeps the oldest,
+   * `'error'` ends the subscription with `PGNOTIFY_BUFFER_OVERFLOW`. Every loss is reported.
+   */
+  overflow?: OverflowPolicy;
+}
+
+/** Where errors that no call can reject go: handler failures, decode failures, lost connections. */
+export type ErrorHandler = (error: Error) => void;
+
+/** Options of {@link createListener}. Every field is optional. */
+export interface ListenerOptions<Channels extends ChannelMap = ChannelMap> {
+  /** Where to connect. Default `DATABASE_URL`, else `PG*` environment variables. */
+  connection?: ConnectionOption;
+  /** How payload text is decoded. Default `'auto'`. */
+  decode?: Decode;
+  /** Per-channel Standard Schemas; a payload that fails is reported, never delivered. */
+  schemas?: { [K in keyof Channels]?: Schema<Channels[K]> };
+  /**
+   * Handler invocations in flight per subscription: 0 runs the handler inline as the
+   * notification is read, 1 (default) one at a time in arrival order, N at most N at once.
+   */
+  concurrency?: number;
+  /** Skip notifications sent from the listener's own backend. Default false. */
+  ignoreOwn?: boolean;
+  /** Dead-connection detection, or `false` to turn the heartbeat off. */
+  heartbeat?: HeartbeatOptions | false;
+  /** Reconnection with backoff and jitter, or `false` to stop at the first loss. */
+  reconnect?: ReconnectOptions | false;
+  /** Default buffer of each subscription. */
+  buffer?: BufferOptions;
+  /** How long one connection attempt may take. Default 10 000 ms. */
+  connectTimeoutMs?: number;
+  /** How long `stop()` waits for running handlers before abandoning them. Default 5 000 ms. */
+  stopTimeoutMs?: number;
+  /** `application_name` of the listener session when pgnotify builds the client. Default `'pgnotify'`. */
+  applicationName?: string;
+  /** Receives every error no call can reject. Default: one line on stderr. */
+  onError?: ErrorHandler;
+  /**
+   * A channel whose notification stops the whole listener (PyGreSQL's stop event, sent from
+   * anywhere with `notifier.notifyStop(channel)`). Default: none.
+   */
+  stopChannel?: string;
+}
+
+/** A map of channel name to payload type, for typed listeners: `createListener<{ orders: Order }>()`. */
+export type ChannelMap = Record<string, unknown>;
+
+/** The listener options with every default filled in. */
+export interface ResolvedListenerOptions {
+  connection: ConnectionOption | undefined;
+  decode: Decode;
+  schemas: Readonly<Record<string, Schema>>;
+  concurrency: number;
+  ignoreOwn: boolean;
+  heartbeat: Required<HeartbeatOptions> | false;
+  reconnect: Required<ReconnectOptions> | false;
+  buffer: Required<BufferOptions>;
+  connectTimeoutMs: number;
+  stopTimeoutMs: number;
+  applicationName: string;
+  onError: ErrorHandler;
+  stopChannel: string | undefined;
+}
+
+/** Defaults, in one place. */
+export const DEFAULTS = {
+  decode: 'auto',
+  concurrency: 1,
+  heartbeat: { intervalMs: 10_000, timeoutMs: 5_000, queueWarnRatio: 0.5 },
+  reconnect: { minDelayMs: 100, maxDelayMs: 10_000, maxAttempts: Number.POSITIVE_INFINITY },
+  buffer: { max: 10_000, overflow: 'drop-oldest' },
+  connectTimeoutMs: 10_000,
+  stopTimeoutMs: 5_000,
+  applicationName: 'pgnotify',
+} as const;
+
+/** The default `onError`: one line on stderr, never a throw. */
+export function defaultOnError(error: Error): void {
+  const e = error as Error & { code?: unknown; channel?: unknown; subscriberId?: unknown };
+  const where = [
+    e.channel === undefined ? '' : ` channel=${JSON.stringify(e.channel)}`,
+    e.subscriberId === undefined ? '' : ` subscriber=${JSON.stringify(e.subscriberId)}`,
+  ].join('');
+  const cause = e.cause instanceof Error ? ` (cause: ${e.cause.message})` : '';
+  process.stderr.write(`pgnotify: ${String(e.code ?? e.name)}${where}: ${e.message}${cause}\n`);
+}
+
+/** Validates listener options and fills in defaults. */
+export function resolveListenerOptions(
+  options: ListenerOptions<ChannelMap>,
+): ResolvedListenerOptions {
+  if (typeof options !== 'object' || options === null) {
+    throw invalid('options', 'an object', options);
+  }
+  return {
+    connection: connectionOption(options.connection),
+    decode: decodeOption('decode', options.decode ?? DEFAULTS.decode),
+    schemas: schemasOption(options.schemas),
+    concurrency: intOption('concurrency', options.concurrency, DEFAULTS.concurrency, 0),
+    ignoreOwn: boolOption('ignoreOwn', options.ignoreOwn, false),
+    heartbeat: heartbeatOption(options.heartbeat),
+    reconnect: reconnectOption(options.reconnect),
+    buffer: bufferOption('buffer', options.buffer, DEFAULTS.buffer),
+    connectTimeoutMs: intOption(
+      'connectTimeoutMs',
+      options.connectTimeoutMs,
+      DEFAULTS.connectTimeoutMs,
+      1,
+    ),
+    stopTimeoutMs: intOption('stopTimeoutMs', options.stopTimeoutMs, DEFAULTS.stopTimeoutMs, 0),
+    applicationName: stringOption(
+      'applicationName',
+      options.applicationName,
+      DEFAULTS.applicationName,
+    ),
+    onError: functionOption('onError', options.onError, defaultOnError),
+    stopChannel: options.stopChannel === undefined ? undefined : checkChannel(options.stopChannel),
+  };
+}
+
+export function connectionOption(value: unknown): ConnectionOption | undefined {
+  if (value === undefined || typeof value === 'string' || typeof value === 'function') {
+    return value as ConnectionOption | undefined;
+  }
+  if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+    return value as pg.ClientConfig;
+  }
+  throw invalid('connection', 'a URL string, a pg.ClientConfig or a client factory', value);
+}
+
+export function decodeOption(name: string, value: unknown): Decode {
+  if (value === 'auto' || value === 'json' || value === 'text' || typeof value === 'function') {
+    return value as Decode;
+  }
+  throw invalid(name, "'auto', 'json', 'text' or a function", value);
+}
+
+function schemasOption(value: unknown): Readonly<Record<string, Schema>> {
+  if (value === undefined) return {};
+  if (typeof value !== 'object' || value === null) throw invalid('schemas', 'an object', value);
+  for (const [channel, schema] of Object.entries(value)) {
+    const std = (schema as { '~standard'?: { validate?: unknown } } | undefined)?.['~standard'];
+    if (typeof std?.validate !== 'function') {
+      throw invalid(`schemas[${JSON.stringify(channel)}]`, 'a Standard Schema', schema);
+    }
+  }
+  return value as Record<string, Schema>;
+}
+
+function heartbeatOption(value: unknown): Required<HeartbeatOptions> | false {
+  if (value === false) return false;
+  if (value === undefined) return { ...DEFAULTS.heartbeat };
+  if (typeof value !== 'object' || value === null)
+    throw invalid('heartbeat', 'an object or false', value);
+  const v = value as HeartbeatOptions;
+  const ratio = v.queueWarnRatio ?? DEFAULTS.heartbeat.queueWarnRatio;
+  if (typeof ratio !== 'number' || !(ratio >= 0 && ratio <= 1)) {
+    throw invalid('heartbeat.queueWarnRatio', 'a number from 0 to 1', ratio);
+  }
+  return {
+    intervalMs: intOption('heartbeat.intervalMs', v.intervalMs, DEFAULTS.heartbeat.intervalMs, 1),
+    timeoutMs: intOption('heartbeat.timeoutMs', v.timeoutMs, DEFAULTS.heartbeat.timeoutMs, 1),
+    queueWarnRatio: ratio,
+  };
+}
+
+function reconnectOption(value: unknown): Required<ReconnectOptions> | false {
+  if (value === false) return false;
+  if (value === undefined) return { ...DEFAULTS.reconnect };
+  if (typeof value !== 'object' || value === null)
+    throw invalid('reconnect', 'an object or false', value);
+  const v = value as ReconnectOptions;
+  const minDelayMs = intOption(
+    'reconnect.minDelayMs',
+    v.minDelayMs,
+    DEFAULTS.reconnect.minDelayMs,
+    0,
+  );
+  const maxDelayMs = intOption(
+    'reconnect.maxDelayMs',
+    v.maxDelayMs,
+    DEFAULTS.reconnect.maxDelayMs,
+    0,
+  );
+  if (maxDelayMs < minDelayMs) {
+    throw invalid(
+      'reconnect.maxDelayMs',
+      `at least reconnect.minDelayMs (${minDelayMs})`,
+      maxDelayMs,
+    );
+  }
+  const maxAttempts = v.maxAttempts ?? DEFAULTS.reconnect.maxAttempts;
+  if (maxAttempts !== Number.POSITIVE_INFINITY)
+    intOption('reconnect.maxAttempts', maxAttempts, 0, 1);
+  return { minDelayMs, maxDelayMs, maxAttempts };
+}
+
+/** Validates a buffer option against a fallback (the listener's buffer for subscriptions). */
+export function bufferOption(
+  name: string,
+  value: unknown,
+  fallback: Required<BufferOptions> | typeof DEFAULTS.buffer,
+): Required<BufferOptions> {
+  if (value === undefined) return { ...fallback };
+  if (typeof value !== 'object' || value === null) throw invalid(name, 'an object', value);
+  const v = value as BufferOptions;
+  const overflow = v.overflow ?? fallback.overflow;
+  if (overflow !== 'drop-oldest' && overflow !== 'drop-newest' && overflow !== 'error') {
+    throw invalid(`${name}.overflow`, "'drop-oldest', 'drop-newest' or 'error'", overflow);
+  }
+  return { max: intOption(`${name}.max`, v.max, fallback.max, 1), overflow };
+}
+
+/** An integer option ≥ min, or its default when undefined. */
+export function intOption(name: string, value: unknown, fallback: number, min: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
+    throw invalid(name, `an integer ≥ ${min}`, value);
+  }
+  return value;
+}
+
+/** An optional timeout in ms: undefined stays undefined (wait forever). */
+export function timeoutOption(name: string, value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  return intOption(name, value, 0, 0);
+}
+
+function boolOption(name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw invalid(name, 'a boolean', value);
+  return value;
+}
+
+function stringOption(name: string, value: unknown, fallback: string): string {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'string') throw invalid(name, 'a string', value);
+  return value;
+}
+
+export function functionOption<F>(name: string, value: unknown, fallback: F): F {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'function') throw invalid(name, 'a function', value);
+  return value as F;
+}
+
+/** "option X: expected Y, got Z". */
+export function invalid(name: string, expected: string, got: unknown): PgNotifyError {
+  return new PgNotifyError(
+    ErrorCode.INVALID_OPTION,
+    `option ${name}: expected ${expected}, got ${describe(got)}`,
+  );
+}

@@ -1,0 +1,118 @@
+/**
+ * PostgreSQL's rules for channels and payloads, and the SQL text built from them.
+ * Every channel name reaches the server as a quoted identifier or a bind parameter, never
+ * spliced raw, so any string is a safe channel name.
+ */
+import { describe, ErrorCode, PgNotifyError, shorten } from './errors.js';
+
+/** Longest channel name PostgreSQL keeps, in UTF-8 bytes (NAMEDATALEN - 1). */
+export const MAX_CHANNEL_BYTES = 63;
+/** Largest payload PostgreSQL accepts, in UTF-8 bytes (it must be shorter than 8000). */
+export const MAX_PAYLOAD_BYTES = 7999;
+
+/**
+ * Checks a channel name and returns it. LISTEN silently truncates long names and pg_notify
+ * rejects them, so we refuse them before either can happen.
+ */
+export function checkChannel(channel: unknown): string {
+  if (typeof channel !== 'string') {
+    throw invalidChannel(`expected a channel name string, got ${describe(channel)}`, undefined);
+  }
+  if (channel.length === 0) throw invalidChannel('channel name is empty', channel);
+  if (channel.includes('\0'))
+    throw invalidChannel('channel name contains a NUL character', channel);
+  if (!channel.isWellFormed()) {
+    throw invalidChannel('channel name contains a lone UTF-16 surrogate', channel);
+  }
+  const bytes = Buffer.byteLength(channel, 'utf8');
+  if (bytes > MAX_CHANNEL_BYTES) {
+    throw invalidChannel(
+      `channel name is ${bytes} bytes; PostgreSQL allows at most ${MAX_CHANNEL_BYTES}`,
+      channel,
+    );
+  }
+  return channel;
+}
+
+/** Checks an encoded payload against PostgreSQL's limits and returns it. */
+export function checkPayload(payload: string, channel?: string): string {
+  // Fast path: a payload of at most MAX/3 UTF-16 units cannot exceed MAX bytes.
+  if (payload.length > MAX_PAYLOAD_BYTES / 3) {
+    const bytes = Buffer.byteLength(payload, 'utf8');
+    if (bytes > MAX_PAYLOAD_BYTES) {
+      throw new PgNotifyError(
+        ErrorCode.PAYLOAD_TOO_LARGE,
+        `payload is ${bytes} bytes; PostgreSQL requires fewer than ${MAX_PAYLOAD_BYTES + 1}` +
+          ' (send a key and let the listener read the row)',
+        channel === undefined ? {} : { channel },
+      );
+    }
+  }
+  if (payload.includes('\0')) {
+    throw new PgNotifyError(
+      ErrorCode.INVALID_PAYLOAD,
+      'payload contains a NUL character, which PostgreSQL text cannot hold',
+      channel === undefined ? {} : { channel },
+    );
+  }
+  if (!payload.isWellFormed()) {
+    throw new PgNotifyError(
+      ErrorCode.INVALID_PAYLOAD,
+      'payload contains a lone UTF-16 surrogate, which cannot be sent as UTF-8',
+      channel === undefined ? {} : { channel },
+    );
+  }
+  return payload;
+}
+
+/** Quotes a name as an SQL identifier: `a"b` becomes `"a""b"`. Case is kept. */
+export function quoteIdent(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+/** One simple-query string that LISTENs to every channel: one round trip whatever the count. */
+export function listenSql(channels: Iterable<string>): string {
+  let sql = '';
+  for (const channel of channels) sql += `LISTEN ${quoteIdent(channel)};`;
+  return sql;
+}
+
+/** One simple-query string that UNLISTENs every channel given. */
+export function unlistenSql(channels: Iterable<string>): string {
+  let sql = '';
+  for (const channel of channels) sql += `UNLISTEN ${quoteIdent(channel)};`;
+  return sql;
+}
+
+/**
+ * Turns server-side session timeouts off for the listener connection, so a quiet listener is
+ * not killed. Reads pg_settings so servers that lack a setting (idle_session_timeout is 14+)
+ * do not fail.
+ */
+export const SESSION_SETUP_SQL =
+  "SELECT set_config(name, '0', false) FROM pg_settings" +
+  " WHERE name IN ('idle_session_timeout', 'idle_in_transaction_session_timeout');";
+
+/** The heartbeat: what the server listens to, and how full its notification queue is. */
+export const HEARTBEAT_SQL =
+  'SELECT ARRAY(SELECT pg_listening_channels()) AS channels,' +
+  ' pg_notification_queue_usage() AS usage';
+
+/** One notification, bound as parameters. */
+export const NOTIFY_SQL = 'SELECT pg_notify($1, $2)';
+
+/**
+ * Many notifications in one statement. unnest WITH ORDINALITY is read in order, so
+ * pg_notify runs in call order and the notifications are queued in that order.
+ */
+export const NOTIFY_MANY_SQL =
+  'SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(c, p, i) ORDER BY i';
+
+function invalidChannel(reason: string, channel: string | undefined): PgNotifyError {
+  const shown = channel === undefined ? '' : ` (${JSON.stringify(shorten(channel))})`;
+  return new PgNotifyError(
+    ErrorCode.INVALID_CHANNEL,
+    `invalid channel${shown}: ${reason}`,
+    channel === undefined ? {} : { channel },
+  );
+}
