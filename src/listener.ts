@@ -383,7 +383,7 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
     if (entry === undefined) return;
     const list = channels === undefined ? undefined : channelList(channels);
     this.apply(reg.unsubscribe(this.registry, id, list));
-    if (!this.registry.subscribers.has(id)) entry.value.end();
+    if (!this.registry.subscribers.has(id)) entry.value.end(undefined, true);
     await this.syncUnlessStopped();
   }
 

@@ -257,6 +257,10 @@ export class Session {
     this.pending = undefined;
     if (batch === undefined) return;
     const client = this.client;
+    if (this.state === 'stopped' || this.state === 'failed') {
+      batch.reject(this.state === 'failed' && this.failure ? this.failure : closedError());
+      return;
+    }
     if (client === undefined || this.state !== 'listening') {
       this.connectWaiters.push(batch);
       return;
@@ -444,6 +448,7 @@ export class Session {
       const delayMs =
         attempt === 1 ? 0 : backoffDelay(attempt, policy.minDelayMs, policy.maxDelayMs);
       this.hooks.reconnecting(attempt, delayMs, lastError);
+      if (this.state !== 'reconnecting') return;
       if (delayMs > 0 && !(await this.sleep(delayMs))) return;
       if (this.state !== 'reconnecting') return;
       try {

@@ -339,9 +339,15 @@ export class Subscription<T = unknown>
 
   /**
    * @internal Ends delivery. Buffered notifications stay readable by the consumer; with a
-   * handler, they still run. `error` ends iterators with that error instead of quietly.
+   * handler they still run (a graceful stop) unless `discard` (an unsubscribe). `error` ends
+   * iterators with that error instead of quietly.
    */
-  end(error?: Error): void {
+  end(error?: Error, discard = false): void {
+    if (discard && this.runner !== undefined) {
+      // Unsubscribed: queued handler work is dropped, not run after the caller said stop.
+      this.buffer = [];
+      this.head = 0;
+    }
     if (this.ended) return;
     this.ended = true;
     this.endError = error;

@@ -135,8 +135,7 @@ function exitCleanup(): void {
 export function installExitCleanup(handleSignals: boolean): void {
   if (exitCleanupInstalled) return;
   exitCleanupInstalled = true;
-  // First in line: a later 'exit' listener that throws (e.g. node:test's reporter writing to a
-  // closed stdout pipe after an interrupt) would otherwise stop ours from running.
+  // First in line, so no other 'exit' listener that throws can keep it from running.
   process.prependListener('exit', exitCleanup);
   if (handleSignals) {
     const codes = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 } as const;
