@@ -3,7 +3,14 @@
  * index derived from it, the subscriptions, and one Session; it turns session hooks into
  * events and keeps every error away from the host process (they go to `onError`).
  */
-import { type Decode, type DecodeFunction, decoderFor, type Validated, validate } from './codec.js';
+import {
+  type Decode,
+  type DecodeFunction,
+  decoderFor,
+  type Schema,
+  type Validated,
+  validate,
+} from './codec.js';
 import { type DispatchFunction, defaultDispatch, Router, type UnroutedReason } from './dispatch.js';
 import { ErrorCode, PgNotifyError, toError } from './errors.js';
 import {
@@ -156,7 +163,6 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
   private registry: Registry<AnySubscription> = reg.emptyRegistry();
   /** channel → subscribers to deliver to; rebuilt for touched channels only. */
   private readonly index = new Map<string, AnySubscription[]>();
-  private readonly decoders = new WeakMap<AnySubscription, DecodeFunction>();
   private readonly events: Listeners = {};
   private nextId = 1;
   private chain: Promise<void> | undefined;
@@ -353,7 +359,7 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
     });
     if (options.decode !== undefined) {
       const decoder = decoderFor(decodeOption('decode', options.decode));
-      if (decoder !== this.decoder) this.decoders.set(subscription, decoder);
+      if (decoder !== this.decoder) subscription.decoder = decoder;
     }
     this.apply(reg.subscribe(this.registry, id, subscription, list));
     const signal = options.signal;
@@ -658,13 +664,13 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
     pid: number,
     receivedAt: number,
   ): Promise<void> | undefined {
-    const schema = this.options.schemas[channel];
+    const schema = this.options.schemas.get(channel);
     let shared: Notification | null | undefined;
     let custom: Map<DecodeFunction, Notification | null> | undefined;
     let waits: Promise<void>[] | undefined;
     for (let i = 0; i < subscribers.length; i++) {
       const subscriber = subscribers[i] as AnySubscription;
-      const decoder = this.decoders.get(subscriber);
+      const decoder = subscriber.decoder;
       let notification: Notification | null | undefined;
       if (decoder === undefined) {
         if (shared === undefined) shared = this.decode(this.decoder, channel, raw, pid, receivedAt);
@@ -709,7 +715,7 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
 
   /** Validates a decoded notification once; null when it fails (reported). */
   private checked(
-    schema: NonNullable<ResolvedListenerOptions['schemas'][string]>,
+    schema: Schema,
     notification: Notification,
   ): Notification | null | Promise<Notification | null> {
     const cached = this.validated.get(notification);

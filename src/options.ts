@@ -102,7 +102,7 @@ export type ChannelMap = Record<string, unknown>;
 export interface ResolvedListenerOptions {
   connection: ConnectionOption | undefined;
   decode: Decode;
-  schemas: Readonly<Record<string, Schema>>;
+  schemas: ReadonlyMap<string, Schema>;
   concurrency: number;
   ignoreOwn: boolean;
   heartbeat: Required<HeartbeatOptions> | false;
@@ -188,8 +188,8 @@ export function decodeOption(name: string, value: unknown): Decode {
   throw invalid(name, "'auto', 'json', 'text' or a function", value);
 }
 
-function schemasOption(value: unknown): Readonly<Record<string, Schema>> {
-  if (value === undefined) return {};
+function schemasOption(value: unknown): ReadonlyMap<string, Schema> {
+  if (value === undefined) return new Map();
   if (typeof value !== 'object' || value === null) throw invalid('schemas', 'an object', value);
   for (const [channel, schema] of Object.entries(value)) {
     const std = (schema as { '~standard'?: { validate?: unknown } } | undefined)?.['~standard'];
@@ -197,7 +197,7 @@ function schemasOption(value: unknown): Readonly<Record<string, Schema>> {
       throw invalid(`schemas[${JSON.stringify(channel)}]`, 'a Standard Schema', schema);
     }
   }
-  return value as Record<string, Schema>;
+  return new Map(Object.entries(value as Record<string, Schema>));
 }
 
 function heartbeatOption(value: unknown): Required<HeartbeatOptions> | false {

@@ -80,6 +80,8 @@ export class Subscription<T = unknown>
 {
   /** This subscriber's id: given in the options, or generated. */
   readonly id: SubscriberId;
+  /** @internal This subscriber's own decoder, when it differs from the listener's. */
+  decoder: ((raw: string, channel: string) => unknown) | undefined;
   private buffer: (Item<T> | undefined)[] = [];
   private head = 0;
   private waiters: Waiter<T>[] = [];
