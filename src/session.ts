@@ -179,6 +179,7 @@ export class Session {
   /** Connects and LISTENs every wanted channel. Rejects on the first failure (no retry). */
   start(): Promise<void> {
     if (this.state === 'stopped') return Promise.reject(closedError());
+    if (this.state === 'failed') return Promise.reject(this.failure ?? closedError());
     this.startPromise ??= this.firstConnect();
     return this.startPromise;
   }
