@@ -130,9 +130,11 @@ export function handles(action: string) {
       marked[HANDLES] = [...(marked[HANDLES] ?? []), action];
       return;
     }
-    const map =
-      (metadata[HANDLES] as Map<string | symbol, string[]> | undefined) ??
-      new Map<string | symbol, string[]>();
+    // A subclass's metadata inherits from its parent's: copy the parent's map rather than
+    // adding to it, or a subclass's handlers would leak into the parent and its siblings.
+    const map = Object.hasOwn(metadata, HANDLES)
+      ? (metadata[HANDLES] as Map<string | symbol, string[]>)
+      : new Map(metadata[HANDLES] as Map<string | symbol, string[]> | undefined);
     metadata[HANDLES] = map;
     map.set(context.name, [...(map.get(context.name) ?? []), action]);
   };
@@ -174,7 +176,9 @@ export class Router<P = unknown, N = unknown> {
 
   /** Registers every method of `instance` marked with {@link handles}, bound to it. */
   register(instance: object): this {
-    const metadataKey = (Symbol as { metadata?: symbol }).metadata;
+    // Without a native Symbol.metadata (Node 20), TypeScript and esbuild still pass
+    // context.metadata and store it under Symbol.for('Symbol.metadata').
+    const metadataKey = (Symbol as { metadata?: symbol }).metadata ?? Symbol.for('Symbol.metadata');
     const ctor = instance.constructor as unknown as Record<
       symbol,
       Record<symbol, unknown> | null | undefined

@@ -203,7 +203,11 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
       reconnecting: (attempt, delayMs, cause) =>
         this.emit('reconnecting', { attempt, delayMs, cause }),
       reconnected: (gap) => this.onReconnected(gap),
-      failed: (error) => this.reportError(error),
+      failed: (error) => {
+        this.reportError(error);
+        // Nothing more will arrive: loops and next() end with the failure, after their buffers.
+        for (const [, entry] of this.registry.subscribers) entry.value.end(error);
+      },
       error: (error) => this.reportError(error),
     });
     const stopChannel = this.options.stopChannel;
@@ -290,7 +294,13 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
     if (signal?.aborted) return this.stop();
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      await this.start();
+      try {
+        await this.start();
+      } catch (error) {
+        // Stopped while starting (the signal, or stop() elsewhere): that is a normal end.
+        if (this.session.state === 'stopped') return;
+        throw error;
+      }
       await this.closed;
       if (this.session.state === 'failed') {
         throw new PgNotifyError(
@@ -361,7 +371,12 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
       const decoder = decoderFor(decodeOption('decode', options.decode));
       if (decoder !== this.decoder) subscription.decoder = decoder;
     }
-    this.apply(reg.subscribe(this.registry, id, subscription, list));
+    try {
+      this.apply(reg.subscribe(this.registry, id, subscription, list));
+    } catch (error) {
+      subscription.end();
+      throw error;
+    }
     const signal = options.signal;
     if (signal !== undefined) {
       if (signal.aborted) void this.unsubscribe(id);

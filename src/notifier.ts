@@ -17,7 +17,7 @@ export interface Queryable {
 /** Options of {@link createNotifier}. Give `connection` or `pool`, not both. */
 export interface NotifierOptions {
   /** A URL or `pg.PoolConfig`; the notifier owns a small pool and closes it. Default `DATABASE_URL`. */
-  connection?: string | pg.PoolConfig;
+  connection?: string | pg.PoolConfig | undefined;
   /** A pool of your own; the notifier borrows it and never ends it. */
   pool?: pg.Pool;
   /** Most notifications per statement. Default 1 000. */

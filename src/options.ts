@@ -62,7 +62,7 @@ export type ErrorHandler = (error: Error) => void;
 /** Options of {@link createListener}. Every field is optional. */
 export interface ListenerOptions<Channels extends ChannelMap = ChannelMap> {
   /** Where to connect. Default `DATABASE_URL`, else `PG*` environment variables. */
-  connection?: ConnectionOption;
+  connection?: ConnectionOption | undefined;
   /** How payload text is decoded. Default `'auto'`. */
   decode?: Decode;
   /** Per-channel Standard Schemas; a payload that fails is reported, never delivered. */

@@ -139,7 +139,7 @@ export function unsubscribe<S>(
   const leaving =
     channels === undefined
       ? subscriber.channels.toArray()
-      : channels.filter((c) => subscriber.channels.has(c));
+      : [...new Set(channels)].filter((c) => subscriber.channels.has(c));
   if (leaving.length === 0) return { registry, touched: [] };
   const channelMap = registry.channels.withMutations((map) => {
     for (const channel of leaving) {

@@ -87,6 +87,8 @@ const noop = (): void => undefined;
 
 /** Per-client event handlers, kept so they can be detached when the client is dropped. */
 interface Attached {
+  /** Notifications read before the client was adopted; replayed after the connect/gap report. */
+  early: [channel: string, payload: string, pid: number, receivedAt: number][];
   notification(message: pg.Notification): void;
   error(error: Error): void;
   end(): void;
@@ -99,6 +101,8 @@ export class Session {
   /** Completed reconnections. */
   reconnects = 0;
   private client: pg.Client | undefined;
+  /** The client of a connection attempt in progress, so stop() can abort it. */
+  private connecting: pg.Client | undefined;
   private readonly attached = new WeakMap<pg.Client, Attached>();
   private readonly wanted = new Set<string>();
   private confirmed = new Set<string>();
@@ -192,6 +196,7 @@ export class Session {
     this.cancelBackoff?.();
     const closed = closedError();
     this.rejectWaiters(closed);
+    if (this.connecting !== undefined) destroySocket(this.connecting);
     const client = this.client;
     this.client = undefined;
     this.pid = undefined;
@@ -220,6 +225,17 @@ export class Session {
     }
     this.adopt(client);
     this.hooks.connected(backendPid(client) ?? 0);
+    this.replayEarly(client);
+  }
+
+  private replayEarly(client: pg.Client): void {
+    const early = this.attached.get(client)?.early;
+    if (early === undefined || early.length === 0) return;
+    const held = early.splice(0);
+    for (const [channel, payload, pid, receivedAt] of held) {
+      if (client !== this.client) return;
+      this.hooks.notification(channel, payload, pid, receivedAt);
+    }
   }
 
   /** Makes a connected client current: state, heartbeat, waiters, changes made meanwhile. */
@@ -318,10 +334,19 @@ export class Session {
   /** Creates, connects and prepares one client: session settings and LISTEN, one round trip. */
   private async connectOnce(): Promise<pg.Client> {
     const client = await this.makeClient();
+    if (this.state === 'stopped') throw closedError();
+    this.connecting = client;
     const attached: Attached = {
+      early: [],
       notification: (message) => {
         const now = Date.now();
         this.lastActivity = now;
+        if (client !== this.client) {
+          // LISTEN is live but the connection is not adopted yet: hold these until the
+          // connected/gap reports went out, so nothing overtakes the gap.
+          attached.early.push([message.channel, message.payload ?? '', message.processId, now]);
+          return;
+        }
         this.hooks.notification(message.channel, message.payload ?? '', message.processId, now);
       },
       error: (error) => this.lost(client, error),
@@ -361,6 +386,7 @@ export class Session {
       throw error;
     } finally {
       clearTimeout(timer);
+      if (this.connecting === client) this.connecting = undefined;
     }
     this.confirmed = new Set(channels);
     return client;
@@ -491,6 +517,7 @@ export class Session {
       downtimeMs: reconnectedAt - disconnectedAt,
       cause,
     });
+    this.replayEarly(client);
   }
 
   /** Waits for a backoff delay; false when stop() cut it short. */
@@ -623,7 +650,8 @@ export function backoffDelay(
   maxDelayMs: number,
   random = Math.random,
 ): number {
-  const base = Math.min(maxDelayMs, minDelayMs * 2 ** Math.max(0, attempt - 2));
+  // The exponent is capped so 0 * 2 ** n never becomes 0 * Infinity = NaN.
+  const base = Math.min(maxDelayMs, minDelayMs * 2 ** Math.min(64, Math.max(0, attempt - 2)));
   return Math.round(base / 2 + (random() * base) / 2);
 }
 

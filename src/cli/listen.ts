@@ -1,0 +1,173 @@
+/**
+ * `pgnotify listen <channel...>`: one line per notification (pretty on a terminal, NDJSON with
+ * --json), reconnects and gaps on stderr, --count / --timeout for scripts.
+ */
+import { type Command, Option } from 'commander';
+import { createListener, type Notification } from '../index.js';
+import {
+  CONNECTION_HELP,
+  connectionFrom,
+  ExitCode,
+  integer,
+  note,
+  onInterrupt,
+  reportFailure,
+} from './common.js';
+import {
+  colorFor,
+  formatError,
+  formatGap,
+  formatNotification,
+  ndjson,
+  showChannels,
+} from './format.js';
+
+export interface ListenOptions {
+  json?: boolean;
+  count?: number;
+  timeout?: number;
+  decode: 'auto' | 'json' | 'text';
+}
+
+export function registerListen(program: Command): void {
+  program
+    .command('listen')
+    .description('print notifications on one or more channels, one line each')
+    .argument(
+      '<channel...>',
+      'channel names, exactly as sent (case kept, any characters, ≤ 63 bytes)',
+    )
+    .option('--json', 'print NDJSON: {"channel","payload","raw","pid","receivedAt"} per line')
+    .option('-n, --count <n>', 'exit 0 after <n> notifications', integer(1))
+    .option(
+      '-t, --timeout <ms>',
+      'give up after <ms>: exit 1 if nothing arrived (with --count: fewer than <n>)',
+      integer(1),
+    )
+    .addOption(
+      new Option(
+        '--decode <mode>',
+        'payload decoding: JSON if it parses (auto), strict JSON, or text',
+      )
+        .choices(['auto', 'json', 'text'])
+        .default('auto'),
+    )
+    .addHelpText(
+      'after',
+      `
+Output: on a terminal, "HH:MM:SS.mmm  channel  pid <sender>  payload" with JSON indented and
+coloured (NO_COLOR turns colour off); piped, the same on one line; --json gives NDJSON.
+A line "pgnotify: listening on …" goes to stderr once the server confirmed LISTEN; reconnects
+and gap reports (what was lost while disconnected) go to stderr too.
+${CONNECTION_HELP}
+
+Exit codes: 0 --count reached (or stopped), 1 --timeout ran out, 2 bad channel name,
+3 connection failure, 130 SIGINT, 143 SIGTERM.
+
+Examples:
+  pgnotify listen orders
+  pgnotify listen --json --count 1 --timeout 5000 job_done | jq .payload`,
+    )
+    .action(async (channels: string[], options: ListenOptions, command: Command) => {
+      process.exitCode = await listen(channels, options, connectionFrom(command));
+    });
+}
+
+/** Runs the listener until --count, --timeout, a signal, or a failure; returns the exit code. */
+export async function listen(
+  channels: string[],
+  options: ListenOptions,
+  connection: string | undefined,
+): Promise<number> {
+  const color = colorFor(process.stdout);
+  const indent = process.stdout.isTTY === true;
+  const format = options.json
+    ? ndjson
+    : (n: Notification): string => formatNotification(n, { color, indent });
+  let received = 0;
+  let done = false;
+  let finish!: (code: number) => void;
+  const finished = new Promise<number>((resolve) => {
+    finish = (code) => {
+      done = true;
+      resolve(code);
+    };
+  });
+
+  const listener = createListener({
+    ...(connection === undefined ? {} : { connection }),
+    decode: options.decode,
+    onError: (error) => process.stderr.write(`${formatError(error)}\n`),
+  });
+  listener.on('disconnected', ({ cause }) => note(`connection lost: ${cause.message}`));
+  listener.on('reconnecting', ({ attempt, delayMs }) =>
+    note(`reconnecting (attempt ${attempt}${delayMs > 0 ? `, in ${delayMs} ms` : ''})`),
+  );
+  listener.on('reconnected', ({ pid, downtimeMs }) =>
+    note(`reconnected (backend pid ${pid}) after ${downtimeMs} ms`),
+  );
+  listener.on('gap', (gap) => note(formatGap(gap)));
+
+  const onStdoutError = (error: NodeJS.ErrnoException): void => {
+    // The reader went away (`| head -1`): that is a normal end, not a failure.
+    if (error.code === 'EPIPE') finish(ExitCode.OK);
+    else {
+      note(`cannot write to stdout: ${error.message}`);
+      finish(ExitCode.CONNECTION);
+    }
+  };
+  process.stdout.on('error', onStdoutError);
+  const uninstall = onInterrupt(finish);
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    // Before start(), subscribe() only checks the names (bad ones reject, exit 2).
+    await listener.subscribe(
+      channels,
+      (n) => {
+        if (done) return;
+        received++;
+        process.stdout.write(`${format(n)}\n`);
+        if (options.count !== undefined && received >= options.count) finish(ExitCode.OK);
+      },
+      { concurrency: 0 },
+    );
+    const started = listener.start().then(
+      () => undefined,
+      (error: unknown) => error,
+    );
+    const first = await Promise.race([started.then((error) => ({ error })), finished]);
+    if (typeof first === 'number') return first; // interrupted while connecting
+    if (first.error !== undefined) return reportFailure(first.error);
+
+    note(`listening on ${showChannels(channels)} (backend pid ${listener.pid})`);
+    void listener.closed.then(() => {
+      // Reconnecting gave up (or met a bad password): the failure itself went to onError.
+      if (listener.state === 'failed') finish(ExitCode.CONNECTION);
+    });
+    if (options.timeout !== undefined) {
+      const { timeout } = options;
+      timer = setTimeout(() => {
+        const wanted = options.count ?? 1;
+        if (received >= wanted) {
+          finish(ExitCode.OK);
+          return;
+        }
+        note(
+          options.count === undefined
+            ? `timed out: nothing arrived within ${timeout} ms`
+            : `timed out: ${received} of ${options.count} notification(s) arrived within ${timeout} ms`,
+        );
+        finish(ExitCode.TIMEOUT);
+      }, timeout);
+    }
+    return await finished;
+  } catch (error) {
+    return reportFailure(error);
+  } finally {
+    done = true;
+    clearTimeout(timer);
+    await listener.stop();
+    uninstall();
+    process.stdout.off('error', onStdoutError);
+  }
+}

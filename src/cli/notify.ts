@@ -1,0 +1,186 @@
+/**
+ * `pgnotify notify <channel> [payload]`: the payload argument as given, or one notification per
+ * line of stdin, sent through the notifier's auto-batching.
+ */
+import { createInterface } from 'node:readline';
+import type { Command } from 'commander';
+import {
+  createListener,
+  createNotifier,
+  ErrorCode,
+  type Notifier,
+  PgNotifyError,
+} from '../index.js';
+import {
+  CONNECTION_HELP,
+  connectionFrom,
+  ExitCode,
+  exitCodeFor,
+  note,
+  onInterrupt,
+  reportFailure,
+} from './common.js';
+import { formatError, showChannel } from './format.js';
+
+export interface NotifyOptions {
+  json?: boolean;
+}
+
+/** Pending notify() calls allowed before reading more of stdin (keeps memory bounded). */
+const MAX_PENDING = 10_000;
+
+export function registerNotify(program: Command): void {
+  program
+    .command('notify')
+    .description('send a notification: the payload argument, or one per line of stdin')
+    .argument('<channel>', 'channel name, exactly as listened to (case kept, ≤ 63 bytes)')
+    .argument('[payload]', 'text sent exactly as given (< 8000 bytes); omitted: read stdin')
+    .option(
+      '--json',
+      'parse each payload as JSON first (invalid JSON is refused) and send it compact',
+    )
+    .addHelpText(
+      'after',
+      `
+Without [payload], every line of stdin is one notification (an empty line is an empty payload;
+with --json, empty lines are skipped). Lines are sent as they are read, batched into a few
+statements, in order; the count goes to stderr. A refused line is reported with its number and
+the others are still sent (exit 2).
+${CONNECTION_HELP}
+
+Exit codes: 0 sent, 2 bad channel, payload or JSON, 3 connection failure or the server refused,
+130 SIGINT.
+
+Examples:
+  pgnotify notify orders '{"id": 1}'
+  printf 'a\\nb\\n' | pgnotify notify jobs`,
+    )
+    .action(
+      async (
+        channel: string,
+        payload: string | undefined,
+        options: NotifyOptions,
+        command: Command,
+      ) => {
+        process.exitCode = await notifyCommand(channel, payload, options, connectionFrom(command));
+      },
+    );
+}
+
+/** Checks channel names with the library's own rules, without connecting. */
+async function checkChannelName(channel: string): Promise<void> {
+  const probe = createListener();
+  try {
+    await probe.subscribe(channel); // before start(): validates only
+  } finally {
+    await probe.stop();
+  }
+}
+
+/** Sends what the command line asks for; returns the exit code. */
+export async function notifyCommand(
+  channel: string,
+  payload: string | undefined,
+  options: NotifyOptions,
+  connection: string | undefined,
+): Promise<number> {
+  const encode = (text: string): string => {
+    if (!options.json) return text;
+    try {
+      return JSON.stringify(JSON.parse(text));
+    } catch (error) {
+      throw new PgNotifyError(
+        ErrorCode.INVALID_PAYLOAD,
+        `invalid JSON: ${(error as Error).message}`,
+        { channel },
+      );
+    }
+  };
+  try {
+    await checkChannelName(channel);
+    if (payload !== undefined) encode(payload);
+  } catch (error) {
+    return reportFailure(error);
+  }
+  const notifier = createNotifier({
+    ...(connection === undefined ? {} : { connection }),
+    onError: (error) => process.stderr.write(`${formatError(error)}\n`),
+  });
+  try {
+    if (payload !== undefined) {
+      await notifier.notify(channel, encode(payload));
+      note(`sent 1 notification on ${showChannel(channel)}`);
+      return ExitCode.OK;
+    }
+    return await fromStdin(notifier, channel, encode, options);
+  } catch (error) {
+    return reportFailure(error);
+  } finally {
+    await notifier.close();
+  }
+}
+
+async function fromStdin(
+  notifier: Notifier,
+  channel: string,
+  encode: (text: string) => string,
+  options: NotifyOptions,
+): Promise<number> {
+  if (process.stdin.isTTY) note('reading payloads from stdin, one per line (Ctrl-D to end)');
+  const lines = createInterface({ input: process.stdin, crlfDelay: Number.POSITIVE_INFINITY });
+  let interrupted: number | undefined;
+  const uninstall = onInterrupt((code) => {
+    interrupted = code;
+    lines.close();
+  });
+  let lineNo = 0;
+  let sent = 0;
+  let refused = 0;
+  let fatal: unknown;
+  let pending: Promise<void>[] = [];
+  const refuse = (at: number, error: unknown): void => {
+    refused++;
+    note(`line ${at}: ${formatError(error).replace(/^pgnotify: /, '')}`);
+  };
+  try {
+    for await (const line of lines) {
+      lineNo++;
+      if (options.json && line.trim() === '') continue;
+      const at = lineNo;
+      let text: string;
+      try {
+        text = encode(line);
+      } catch (error) {
+        refuse(at, error);
+        continue;
+      }
+      // Not awaited one by one: calls made while a batch is in flight join the next batch.
+      pending.push(
+        notifier.notify(channel, text).then(
+          () => {
+            sent++;
+          },
+          (error: unknown) => {
+            if (exitCodeFor(error) === ExitCode.USAGE) refuse(at, error);
+            else fatal ??= error;
+          },
+        ),
+      );
+      if (pending.length >= MAX_PENDING) {
+        await Promise.all(pending);
+        pending = [];
+      }
+      if (fatal !== undefined) break;
+    }
+    await Promise.all(pending);
+  } finally {
+    uninstall();
+  }
+  note(
+    `sent ${sent} notification(s) on ${showChannel(channel)}` +
+      (refused > 0 ? `; ${refused} line(s) refused` : ''),
+  );
+  if (fatal !== undefined) return reportFailure(fatal);
+  if (interrupted !== undefined) return interrupted;
+  return refused > 0 ? ExitCode.USAGE : ExitCode.OK;
+}

@@ -1,0 +1,563 @@
+/**
+ * Unit tests of src/registry.ts: the immutable registry of channels and subscribers and its
+ * pure transitions. No database needed.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { ErrorCode, PgNotifyError } from '../src/errors.js';
+import {
+  activeChannels,
+  type Change,
+  channelInfos,
+  channelsOf,
+  emptyRegistry,
+  isActive,
+  muteChannels,
+  muteSubscriber,
+  type Registry,
+  recipients,
+  type SubscriberId,
+  subscribe,
+  subscriberInfos,
+  unmuteChannels,
+  unmuteSubscriber,
+  unsubscribe,
+} from '../src/registry.js';
+
+type R = Registry<string>;
+
+/** Everything observable about a registry, as plain data. */
+function snapshot(registry: R): unknown {
+  const channels = channelInfos(registry, () => false);
+  return {
+    channels: channels.map((c) => ({
+      ...c,
+      subscribers: c.subscribers.map((s) => ({ ...s })),
+      recipients: recipients(registry, c.name),
+    })),
+    subscribers: subscriberInfos(registry).map((s) => ({
+      id: s.id,
+      channels: s.channels.map((c) => ({ ...c })),
+      of: channelsOf(registry, s.id),
+    })),
+    active: activeChannels(registry),
+  };
+}
+
+/** Runs a transition and asserts its input registry is unchanged afterwards. */
+function pure(registry: R, transition: (r: R) => Change<string>): Change<string> {
+  const before = snapshot(registry);
+  const channelsRef = registry.channels;
+  const subscribersRef = registry.subscribers;
+  const change = transition(registry);
+  assert.deepEqual(snapshot(registry), before, 'the input registry changed');
+  assert.equal(registry.channels, channelsRef);
+  assert.equal(registry.subscribers, subscribersRef);
+  return change;
+}
+
+function throwsCode(fn: () => unknown, code: string): PgNotifyError {
+  let caught: unknown;
+  try {
+    fn();
+  } catch (error) {
+    caught = error;
+  }
+  assert.ok(caught instanceof PgNotifyError, `expected a PgNotifyError, got ${String(caught)}`);
+  assert.equal(caught.code, code);
+  return caught;
+}
+
+/** Builds a registry from a list of (id, channels) subscriptions; value = `v<id>`. */
+function build(subs: [SubscriberId, string[]][]): R {
+  let r: R = emptyRegistry();
+  for (const [id, channels] of subs) r = subscribe(r, id, `v${id}`, channels).registry;
+  return r;
+}
+
+describe('registry transitions are pure', () => {
+  test('subscribe', () => {
+    const r0 = build([[1, ['a']]]);
+    const { registry } = pure(r0, (r) => subscribe(r, 2, 'v2', ['a', 'b']));
+    assert.deepEqual(recipients(registry, 'a'), ['v1', 'v2']);
+    assert.deepEqual(recipients(r0, 'a'), ['v1']);
+    assert.deepEqual(recipients(r0, 'b'), []);
+  });
+
+  test('unsubscribe (some channels, all channels)', () => {
+    const r0 = build([
+      [1, ['a', 'b']],
+      [2, ['a']],
+    ]);
+    const some = pure(r0, (r) => unsubscribe(r, 1, ['a'])).registry;
+    assert.deepEqual(channelsOf(some, 1), ['b']);
+    const all = pure(r0, (r) => unsubscribe(r, 1)).registry;
+    assert.equal(channelsOf(all, 1), undefined);
+    assert.deepEqual(channelsOf(r0, 1), ['a', 'b']);
+  });
+
+  test('muteChannels / unmuteChannels', () => {
+    const r0 = build([[1, ['a', 'b']]]);
+    const muted = pure(r0, (r) => muteChannels(r, ['a'])).registry;
+    assert.equal(isActive(muted, 'a'), false);
+    assert.equal(isActive(r0, 'a'), true);
+    const all = pure(muted, (r) => muteChannels(r)).registry;
+    assert.deepEqual(activeChannels(all), []);
+    const back = pure(all, (r) => unmuteChannels(r)).registry;
+    assert.deepEqual(activeChannels(back), ['a', 'b']);
+  });
+
+  test('muteSubscriber / unmuteSubscriber', () => {
+    const r0 = build([
+      [1, ['a']],
+      [2, ['a']],
+    ]);
+    const muted = pure(r0, (r) => muteSubscriber(r, 1)).registry;
+    assert.deepEqual(recipients(muted, 'a'), ['v2']);
+    const back = pure(muted, (r) => unmuteSubscriber(r, 1, ['a'])).registry;
+    assert.deepEqual(recipients(back, 'a'), ['v1', 'v2']);
+    assert.deepEqual(recipients(r0, 'a'), ['v1', 'v2']);
+  });
+
+  test('a failing transition leaves the registry as it was', () => {
+    const r0 = build([[1, ['a']]]);
+    const before = snapshot(r0);
+    throwsCode(() => subscribe(r0, 1, 'again', ['b']), ErrorCode.DUPLICATE_SUBSCRIBER);
+    throwsCode(() => muteSubscriber(r0, 99), ErrorCode.UNKNOWN_SUBSCRIBER);
+    assert.deepEqual(snapshot(r0), before);
+  });
+});
+
+describe('subscribe / unsubscribe', () => {
+  test('the empty registry has nothing', () => {
+    const r: R = emptyRegistry();
+    assert.deepEqual(activeChannels(r), []);
+    assert.deepEqual(
+      channelInfos(r, () => true),
+      [],
+    );
+    assert.deepEqual(subscriberInfos(r), []);
+    assert.equal(isActive(r, 'a'), false);
+    assert.deepEqual(recipients(r, 'a'), []);
+    assert.equal(channelsOf(r, 1), undefined);
+  });
+
+  test('a subscriber is recorded with its channels, duplicates removed', () => {
+    const change = subscribe(emptyRegistry<string>(), 'x', 'vx', ['a', 'b', 'a']);
+    assert.deepEqual(change.touched, ['a', 'b']);
+    assert.deepEqual(channelsOf(change.registry, 'x'), ['a', 'b']);
+    assert.deepEqual(activeChannels(change.registry), ['a', 'b']);
+    assert.deepEqual(subscriberInfos(change.registry), [
+      {
+        id: 'x',
+        channels: [
+          { name: 'a', muted: false },
+          { name: 'b', muted: false },
+        ],
+      },
+    ]);
+  });
+
+  test('string and number ids are distinct', () => {
+    const r = build([
+      [1, ['a']],
+      ['1', ['a']],
+    ]);
+    assert.deepEqual(recipients(r, 'a'), ['v1', 'v1']);
+    assert.deepEqual(
+      subscriberInfos(r).map((s) => s.id),
+      [1, '1'],
+    );
+  });
+
+  test('a used id is DUPLICATE_SUBSCRIBER, even for other channels', () => {
+    const r = build([[7, ['a']]]);
+    const error = throwsCode(() => subscribe(r, 7, 'other', ['b']), ErrorCode.DUPLICATE_SUBSCRIBER);
+    assert.equal(error.subscriberId, 7);
+    // Once unsubscribed, the id is free again.
+    const freed = unsubscribe(r, 7).registry;
+    assert.deepEqual(channelsOf(subscribe(freed, 7, 'again', ['b']).registry, 7), ['b']);
+  });
+
+  test('unsubscribing an unknown id is a no-op', () => {
+    const r = build([[1, ['a']]]);
+    const change = unsubscribe(r, 2);
+    assert.equal(change.registry, r);
+    assert.deepEqual(change.touched, []);
+    const partial = unsubscribe(r, 2, ['a']);
+    assert.equal(partial.registry, r);
+    assert.deepEqual(partial.touched, []);
+  });
+
+  test('unsubscribing from channels the subscriber does not have is a no-op', () => {
+    const r = build([
+      [1, ['a']],
+      [2, ['b']],
+    ]);
+    const change = unsubscribe(r, 1, ['b', 'zzz']);
+    assert.equal(change.registry, r);
+    assert.deepEqual(change.touched, []);
+    assert.deepEqual(recipients(change.registry, 'b'), ['v2']);
+  });
+
+  test('partial unsubscribe keeps the subscriber on the rest', () => {
+    const r = build([[1, ['a', 'b', 'c']]]);
+    const change = unsubscribe(r, 1, ['b', 'zzz']);
+    assert.deepEqual(change.touched, ['b']);
+    assert.deepEqual(channelsOf(change.registry, 1), ['a', 'c']);
+    assert.deepEqual(activeChannels(change.registry), ['a', 'c']);
+    // The last channel gone removes the subscriber entirely.
+    const gone = unsubscribe(change.registry, 1, ['a', 'c']);
+    assert.deepEqual(gone.touched, ['a', 'c']);
+    assert.equal(channelsOf(gone.registry, 1), undefined);
+    assert.deepEqual(subscriberInfos(gone.registry), []);
+    assert.deepEqual(
+      channelInfos(gone.registry, () => false),
+      [],
+    );
+  });
+
+  test('a channel stays while another subscriber has it', () => {
+    const r = build([
+      [1, ['a']],
+      [2, ['a']],
+    ]);
+    const change = unsubscribe(r, 1);
+    assert.deepEqual(change.touched, ['a']);
+    assert.equal(isActive(change.registry, 'a'), true);
+    assert.deepEqual(recipients(change.registry, 'a'), ['v2']);
+  });
+
+  test('touched has no duplicates when a channel is named twice in unsubscribe', () => {
+    const r = build([[1, ['a', 'b']]]);
+    const change = unsubscribe(r, 1, ['a', 'a']);
+    assert.deepEqual(change.touched, ['a']);
+    assert.deepEqual(channelsOf(change.registry, 1), ['b']);
+  });
+});
+
+describe("pgnotifier's rule: active iff the channel is not muted and has an unmuted subscriber", () => {
+  // Every combination of channel mute and up to two subscribers' mute flags.
+  const cases: { channelMuted: boolean; subscribers: boolean[] }[] = [];
+  for (const channelMuted of [false, true]) {
+    for (const subscribers of [[], [false], [true], [false, false], [false, true], [true, true]]) {
+      cases.push({ channelMuted, subscribers });
+    }
+  }
+
+  for (const { channelMuted, subscribers } of cases) {
+    const expected = !channelMuted && subscribers.some((muted) => !muted);
+    test(`channel ${channelMuted ? 'muted' : 'unmuted'}, subscribers ${JSON.stringify(subscribers)} → ${expected ? 'active' : 'inactive'}`, () => {
+      let r: R = emptyRegistry();
+      // An unrelated active channel, so the rule is checked per channel.
+      r = subscribe(r, 'other', 'vother', ['z']).registry;
+      subscribers.forEach((_, i) => {
+        r = subscribe(r, i, `v${i}`, ['a']).registry;
+      });
+      subscribers.forEach((muted, i) => {
+        if (muted) r = muteSubscriber(r, i, ['a']).registry;
+      });
+      if (channelMuted) r = muteChannels(r, ['a']).registry;
+
+      assert.equal(isActive(r, 'a'), expected);
+      assert.deepEqual(activeChannels(r), expected ? ['z', 'a'] : ['z']);
+      const info = channelInfos(r, () => false).find((c) => c.name === 'a');
+      if (subscribers.length === 0 && !channelMuted) assert.equal(info, undefined);
+      else {
+        assert.ok(info);
+        assert.equal(info.active, expected);
+        assert.equal(info.muted, channelMuted);
+        assert.deepEqual(
+          info.subscribers.map((s) => s.muted),
+          subscribers,
+        );
+      }
+      const want = channelMuted ? [] : subscribers.flatMap((muted, i) => (muted ? [] : [`v${i}`]));
+      assert.deepEqual(recipients(r, 'a'), want);
+      assert.equal(isActive(r, 'z'), true);
+    });
+  }
+
+  test('unmuting brings a channel back exactly when the rule says so', () => {
+    let r = build([
+      [1, ['a']],
+      [2, ['a']],
+    ]);
+    r = muteSubscriber(r, 1).registry;
+    r = muteChannels(r, ['a']).registry;
+    assert.equal(isActive(r, 'a'), false);
+    r = unmuteChannels(r, ['a']).registry;
+    assert.equal(isActive(r, 'a'), true); // subscriber 2 is unmuted
+    r = muteSubscriber(r, 2).registry;
+    assert.equal(isActive(r, 'a'), false); // both subscribers muted
+    r = unmuteSubscriber(r, 1).registry;
+    assert.equal(isActive(r, 'a'), true);
+    r = unsubscribe(r, 1).registry;
+    assert.equal(isActive(r, 'a'), false); // only the muted subscriber 2 is left
+    assert.deepEqual(recipients(r, 'a'), []);
+  });
+
+  test('a subscriber muted on one channel still receives on the others', () => {
+    let r = build([[1, ['a', 'b']]]);
+    r = muteSubscriber(r, 1, ['a']).registry;
+    assert.deepEqual(recipients(r, 'a'), []);
+    assert.deepEqual(recipients(r, 'b'), ['v1']);
+    assert.deepEqual(subscriberInfos(r)[0]?.channels, [
+      { name: 'a', muted: true },
+      { name: 'b', muted: false },
+    ]);
+  });
+
+  test('unsubscribing a muted subscriber keeps the unmuted count right', () => {
+    let r = build([
+      [1, ['a']],
+      [2, ['a']],
+    ]);
+    r = muteSubscriber(r, 1).registry;
+    r = unsubscribe(r, 1).registry; // removes a muted subscriber: the count must not drop
+    assert.equal(isActive(r, 'a'), true);
+    r = muteSubscriber(r, 2).registry;
+    assert.equal(isActive(r, 'a'), false);
+    r = unmuteSubscriber(r, 2).registry;
+    assert.equal(isActive(r, 'a'), true);
+  });
+});
+
+describe('mute and unmute', () => {
+  test('muteSubscriber of an unknown id is UNKNOWN_SUBSCRIBER', () => {
+    const r = build([[1, ['a']]]);
+    const error = throwsCode(() => muteSubscriber(r, 'ghost'), ErrorCode.UNKNOWN_SUBSCRIBER);
+    assert.equal(error.subscriberId, 'ghost');
+    throwsCode(() => unmuteSubscriber(r, 2, ['a']), ErrorCode.UNKNOWN_SUBSCRIBER);
+  });
+
+  test('muting a channel before anyone subscribes is remembered', () => {
+    let r: R = emptyRegistry();
+    const change = muteChannels(r, ['later']);
+    assert.deepEqual(change.touched, ['later']);
+    r = change.registry;
+    assert.deepEqual(
+      channelInfos(r, () => false),
+      [{ name: 'later', muted: true, active: false, listening: false, subscribers: [] }],
+    );
+    r = subscribe(r, 1, 'v1', ['later']).registry;
+    assert.equal(isActive(r, 'later'), false);
+    assert.deepEqual(recipients(r, 'later'), []);
+    // The muted channel survives its last subscriber leaving.
+    const left = unsubscribe(r, 1).registry;
+    assert.equal(channelInfos(left, () => false)[0]?.muted, true);
+    r = unmuteChannels(r, ['later']).registry;
+    assert.equal(isActive(r, 'later'), true);
+    assert.deepEqual(recipients(r, 'later'), ['v1']);
+  });
+
+  test('unmuting a channel nobody subscribes to forgets it', () => {
+    const muted = muteChannels(emptyRegistry<string>(), ['x']).registry;
+    const change = unmuteChannels(muted, ['x']);
+    assert.deepEqual(change.touched, ['x']);
+    assert.deepEqual(
+      channelInfos(change.registry, () => false),
+      [],
+    );
+  });
+
+  test('muteChannels() without a list mutes every known channel', () => {
+    const r = build([
+      [1, ['a', 'b']],
+      [2, ['c']],
+    ]);
+    const change = muteChannels(r);
+    assert.deepEqual(change.touched, ['a', 'b', 'c']);
+    assert.deepEqual(activeChannels(change.registry), []);
+    const back = unmuteChannels(change.registry);
+    assert.deepEqual(back.touched, ['a', 'b', 'c']);
+    assert.deepEqual(activeChannels(back.registry), ['a', 'b', 'c']);
+  });
+});
+
+describe('touched lists exactly the changed channels', () => {
+  test('muting an already muted channel touches nothing', () => {
+    let r = build([[1, ['a', 'b']]]);
+    r = muteChannels(r, ['a']).registry;
+    const again = muteChannels(r, ['a', 'b']);
+    assert.deepEqual(again.touched, ['b']);
+    const twice = muteChannels(again.registry, ['a', 'b']);
+    assert.deepEqual(twice.touched, []);
+    assert.deepEqual(snapshot(twice.registry), snapshot(again.registry));
+  });
+
+  test('unmuting an unmuted or unknown channel touches nothing', () => {
+    const r = build([[1, ['a']]]);
+    const change = unmuteChannels(r, ['a', 'unknown']);
+    assert.deepEqual(change.touched, []);
+    assert.deepEqual(
+      channelInfos(change.registry, () => false).map((c) => c.name),
+      ['a'],
+    );
+  });
+
+  test('muteSubscriber touches only channels whose flag changed', () => {
+    let r = build([
+      [1, ['a', 'b', 'c']],
+      [2, ['d']],
+    ]);
+    r = muteSubscriber(r, 1, ['b']).registry;
+    const change = muteSubscriber(r, 1, ['a', 'b', 'd', 'nope']);
+    // b was already muted; d and nope are not this subscriber's channels.
+    assert.deepEqual(change.touched, ['a']);
+    const all = muteSubscriber(change.registry, 1);
+    assert.deepEqual(all.touched, ['c']);
+    const none = muteSubscriber(all.registry, 1);
+    assert.deepEqual(none.touched, []);
+    const un = unmuteSubscriber(all.registry, 1, ['c', 'd']);
+    assert.deepEqual(un.touched, ['c']);
+    assert.deepEqual(recipients(un.registry, 'd'), ['v2']);
+  });
+
+  test('subscribe and unsubscribe touch the channels named', () => {
+    const r = build([[1, ['a']]]);
+    assert.deepEqual(subscribe(r, 2, 'v2', ['a', 'b']).touched, ['a', 'b']);
+    assert.deepEqual(unsubscribe(r, 1).touched, ['a']);
+  });
+});
+
+describe('recipients', () => {
+  test('follow subscription order and skip muted subscribers', () => {
+    let r = build([
+      [3, ['a']],
+      [1, ['a']],
+      ['x', ['a', 'b']],
+      [2, ['a']],
+    ]);
+    assert.deepEqual(recipients(r, 'a'), ['v3', 'v1', 'vx', 'v2']);
+    r = muteSubscriber(r, 1).registry;
+    r = muteSubscriber(r, 'x', ['a']).registry;
+    assert.deepEqual(recipients(r, 'a'), ['v3', 'v2']);
+    assert.deepEqual(recipients(r, 'b'), ['vx']);
+    // Unmuting keeps the original position, not the end of the list.
+    r = unmuteSubscriber(r, 1).registry;
+    assert.deepEqual(recipients(r, 'a'), ['v3', 'v1', 'v2']);
+  });
+
+  test('the subscriber value is what is returned', () => {
+    const value = { name: 'obj' };
+    const r = subscribe(emptyRegistry<{ name: string }>(), 1, value, ['a']).registry;
+    assert.equal(recipients(r, 'a')[0], value);
+  });
+});
+
+describe('channelInfos / subscriberInfos snapshots', () => {
+  const r = muteSubscriber(
+    build([
+      [1, ['a', 'b']],
+      [2, ['b']],
+    ]),
+    2,
+  ).registry;
+
+  test('describe the registry', () => {
+    const listening = new Set(['a']);
+    assert.deepEqual(
+      channelInfos(r, (c) => listening.has(c)),
+      [
+        {
+          name: 'a',
+          muted: false,
+          active: true,
+          listening: true,
+          subscribers: [{ id: 1, muted: false }],
+        },
+        {
+          name: 'b',
+          muted: false,
+          active: true,
+          listening: false,
+          subscribers: [
+            { id: 1, muted: false },
+            { id: 2, muted: true },
+          ],
+        },
+      ],
+    );
+    assert.deepEqual(subscriberInfos(r), [
+      {
+        id: 1,
+        channels: [
+          { name: 'a', muted: false },
+          { name: 'b', muted: false },
+        ],
+      },
+      { id: 2, channels: [{ name: 'b', muted: true }] },
+    ]);
+  });
+
+  test('are deeply frozen: assigning throws', () => {
+    const channels = channelInfos(r, () => false);
+    assert.ok(Object.isFrozen(channels));
+    for (const info of channels) {
+      assert.ok(Object.isFrozen(info));
+      assert.ok(Object.isFrozen(info.subscribers));
+      for (const s of info.subscribers) assert.ok(Object.isFrozen(s));
+    }
+    const subscribers = subscriberInfos(r);
+    assert.ok(Object.isFrozen(subscribers));
+    for (const info of subscribers) {
+      assert.ok(Object.isFrozen(info));
+      assert.ok(Object.isFrozen(info.channels));
+      for (const c of info.channels) assert.ok(Object.isFrozen(c));
+    }
+    // ES modules are strict: writes to frozen objects throw.
+    const first = channels[0] as unknown as { muted: boolean; subscribers: unknown[] };
+    assert.throws(() => {
+      first.muted = true;
+    }, TypeError);
+    assert.throws(() => {
+      (channels as unknown as unknown[]).push({});
+    }, TypeError);
+    assert.throws(() => {
+      first.subscribers.pop();
+    }, TypeError);
+    assert.throws(() => {
+      (first.subscribers[0] as { muted: boolean }).muted = true;
+    }, TypeError);
+    const sub = subscribers[0] as unknown as { id: unknown; channels: { name: string }[] };
+    assert.throws(() => {
+      sub.id = 99;
+    }, TypeError);
+    assert.throws(() => {
+      (sub.channels[0] as { name: string }).name = 'x';
+    }, TypeError);
+    assert.throws(() => {
+      sub.channels.length = 0;
+    }, TypeError);
+  });
+
+  test('are snapshots: later transitions do not change them', () => {
+    const before = channelInfos(r, () => false);
+    const after = unsubscribe(r, 1).registry;
+    assert.equal(before.length, 2);
+    assert.equal(before[1]?.subscribers.length, 2);
+    assert.equal(channelInfos(after, () => false).length, 1);
+  });
+});
+
+describe('scale', () => {
+  test('10 000 single-channel subscribes build a 10 000-channel registry', () => {
+    const n = 10_000;
+    let r: Registry<number> = emptyRegistry();
+    for (let i = 0; i < n; i++) {
+      const change = subscribe(r, i, i, [`channel_${i}`]);
+      assert.equal(change.touched.length, 1);
+      r = change.registry;
+    }
+    const active = activeChannels(r);
+    assert.equal(active.length, n);
+    assert.equal(active[0], 'channel_0');
+    assert.equal(active[n - 1], `channel_${n - 1}`);
+    assert.deepEqual(recipients(r, 'channel_5000'), [5000]);
+    const muted = muteChannels(r, ['channel_1']);
+    assert.deepEqual(muted.touched, ['channel_1']);
+    assert.equal(activeChannels(muted.registry).length, n - 1);
+    assert.equal(activeChannels(r).length, n);
+  });
+});

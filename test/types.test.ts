@@ -1,0 +1,151 @@
+/**
+ * Compile-time checks of the public types, enforced by `npx tsc --noEmit` (a wrong type makes
+ * the type check fail, and so does an `@ts-expect-error` with nothing to expect). The checks
+ * live in functions that are never called, so nothing here connects to a server; the runtime
+ * test only makes sure the file loads.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import {
+  createListener,
+  type Listener,
+  type Notification,
+  type Route,
+  type Schema,
+  type Subscription,
+} from '../src/index.js';
+
+/** True when A and B are the same type (not merely mutually assignable). */
+type Equal<A, B> =
+  (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
+
+/**
+ * `expectType<T>()(value)` compiles only when the type of `value` is exactly T: a mismatch
+ * leaves a required argument missing.
+ */
+function expectType<T>() {
+  return <V>(
+    _value: V,
+    ..._mismatch: Equal<V, T> extends true ? [] : ['type mismatch']
+  ): void => {};
+}
+
+/** Compiles only when the condition type is `true`. */
+function assertType<_Condition extends true>(): void {}
+
+type Order = { id: number };
+type Channels = { orders: Order; logs: string };
+
+/** Never called: type positions only. */
+export function typedListenerChecks(listener: Listener<Channels>): void {
+  // One channel: the payload has that channel's type.
+  void listener.subscribe('orders', (n) => {
+    expectType<Order>()(n.payload);
+    expectType<Notification<Order>>()(n);
+    expectType<string>()(n.channel);
+    expectType<string>()(n.raw);
+    expectType<number>()(n.pid);
+  });
+  void listener.subscribe('logs', (n) => {
+    expectType<string>()(n.payload);
+  });
+
+  // Several channels: the union of their payloads.
+  void listener.subscribe(['orders', 'logs'], (n) => {
+    expectType<Order | string>()(n.payload);
+  });
+
+  // Without a handler: a typed subscription.
+  expectType<Promise<Subscription<Order>>>()(listener.subscribe('orders'));
+  expectType<Promise<Subscription<Order | string>>>()(
+    listener.subscribe(['orders', 'logs'], { id: 'feed' }),
+  );
+
+  // once(): the notification of that channel; the filter sees the same type.
+  expectType<Promise<Notification<string>>>()(listener.once('logs'));
+  void listener.once('orders', {
+    timeoutMs: 10,
+    filter: (n) => {
+      expectType<Order>()(n.payload);
+      return n.payload.id === 7;
+    },
+  });
+
+  // route(): dispatch sees the payload, handlers see the typed notification.
+  const route = listener.route('orders', {
+    dispatch: (payload, n) => {
+      expectType<Order>()(payload);
+      expectType<Notification<Order>>()(n);
+      return ['created', payload.id];
+    },
+  });
+  expectType<Route<Order>>()(route);
+  route.on<number>('created', (data, n) => {
+    expectType<number>()(data);
+    expectType<Notification<Order>>()(n);
+  });
+  route.on('anything', (data, n) => {
+    expectType<unknown>()(data);
+    expectType<Order>()(n.payload);
+  });
+
+  // @ts-expect-error a channel that is not in the map
+  void listener.subscribe('unknown-channel', () => {});
+  // @ts-expect-error a channel that is not in the map, in a list
+  void listener.subscribe(['orders', 'unknown-channel']);
+  // @ts-expect-error a channel that is not in the map
+  void listener.once('unknown-channel');
+  // @ts-expect-error a channel that is not in the map
+  void listener.route('unknown-channel');
+
+  // @ts-expect-error a handler written for another payload type
+  void listener.subscribe('orders', (n: Notification<string>) => n.payload.toUpperCase());
+  // @ts-expect-error a handler that reads a field the payload does not have
+  void listener.subscribe('orders', (n) => n.payload.missing);
+  // @ts-expect-error the logs payload is a string, not an Order
+  void listener.subscribe('logs', (n: Notification<Order>) => n.payload.id);
+}
+
+/** Never called: an untyped listener takes any channel name, with payload unknown. */
+export function untypedListenerChecks(): void {
+  const listener = createListener();
+  void listener.subscribe('any-channel-at-all', (n) => {
+    expectType<unknown>()(n.payload);
+  });
+  void listener.subscribe(['a', 'b', `dynamic_${Date.now()}`], (n) => {
+    expectType<unknown>()(n.payload);
+  });
+  expectType<Promise<Notification<unknown>>>()(listener.once('whatever'));
+  expectType<Route<unknown>>()(listener.route('jobs'));
+}
+
+/** Never called: the factory's type parameter flows into options. */
+export function optionChecks(orderSchema: Schema<Order>, textSchema: Schema<string>): void {
+  expectType<Listener<Channels>>()(createListener<Channels>({ schemas: { orders: orderSchema } }));
+  // @ts-expect-error a schema whose output is not the channel's payload type
+  createListener<Channels>({ schemas: { orders: textSchema } });
+  // @ts-expect-error a schema for a channel that is not in the map
+  createListener<Channels>({ schemas: { unknown: orderSchema } });
+}
+
+// The helpers themselves: they must reject mismatches, or every check above is vacuous.
+// biome-ignore lint/suspicious/noExplicitAny: checking that the helpers tell any from unknown
+type Any = any;
+assertType<Equal<{ id: number }, Order>>();
+assertType<Equal<Equal<Order, { id: number; extra: string }>, false>>();
+assertType<Equal<Equal<unknown, Any>, false>>();
+assertType<Equal<Equal<string | number, string>, false>>();
+// @ts-expect-error the helper refuses a wider type
+expectType<string>()('x' as string | number);
+// @ts-expect-error the helper refuses a narrower type
+expectType<string | number>()('x' as string);
+// @ts-expect-error the helper refuses any where unknown is expected
+expectType<unknown>()(undefined as Any);
+
+test('the type checks compile (tsc --noEmit) and this file loads without connecting', () => {
+  // The check functions are never called; only their existence is observable at run time.
+  assert.equal(typeof typedListenerChecks, 'function');
+  assert.equal(typeof untypedListenerChecks, 'function');
+  assert.equal(typeof optionChecks, 'function');
+  assert.equal(typeof createListener, 'function');
+});
