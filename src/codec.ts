@@ -13,6 +13,7 @@ export type DecodeFunction = (raw: string, channel: string) => unknown;
  * How payload text becomes `notification.payload`:
  * - `'auto'` (default): JSON when the text parses as JSON, else the text unchanged.
  * - `'json'`: strict JSON; text that does not parse is reported to `onError` and not delivered.
+ *   The empty payload decodes to `undefined`.
  * - `'text'`: the text unchanged.
  * - a function `(raw, channel) => value`; a throw is reported and the notification skipped.
  */
@@ -40,7 +41,8 @@ function decodeText(raw: string): string {
 }
 
 function decodeJson(raw: string): unknown {
-  return JSON.parse(raw);
+  // NOTIFY without a payload sends '': that is "no payload", not broken JSON.
+  return raw === '' ? undefined : JSON.parse(raw);
 }
 
 function decodeAuto(raw: string): unknown {

@@ -216,6 +216,7 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
       this.subscribe(stopChannel, () => void this.stop(), {
         id: 'pgnotify:stop',
         concurrency: 0,
+        decode: 'text',
       }).catch((error: unknown) => this.reportError(toError(error)));
     }
   }
@@ -356,6 +357,10 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
       );
     }
     const buffer = bufferOption('buffer', options.buffer, this.options.buffer);
+    // Every option is validated before the Subscription exists: its constructor arms the idle
+    // timer, which a throw after it would leave running.
+    const decoder =
+      options.decode === undefined ? undefined : decoderFor(decodeOption('decode', options.decode));
     const subscription = new Subscription<unknown>(this, {
       id,
       handler: handler as Handler<unknown> | undefined,
@@ -367,10 +372,7 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
       onIdle: functionOption<SubscribeOptions['onIdle']>('onIdle', options.onIdle, undefined),
       stopChannel,
     });
-    if (options.decode !== undefined) {
-      const decoder = decoderFor(decodeOption('decode', options.decode));
-      if (decoder !== this.decoder) subscription.decoder = decoder;
-    }
+    if (decoder !== undefined && decoder !== this.decoder) subscription.decoder = decoder;
     try {
       this.apply(reg.subscribe(this.registry, id, subscription, list));
     } catch (error) {
@@ -685,6 +687,11 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
     let waits: Promise<void>[] | undefined;
     for (let i = 0; i < subscribers.length; i++) {
       const subscriber = subscribers[i] as AnySubscription;
+      if (subscriber.stopChannel === channel) {
+        // A stop notification ends the subscription whatever its payload: never decoded.
+        subscriber.deliver({ channel, payload: raw, raw, pid, receivedAt });
+        continue;
+      }
       const decoder = subscriber.decoder;
       let notification: Notification | null | undefined;
       if (decoder === undefined) {

@@ -90,23 +90,26 @@ export function unlistenSql(channels: Iterable<string>): string {
  * do not fail.
  */
 export const SESSION_SETUP_SQL =
-  "SELECT set_config(name, '0', false) FROM pg_settings" +
+  "SELECT pg_catalog.set_config(name, '0', false) FROM pg_catalog.pg_settings" +
   " WHERE name IN ('idle_session_timeout', 'idle_in_transaction_session_timeout');";
 
 /** The heartbeat: what the server listens to, and how full its notification queue is. */
 export const HEARTBEAT_SQL =
-  'SELECT ARRAY(SELECT pg_listening_channels()) AS channels,' +
-  ' pg_notification_queue_usage() AS usage';
+  'SELECT ARRAY(SELECT pg_catalog.pg_listening_channels()) AS channels,' +
+  ' pg_catalog.pg_notification_queue_usage() AS usage';
+
+// Functions are schema-qualified so a search_path with a look-alike function cannot intercept
+// them (multi-argument unnest in FROM is syntax, not a function, and cannot be qualified).
 
 /** One notification, bound as parameters. */
-export const NOTIFY_SQL = 'SELECT pg_notify($1, $2)';
+export const NOTIFY_SQL = 'SELECT pg_catalog.pg_notify($1, $2)';
 
 /**
  * Many notifications in one statement. unnest WITH ORDINALITY is read in order, so
  * pg_notify runs in call order and the notifications are queued in that order.
  */
 export const NOTIFY_MANY_SQL =
-  'SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(c, p, i) ORDER BY i';
+  'SELECT pg_catalog.pg_notify(c, p) FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(c, p, i) ORDER BY i';
 
 function invalidChannel(reason: string, channel: string | undefined): PgNotifyError {
   const shown = channel === undefined ? '' : ` (${JSON.stringify(shorten(channel))})`;

@@ -92,7 +92,8 @@ export class Subscription<T = unknown>
   private readonly max: number;
   private readonly overflow: OverflowPolicy;
   private readonly onGap: ((gap: Gap) => unknown) | undefined;
-  private readonly stopChannel: string | undefined;
+  /** @internal The channel whose notification ends this subscription. */
+  readonly stopChannel: string | undefined;
   private gapReaders = 0;
   private lastActivity = Date.now();
   private idleTimer: NodeJS.Timeout | undefined;

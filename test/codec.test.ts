@@ -94,7 +94,11 @@ describe("decoderFor('json') and ('text')", () => {
     assert.equal(json('"s"', 'c'), 's');
     assert.throws(() => json('{broken', 'c'), SyntaxError);
     assert.throws(() => json('hello', 'c'), SyntaxError);
-    assert.throws(() => json('', 'c'), SyntaxError);
+    assert.throws(() => json(' ', 'c'), SyntaxError);
+  });
+
+  test('json decodes the empty payload (NOTIFY without payload) to undefined', () => {
+    assert.equal(decoderFor('json')('', 'c'), undefined);
   });
 
   test('text is the identity', () => {

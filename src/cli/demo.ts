@@ -15,8 +15,16 @@ import {
   type Notification,
   type Notifier,
 } from '../index.js';
-import { connectionFrom, ExitCode, integer, note, onInterrupt, reportFailure, sleep } from './common.js';
-import { type EmbeddedServer, EmbeddedPostgresMissing, startEmbedded } from './embedded.js';
+import {
+  connectionFrom,
+  ExitCode,
+  integer,
+  note,
+  onInterrupt,
+  reportFailure,
+  sleep,
+} from './common.js';
+import { EmbeddedPostgresMissing, type EmbeddedServer, startEmbedded } from './embedded.js';
 import {
   clock,
   colorFor,
@@ -42,7 +50,12 @@ export function registerDemo(program: Command): void {
   program
     .command('demo')
     .description('a 15-second tour of pgnotify, on an embedded PostgreSQL unless a server is set')
-    .option('--burst <n>', 'notifications per burst in the throughput section', integer(1), DEFAULT_BURST)
+    .option(
+      '--burst <n>',
+      'notifications per burst in the throughput section',
+      integer(1),
+      DEFAULT_BURST,
+    )
     .addHelpText(
       'after',
       `
@@ -84,7 +97,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<number> {
       say(`  ${redact(url)}`);
     }
     if (interrupted !== undefined) return interrupted;
-    await tour(url, server === undefined, {
+    await tour(url, server !== undefined, {
       burst: options.burst ?? DEFAULT_BURST,
       say,
       color,
@@ -168,7 +181,9 @@ async function tour(url: string, embedded: boolean, context: TourContext): Promi
   });
   listener.on('disconnected', ({ cause }) => event(`event disconnected: ${cause.message}`));
   listener.on('reconnecting', ({ attempt, delayMs }) =>
-    event(`event reconnecting: attempt ${attempt}${delayMs > 0 ? ` in ${delayMs} ms` : ', at once'}`),
+    event(
+      `event reconnecting: attempt ${attempt}${delayMs > 0 ? ` in ${delayMs} ms` : ', at once'}`,
+    ),
   );
   listener.on('reconnected', ({ pid, downtimeMs }) =>
     event(`event reconnected: new backend pid ${pid}, ${downtimeMs} ms without a connection`),
@@ -182,13 +197,13 @@ async function tour(url: string, embedded: boolean, context: TourContext): Promi
   try {
     await admin.connect();
     await routedActions(listener, notifier, ch('job'), context);
-    await sleep(400, signal);
+    await sleep(700, signal);
     await muting(listener, notifier, ch('news'), context);
-    await sleep(400, signal);
+    await sleep(700, signal);
     await idleTicks(listener, notifier, ch('ticker'), context);
-    await sleep(400, signal);
+    await sleep(700, signal);
     await burst(listener, notifier, admin, ch('burst'), context);
-    await sleep(400, signal);
+    await sleep(700, signal);
     await killConnection(listener, notifier, admin, ch('news'), context);
     const stats = listener.stats();
     say(heading('Stats', color));
@@ -245,7 +260,7 @@ async function routedActions(
     const before = handled.count;
     await notifier.notify(channel, payload);
     await handled.reached(before + 1, 10_000, signal);
-    await sleep(200, signal);
+    await sleep(300, signal);
   }
 }
 
@@ -306,7 +321,8 @@ async function idleTicks(
   say(heading(`3. An iterator with idle ticks (pgpubsub): next({ timeoutMs: ${tickMs} })`, color));
   const feed = await listener.subscribe(channel);
   const began = performance.now();
-  const at = (): string => paint('dim', `+${String(Math.round(performance.now() - began)).padStart(4)} ms`, color);
+  const at = (): string =>
+    paint('dim', `+${String(Math.round(performance.now() - began)).padStart(4)} ms`, color);
   const timers = [
     { delayMs: 1250, payload: { price: 101.5 } },
     { delayMs: 2100, payload: { price: 102.25 } },
@@ -391,7 +407,9 @@ async function killConnection(
   });
   let timer: NodeJS.Timeout | undefined;
   try {
-    say(`  ${paint('dim', `SELECT pg_terminate_backend(${pid})   -- the listener's own connection`, color)}`);
+    say(
+      `  ${paint('dim', `SELECT pg_terminate_backend(${pid})   -- the listener's own connection`, color)}`,
+    );
     await admin.query('SELECT pg_terminate_backend($1)', [pid]);
     const gap = await Promise.race([
       gapReported,

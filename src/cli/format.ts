@@ -132,7 +132,7 @@ export function verdictLine(
   detail: string,
   color: boolean,
 ): string {
-  return `${paint(VERDICT_STYLE[verdict], verdict.padEnd(5), color)} ${check.padEnd(24)} ${detail}`;
+  return `${paint(VERDICT_STYLE[verdict], verdict.padEnd(5), color)} ${check.padEnd(26)} ${detail}`;
 }
 
 /** A demo section heading. */

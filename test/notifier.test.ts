@@ -1,0 +1,408 @@
+/**
+ * The Notifier and the standalone notify() against the real server of the pass: encoding,
+ * call order under concurrency, identical pairs, per-call refusals, notifyMany, transactions,
+ * pool ownership, close(), and server-side failures.
+ *
+ * Deliveries are observed with a pgnotify listener (decode 'text', so `raw` and `payload` are
+ * the text sent). "Not delivered" is proven with a barrier: a later notification on a sentinel
+ * channel arrives, so anything sent before it would have arrived first.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import pg from 'pg';
+import {
+  createListener,
+  createNotifier,
+  ErrorCode,
+  type Listener,
+  type Notification,
+  notify,
+  PgNotifyError,
+  type Subscription,
+} from '../src/index.js';
+import {
+  adminClient,
+  backendPids,
+  databaseUrl,
+  terminate,
+  uniqueChannel,
+  waitFor,
+} from './helpers/db.js';
+import { freePort } from './helpers/embedded.js';
+
+const DEADLINE = { timeoutMs: 10_000 };
+
+let admin: pg.Client;
+let listener: Listener;
+
+before(async () => {
+  admin = await adminClient();
+  listener = createListener({ connection: databaseUrl(), decode: 'text' });
+  await listener.start();
+});
+
+after(async () => {
+  await listener?.stop();
+  await admin?.end().catch(() => undefined);
+});
+
+function rand(bytes = 4): string {
+  return randomBytes(bytes).toString('hex');
+}
+
+interface Feed {
+  readonly channel: string;
+  readonly got: Notification[];
+  readonly subscription: Subscription;
+  raws(): string[];
+  atLeast(count: number): Promise<void>;
+}
+
+/** A fresh channel the shared listener collects (LISTEN confirmed when this resolves). */
+async function feed(prefix = 'n'): Promise<Feed> {
+  const channel = uniqueChannel(prefix);
+  const got: Notification[] = [];
+  const subscription = await listener.subscribe(channel, (n) => {
+    got.push(n);
+  });
+  return {
+    channel,
+    got,
+    subscription,
+    raws: () => got.map((n) => n.raw),
+    async atLeast(count) {
+      await waitFor(() => got.length >= count, {
+        ...DEADLINE,
+        message: `${count} notification(s) on ${channel} (have ${got.length})`,
+      });
+    },
+  };
+}
+
+/** Resolves once everything committed before the call has reached the listener. */
+async function barrier(): Promise<void> {
+  const sentinel = await feed('barrier');
+  await admin.query('select pg_notify($1, $2)', [sentinel.channel, 'sentinel']);
+  await sentinel.atLeast(1);
+  await sentinel.subscription.unsubscribe();
+}
+
+function code(expected: string): (error: unknown) => boolean {
+  return (error: unknown) => {
+    assert.ok(error instanceof PgNotifyError, `expected a PgNotifyError, got ${String(error)}`);
+    assert.equal(error.code, expected, error.message);
+    return true;
+  };
+}
+
+function closedPortUrl(port: number): string {
+  const url = new URL(databaseUrl());
+  url.hostname = '127.0.0.1';
+  url.port = String(port);
+  return url.toString();
+}
+
+describe('encoding', () => {
+  test('strings go as they are, other values as JSON, undefined as the empty payload', async () => {
+    await using notifier = createNotifier({ connection: databaseUrl() });
+    const f = await feed('enc');
+    const sent: [unknown, string][] = [
+      ['plain text', 'plain text'],
+      ['{"a":1}', '{"a":1}'],
+      ['', ''],
+      [{ a: 1, b: 'é🚀' }, '{"a":1,"b":"é🚀"}'],
+      [[1, 'two', null], '[1,"two",null]'],
+      [42, '42'],
+      [null, 'null'],
+      [true, 'true'],
+      [undefined, ''],
+    ];
+    for (const [payload] of sent) await notifier.notify(f.channel, payload);
+    await notifier.notify(f.channel);
+    await notify(admin, f.channel, { via: 'standalone' });
+    await notify(admin, f.channel);
+    await f.atLeast(sent.length + 3);
+    assert.deepEqual(f.raws(), [...sent.map(([, raw]) => raw), '', '{"via":"standalone"}', '']);
+  });
+
+  test('payloads that cannot be sent are refused with PGNOTIFY_INVALID_PAYLOAD', async () => {
+    await using notifier = createNotifier({ connection: databaseUrl() });
+    const channel = uniqueChannel('bad');
+    const circular: Record<string, unknown> = {};
+    circular.self = circular;
+    for (const payload of [circular, 10n, () => 1, Symbol('s'), 'nul\0inside', 'lone \uD800']) {
+      await assert.rejects(notifier.notify(channel, payload), code(ErrorCode.INVALID_PAYLOAD));
+      await assert.rejects(notify(admin, channel, payload), code(ErrorCode.INVALID_PAYLOAD));
+    }
+  });
+});
+
+describe('concurrency and order', () => {
+  test('200 concurrent notify() calls all resolve and arrive in call order', async () => {
+    await using notifier = createNotifier({ connection: databaseUrl() });
+    const f = await feed('order');
+    const calls: Promise<void>[] = [];
+    for (let i = 0; i < 200; i++) calls.push(notifier.notify(f.channel, String(i)));
+    const results = await Promise.allSettled(calls);
+    assert.ok(results.every((r) => r.status === 'fulfilled'));
+    await f.atLeast(200);
+    assert.deepEqual(
+      f.raws(),
+      Array.from({ length: 200 }, (_, i) => String(i)),
+    );
+  });
+
+  test('identical (channel, payload) pairs sent concurrently are all delivered', async () => {
+    await using notifier = createNotifier({ connection: databaseUrl() });
+    const same = await feed('same');
+    const mixed = await feed('mixed');
+    const calls: Promise<void>[] = [];
+    for (let i = 0; i < 10; i++) calls.push(notifier.notify(same.channel, 'same'));
+    const pattern = ['a', 'b', 'a', 'a', 'b', 'c', 'a'];
+    for (const p of pattern) calls.push(notifier.notify(mixed.channel, p));
+    await Promise.all(calls);
+    await Promise.all([same.atLeast(10), mixed.atLeast(pattern.length)]);
+    await barrier();
+    assert.deepEqual(same.raws(), Array(10).fill('same'));
+    assert.deepEqual(mixed.raws(), pattern);
+  });
+
+  test('a bad call in a concurrent group rejects alone with its code; the others deliver', async () => {
+    await using notifier = createNotifier({ connection: databaseUrl() });
+    const f = await feed('group');
+    const circular: Record<string, unknown> = {};
+    circular.self = circular;
+    const tooLong = `${'x'.repeat(60)}${rand(2)}`;
+    const calls = [
+      notifier.notify(f.channel, 'ok0'),
+      notifier.notify(tooLong, 'ok?'),
+      notifier.notify(f.channel, 'ok1'),
+      notifier.notify(f.channel, circular),
+      notifier.notify(f.channel, 'ok2'),
+      notifier.notify(f.channel, 'x'.repeat(8000)),
+      notifier.notify(f.channel, 'ok3'),
+      notifier.notify(f.channel, { n: 1n }),
+      notifier.notify(f.channel, 'ok4'),
+    ];
+    const results = await Promise.allSettled(calls);
+    const codes = results.map((r) =>
+      r.status === 'fulfilled' ? 'ok' : (r.reason as PgNotifyError).code,
+    );
+    assert.deepEqual(codes, [
+      'ok',
+      ErrorCode.INVALID_CHANNEL,
+      'ok',
+      ErrorCode.INVALID_PAYLOAD,
+      'ok',
+      ErrorCode.PAYLOAD_TOO_LARGE,
+      'ok',
+      ErrorCode.INVALID_PAYLOAD,
+      'ok',
+    ]);
+    await f.atLeast(5);
+    await barrier();
+    assert.deepEqual(f.raws(), ['ok0', 'ok1', 'ok2', 'ok3', 'ok4']);
+  });
+
+  test('notifyMany(channel, payloads) delivers in order; one bad payload refuses them all', async () => {
+    await using notifier = createNotifier({ connection: databaseUrl() });
+    const f = await feed('many');
+    const payloads = ['one', { two: 2 }, 'one', 3, 'one', undefined, 'last'];
+    await notifier.notifyMany(f.channel, payloads);
+    await f.atLeast(payloads.length);
+    assert.deepEqual(f.raws(), ['one', '{"two":2}', 'one', '3', 'one', '', 'last']);
+    const refused = await feed('many_refused');
+    await assert.rejects(
+      notifier.notifyMany(refused.channel, ['fine', 'x'.repeat(8000), 'fine too']),
+      code(ErrorCode.PAYLOAD_TOO_LARGE),
+    );
+    await assert.rejects(
+      notifier.notifyMany(`${'x'.repeat(64)}`, ['a']),
+      code(ErrorCode.INVALID_CHANNEL),
+    );
+    await barrier();
+    assert.deepEqual(refused.raws(), []);
+  });
+});
+
+describe('standalone notify(client, …) in a transaction', () => {
+  test('is delivered only after COMMIT', async () => {
+    const client = await adminClient();
+    try {
+      const f = await feed('commit');
+      await client.query('BEGIN');
+      await notify(client, f.channel, { in: 'tx' });
+      await new Promise<void>((resolve) => setTimeout(resolve, 200));
+      assert.deepEqual(f.raws(), [], 'nothing before COMMIT');
+      await client.query('COMMIT');
+      await f.atLeast(1);
+      assert.deepEqual(f.raws(), ['{"in":"tx"}']);
+    } finally {
+      await client.query('ROLLBACK').catch(() => undefined);
+      await client.end();
+    }
+  });
+
+  test('is never delivered after ROLLBACK', async () => {
+    const client = await adminClient();
+    try {
+      const f = await feed('rollback');
+      await client.query('BEGIN');
+      await notify(client, f.channel, 'rolled back');
+      await client.query('ROLLBACK');
+      await client.query('select pg_notify($1, $2)', [f.channel, 'after']);
+      await f.atLeast(1);
+      await barrier();
+      assert.deepEqual(f.raws(), ['after']);
+    } finally {
+      await client.end();
+    }
+  });
+});
+
+describe('pools and close()', () => {
+  test('with { pool }: close() leaves your pool running; notify after close rejects', async () => {
+    const pool = new pg.Pool({ connectionString: databaseUrl(), max: 2 });
+    try {
+      const notifier = createNotifier({ pool });
+      const f = await feed('own_pool');
+      await notifier.notify(f.channel, 'through your pool');
+      await notifier.close();
+      const { rows } = await pool.query<{ n: number }>('select 1 as n');
+      assert.deepEqual(rows, [{ n: 1 }]);
+      await assert.rejects(notifier.notify(f.channel, 'late'), code(ErrorCode.CLOSED));
+      await f.atLeast(1);
+      await barrier();
+      assert.deepEqual(f.raws(), ['through your pool']);
+    } finally {
+      await pool.end();
+    }
+  });
+
+  test('with { connection }: close() ends its own pool', async () => {
+    const app = `pgn_notifier_${rand(6)}`;
+    const notifier = createNotifier({
+      connection: { connectionString: databaseUrl(), application_name: app },
+    });
+    try {
+      const f = await feed('owned');
+      await notifier.notify(f.channel, 'x');
+      assert.equal((await backendPids(app)).length, 1, 'the notifier holds one pooled connection');
+      await notifier.close();
+      await waitFor(async () => (await backendPids(app)).length === 0, {
+        ...DEADLINE,
+        message: "the notifier's pooled connection to close",
+      });
+      await assert.rejects(notifier.notify(f.channel, 'late'), code(ErrorCode.CLOSED));
+    } finally {
+      await notifier.close();
+    }
+  });
+
+  test('close() is idempotent and waits for queued notifications', async () => {
+    const notifier = createNotifier({ connection: databaseUrl() });
+    const f = await feed('drain');
+    const settled: boolean[] = Array(50).fill(false);
+    const calls = Array.from({ length: 50 }, (_, i) =>
+      notifier.notify(f.channel, String(i)).then(() => {
+        settled[i] = true;
+      }),
+    );
+    const first = notifier.close();
+    const second = notifier.close();
+    await Promise.all([first, second]);
+    assert.ok(settled.every(Boolean), 'every queued notify() resolved before close() did');
+    await Promise.all(calls);
+    await notifier.close();
+    await f.atLeast(50);
+    assert.deepEqual(
+      f.raws(),
+      Array.from({ length: 50 }, (_, i) => String(i)),
+    );
+  });
+});
+
+describe('failures', () => {
+  test('a pool on a closed port rejects every caller of the batch with PGNOTIFY_NOTIFY_FAILED', async () => {
+    const errors: Error[] = [];
+    const notifier = createNotifier({
+      connection: {
+        connectionString: closedPortUrl(await freePort()),
+        connectionTimeoutMillis: 5000,
+      },
+      onError: (e) => errors.push(e),
+    });
+    try {
+      const channel = uniqueChannel('refused');
+      const results = await Promise.allSettled(
+        Array.from({ length: 5 }, (_, i) => notifier.notify(channel, String(i))),
+      );
+      for (const r of results) {
+        assert.equal(r.status, 'rejected');
+        code(ErrorCode.NOTIFY_FAILED)(r.reason);
+        assert.equal((r.reason as PgNotifyError).retryable, true);
+      }
+      // A later, lone call fails the same way: the notifier is still usable.
+      await assert.rejects(notifier.notify(channel, 'again'), code(ErrorCode.NOTIFY_FAILED));
+      // Local refusals still come first, without touching the server.
+      await assert.rejects(notifier.notify('x'.repeat(64), 'x'), code(ErrorCode.INVALID_CHANNEL));
+    } finally {
+      await notifier.close();
+    }
+  });
+
+  test('a server error rejects every caller of the batch with PGNOTIFY_NOTIFY_FAILED and its SQLSTATE', async () => {
+    const pool = new pg.Pool({ connectionString: databaseUrl(), max: 1 });
+    try {
+      // Leave the pool's only connection in a failed transaction: every statement fails (25P02).
+      const poisoned = await pool.connect();
+      await poisoned.query('BEGIN');
+      await poisoned.query('select 1/0').catch(() => undefined);
+      poisoned.release();
+      const notifier = createNotifier({ pool });
+      const f = await feed('srv');
+      const results = await Promise.allSettled(
+        ['a', 'b', 'c', 'd'].map((p) => notifier.notify(f.channel, p)),
+      );
+      for (const r of results) {
+        assert.equal(r.status, 'rejected');
+        code(ErrorCode.NOTIFY_FAILED)(r.reason);
+        assert.equal((r.reason as PgNotifyError).sqlState, '25P02');
+        assert.equal((r.reason as PgNotifyError).retryable, true);
+      }
+      // pg's pool discards a client whose query failed: the next call gets a fresh connection.
+      await notifier.notify(f.channel, 'recovered');
+      await f.atLeast(1);
+      await barrier();
+      assert.deepEqual(f.raws(), ['recovered'], 'nothing of the failed batch was delivered');
+      await notifier.close();
+    } finally {
+      await pool.end();
+    }
+  });
+
+  test('an idle pooled connection dying goes to onError and the next notify works', async () => {
+    const app = `pgn_idle_${rand(6)}`;
+    const errors: Error[] = [];
+    const notifier = createNotifier({
+      connection: { connectionString: databaseUrl(), application_name: app, max: 1 },
+      onError: (e) => errors.push(e),
+    });
+    try {
+      const f = await feed('idle');
+      await notifier.notify(f.channel, 'before');
+      const pids = await backendPids(app);
+      assert.equal(pids.length, 1);
+      // Our notifier's own backend, identified by its unique application_name.
+      assert.ok(await terminate(pids[0] as number));
+      await waitFor(() => errors.length > 0, { ...DEADLINE, message: 'onError' });
+      code(ErrorCode.CONNECTION_LOST)(errors[0]);
+      await notifier.notify(f.channel, 'after');
+      await f.atLeast(2);
+      assert.deepEqual(f.raws(), ['before', 'after']);
+    } finally {
+      await notifier.close();
+    }
+  });
+});
