@@ -11,6 +11,7 @@ export type {
   ListenerEvents,
   ListenerStats,
   OnceOptions,
+  OncePromise,
   Route,
   RouteOptions,
   SubscribeOptions,

@@ -76,6 +76,12 @@ export interface OnceOptions<T> {
   signal?: AbortSignal;
 }
 
+/**
+ * What `listener.once()` returns: the promise of the notification, with `ready`, which
+ * resolves once the channel is listened to (arm, trigger, await: nothing is missed).
+ */
+export type OncePromise<T> = Promise<Notification<T>> & { readonly ready: Promise<void> };
+
 /** Options of `listener.route()`. */
 export interface RouteOptions<P> {
   /** Maps a payload to `[action, data]`, or undefined. Default: reads `{ action, data }`. */
@@ -134,6 +140,8 @@ export interface ListenerStats {
   readonly dropped: number;
   readonly handlerErrors: number;
   readonly decodeErrors: number;
+  /** Payloads that failed their channel's schema (never delivered). */
+  readonly validationErrors: number;
   /** Routed notifications that had no action or no handler. */
   readonly unrouted: number;
   readonly reconnects: number;
@@ -177,6 +185,7 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
     dropped: 0,
     handlerErrors: 0,
     decodeErrors: 0,
+    validationErrors: 0,
     unrouted: 0,
     lastNotificationAt: undefined as number | undefined,
   };
@@ -381,8 +390,16 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
     }
     const signal = options.signal;
     if (signal !== undefined) {
-      if (signal.aborted) void this.unsubscribe(id);
-      else signal.addEventListener('abort', () => void this.unsubscribe(id), { once: true });
+      // Only this subscription: the id may belong to a later subscriber once this one ended.
+      const onAbort = (): void => {
+        if (this.registry.subscribers.get(id)?.value !== subscription) return;
+        this.unsubscribe(id).catch((error: unknown) => this.reportError(toError(error)));
+      };
+      if (signal.aborted) onAbort();
+      else {
+        signal.addEventListener('abort', onAbort, { once: true });
+        subscription.onEnd = () => signal.removeEventListener('abort', onAbort);
+      }
     }
     try {
       await this.session.sync();
@@ -472,11 +489,16 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
   once<K extends keyof Channels & string>(
     channel: K,
     options: OnceOptions<Channels[K]> = {},
-  ): Promise<Notification<Channels[K]>> {
+  ): OncePromise<Channels[K]> {
     const timeoutMs = timeoutOption('timeoutMs', options.timeoutMs);
     const { filter, signal } = options;
-    if (signal?.aborted) return Promise.reject(abortedError(signal));
-    return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      const ready = Promise.reject(abortedError(signal));
+      ready.catch(() => undefined);
+      return Object.assign(Promise.reject(abortedError(signal)), { ready });
+    }
+    let ready: Promise<void> = Promise.resolve();
+    const result = new Promise<Notification<Channels[K]>>((resolve, reject) => {
       let done = false;
       let timer: NodeJS.Timeout | undefined;
       const id = this.generateId();
@@ -504,7 +526,7 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
           timeoutMs,
         );
       }
-      this.subscribe(
+      ready = this.subscribe(
         channel,
         (notification) => {
           if (done) return;
@@ -517,8 +539,17 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
           finish(undefined, notification);
         },
         { id, concurrency: 0 },
-      ).catch((error: unknown) => finish(toError(error)));
+      ).then(
+        () => undefined,
+        (error: unknown) => {
+          finish(toError(error));
+          throw error;
+        },
+      );
     });
+    // `ready` rejects like the wait itself; nobody has to await it.
+    ready.catch(() => undefined);
+    return Object.assign(result, { ready });
   }
 
   /**
@@ -744,7 +775,7 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
     if (cached !== undefined) return cached;
     const finish = (result: Validated): Notification | null => {
       if (!result.ok) {
-        this.counters.decodeErrors++;
+        this.counters.validationErrors++;
         this.reportError(result.error);
         return null;
       }
@@ -848,9 +879,17 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
     }
   }
 
+  /** Syncs for an unsubscribe; a stop that cuts it short has met the goal (nothing listened). */
   private async syncUnlessStopped(): Promise<void> {
+    if (this.stopPromise !== undefined) return;
     if (this.session.state === 'stopped' || this.session.state === 'failed') return;
-    await this.session.sync();
+    try {
+      await this.session.sync();
+    } catch (error) {
+      if (this.stopPromise !== undefined && (error as PgNotifyError).code === ErrorCode.CLOSED)
+        return;
+      throw error;
+    }
   }
 
   private async shutdown(): Promise<void> {

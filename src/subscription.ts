@@ -80,6 +80,8 @@ export class Subscription<T = unknown>
 {
   /** This subscriber's id: given in the options, or generated. */
   readonly id: SubscriberId;
+  /** @internal Called once when the subscription ends (the listener detaches its signal). */
+  onEnd: (() => void) | undefined;
   /** @internal This subscriber's own decoder, when it differs from the listener's. */
   decoder: ((raw: string, channel: string) => unknown) | undefined;
   private buffer: (Item<T> | undefined)[] = [];
@@ -355,6 +357,8 @@ export class Subscription<T = unknown>
     this.ended = true;
     this.endError = error;
     if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
+    this.onEnd?.();
+    this.onEnd = undefined;
     const waiters = this.waiters;
     this.waiters = [];
     for (const waiter of waiters) waiter.reject(this.endReason());

@@ -10,6 +10,7 @@ import {
   createListener,
   type Listener,
   type Notification,
+  type OncePromise,
   type Route,
   type Schema,
   type Subscription,
@@ -62,7 +63,7 @@ export function typedListenerChecks(listener: Listener<Channels>): void {
   );
 
   // once(): the notification of that channel; the filter sees the same type.
-  expectType<Promise<Notification<string>>>()(listener.once('logs'));
+  expectType<OncePromise<string>>()(listener.once('logs'));
   void listener.once('orders', {
     timeoutMs: 10,
     filter: (n) => {
@@ -115,7 +116,7 @@ export function untypedListenerChecks(): void {
   void listener.subscribe(['a', 'b', `dynamic_${Date.now()}`], (n) => {
     expectType<unknown>()(n.payload);
   });
-  expectType<Promise<Notification<unknown>>>()(listener.once('whatever'));
+  expectType<OncePromise<unknown>>()(listener.once('whatever'));
   expectType<Route<unknown>>()(listener.route('jobs'));
 }
 

@@ -132,6 +132,7 @@ async function fromStdin(
   const uninstall = onInterrupt((code) => {
     interrupted = code;
     lines.close();
+    process.stdin.destroy();
   });
   let lineNo = 0;
   let sent = 0;
