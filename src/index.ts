@@ -31,6 +31,6 @@ export type {
 } from './options.js';
 export type { ChannelInfo, SubscriberId, SubscriberInfo } from './registry.js';
 export type { Gap, ListenerState } from './session.js';
-export { MAX_CHANNEL_BYTES, MAX_PAYLOAD_BYTES } from './sql.js';
+export { checkChannel, MAX_CHANNEL_BYTES, MAX_PAYLOAD_BYTES } from './sql.js';
 export type { Handler, Notification, WaitOptions } from './subscription.js';
 export { Subscription } from './subscription.js';

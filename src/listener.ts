@@ -178,6 +178,7 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
   private pendingOverflow = new Map<OverflowSource, number>();
   private overflowTimer: NodeJS.Immediate | undefined;
   private stopPromise: Promise<void> | undefined;
+  private failure: PgNotifyError | undefined;
   private resolveClosed!: () => void;
   private readonly counters = {
     received: 0,
@@ -213,6 +214,7 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
         this.emit('reconnecting', { attempt, delayMs, cause }),
       reconnected: (gap) => this.onReconnected(gap),
       failed: (error) => {
+        this.failure = error;
         this.reportError(error);
         // Nothing more will arrive: loops and next() end with the failure, after their buffers.
         for (const [, entry] of this.registry.subscribers) entry.value.end(error);
@@ -313,10 +315,9 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
       }
       await this.closed;
       if (this.session.state === 'failed') {
-        throw new PgNotifyError(
-          ErrorCode.CONNECTION_FAILED,
-          'the listener failed for good; see onError',
-        );
+        throw new PgNotifyError(ErrorCode.CONNECTION_FAILED, 'the listener failed for good', {
+          cause: this.failure,
+        });
       }
     } finally {
       signal?.removeEventListener('abort', onAbort);
@@ -424,6 +425,10 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
     const list = channels === undefined ? undefined : channelList(channels);
     this.apply(reg.unsubscribe(this.registry, id, list));
     if (!this.registry.subscribers.has(id)) entry.value.end(undefined, true);
+    // While (re)connecting nothing is listened to, and the connection being made UNLISTENs
+    // what is no longer wanted as soon as it is adopted: nothing to wait for.
+    const state = this.session.state;
+    if (state === 'reconnecting' || state === 'connecting') return;
     await this.syncUnlessStopped();
   }
 

@@ -223,7 +223,7 @@ export class Session {
       void closeClient(client);
       throw closedError();
     }
-    this.adopt(client);
+    if (!this.adopt(client)) throw closedError();
     this.hooks.connected(backendPid(client) ?? 0);
     this.replayEarly(client);
   }
@@ -239,18 +239,21 @@ export class Session {
   }
 
   /** Makes a connected client current: state, heartbeat, waiters, changes made meanwhile. */
-  private adopt(client: pg.Client): void {
+  private adopt(client: pg.Client): boolean {
     this.client = client;
     this.pid = backendPid(client);
     this.failure = undefined;
     this.lastActivity = Date.now();
     this.setState('listening');
+    // A 'state' listener may have called stop().
+    if ((this.state as ListenerState) !== 'listening') return false;
     this.armHeartbeat();
     const waiters = this.connectWaiters;
     this.connectWaiters = [];
-    if (waiters.length === 0 && this.dirty.size === 0) return;
+    if (waiters.length === 0 && this.dirty.size === 0) return true;
     const synced = this.sync();
     for (const waiter of waiters) synced.then(waiter.resolve, waiter.reject);
+    return true;
   }
 
   private nextConnection(): Promise<void> {
@@ -396,7 +399,13 @@ export class Session {
     const connection = this.config.connection;
     if (typeof connection === 'function') {
       const client = await connection();
-      if (typeof client?.connect !== 'function' || typeof client.query !== 'function') {
+      const flags = client as unknown as { _connecting?: boolean; _connected?: boolean };
+      if (
+        typeof client?.connect !== 'function' ||
+        typeof client.query !== 'function' ||
+        flags._connecting === true ||
+        flags._connected === true
+      ) {
         throw new PgNotifyError(
           ErrorCode.INVALID_OPTION,
           'option connection: the factory must return a new, unconnected pg.Client',
@@ -454,6 +463,8 @@ export class Session {
           );
     if (this.state === 'stopped') return;
     this.hooks.disconnected(error);
+    // A 'disconnected' listener may have called stop(): stay stopped.
+    if ((this.state as ListenerState) === 'stopped') return;
     if (this.config.reconnect === false) {
       this.fail(error);
       return;
@@ -467,15 +478,17 @@ export class Session {
     lost: readonly string[],
   ): Promise<void> {
     const policy = this.config.reconnect;
-    if (policy === false) return;
+    if (policy === false || this.state === 'stopped') return;
     this.setState('reconnecting');
     let lastError: Error = cause;
     let client: pg.Client | undefined;
     for (let attempt = 1; client === undefined; attempt++) {
       const delayMs =
         attempt === 1 ? 0 : backoffDelay(attempt, policy.minDelayMs, policy.maxDelayMs);
-      this.hooks.reconnecting(attempt, delayMs, lastError);
+      // A 'state' or 'reconnecting' listener may have called stop().
       if (this.state !== 'reconnecting') return;
+      this.hooks.reconnecting(attempt, delayMs, lastError);
+      if ((this.state as ListenerState) !== 'reconnecting') return;
       if (delayMs > 0 && !(await this.sleep(delayMs))) return;
       if (this.state !== 'reconnecting') return;
       try {
@@ -505,13 +518,14 @@ export class Session {
       return;
     }
     this.reconnects++;
-    const wantedNow = new Set(this.confirmed);
-    this.adopt(client);
+    const listening = this.confirmed;
+    if (!this.adopt(client)) return;
     this.hooks.connected(backendPid(client) ?? 0);
     const reconnectedAt = Date.now();
     this.hooks.reconnected({
       kind: 'gap',
-      channels: lost.filter((channel) => wantedNow.has(channel)),
+      // Lost, listened to again, and still wanted (not unsubscribed during the attempt).
+      channels: lost.filter((channel) => listening.has(channel) && this.wanted.has(channel)),
       disconnectedAt,
       reconnectedAt,
       downtimeMs: reconnectedAt - disconnectedAt,

@@ -11,8 +11,12 @@ export const MAX_CHANNEL_BYTES = 63;
 export const MAX_PAYLOAD_BYTES = 7999;
 
 /**
- * Checks a channel name and returns it. LISTEN silently truncates long names and pg_notify
- * rejects them, so we refuse them before either can happen.
+ * Checks a channel name and returns it, or throws `PGNOTIFY_INVALID_CHANNEL`: empty, NUL,
+ * ill-formed UTF-16, or over 63 UTF-8 bytes. LISTEN silently truncates long names and
+ * pg_notify rejects them, so pgnotify refuses them before either can happen. Any other string
+ * is a safe channel name. Use it to validate untrusted names up front.
+ * @example
+ * const channel = checkChannel(`user:${userId}`)
  */
 export function checkChannel(channel: unknown): string {
   if (typeof channel !== 'string') {

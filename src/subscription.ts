@@ -21,6 +21,8 @@ export interface Notification<T = unknown> {
   readonly pid: number;
   /** When the listener read it, in ms since the epoch. */
   readonly receivedAt: number;
+  /** Never set: lets `item.kind === 'gap'` tell a gap from a notification in `withGaps()`. */
+  readonly kind?: undefined;
 }
 
 /** A handler for notifications; may return a promise, which is awaited per `concurrency`. */

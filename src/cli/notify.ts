@@ -4,13 +4,7 @@
  */
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
-import {
-  createListener,
-  createNotifier,
-  ErrorCode,
-  type Notifier,
-  PgNotifyError,
-} from '../index.js';
+import { checkChannel, createNotifier, ErrorCode, type Notifier, PgNotifyError } from '../index.js';
 import {
   CONNECTION_HELP,
   connectionFrom,
@@ -67,16 +61,6 @@ Examples:
     );
 }
 
-/** Checks channel names with the library's own rules, without connecting. */
-async function checkChannelName(channel: string): Promise<void> {
-  const probe = createListener();
-  try {
-    await probe.subscribe(channel); // before start(): validates only
-  } finally {
-    await probe.stop();
-  }
-}
-
 /** Sends what the command line asks for; returns the exit code. */
 export async function notifyCommand(
   channel: string,
@@ -97,7 +81,7 @@ export async function notifyCommand(
     }
   };
   try {
-    await checkChannelName(channel);
+    checkChannel(channel);
     if (payload !== undefined) encode(payload);
   } catch (error) {
     return reportFailure(error);
