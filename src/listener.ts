@@ -158,6 +158,15 @@ export interface ListenerStats {
 }
 
 type AnySubscription = Subscription<unknown>;
+/** A channel's entry in the delivery index. */
+interface IndexEntry {
+  readonly subscribers: AnySubscription[];
+  /**
+   * No schema on the channel, every subscriber uses the listener's decoder and none has it as
+   * its stop channel: decode once and hand the same notification to all (the fast path).
+   */
+  readonly plain: boolean;
+}
 type Listeners = { [E in keyof ListenerEvents]?: ((...args: ListenerEvents[E]) => void)[] };
 
 /**
@@ -170,7 +179,10 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
   private readonly decoder: DecodeFunction;
   private registry: Registry<AnySubscription> = reg.emptyRegistry();
   /** channel → subscribers to deliver to; rebuilt for touched channels only. */
-  private readonly index = new Map<string, AnySubscription[]>();
+  private readonly index = new Map<string, IndexEntry>();
+  /** The last channel looked up in the index and what it found (cleared on every change). */
+  private lastChannel: string | undefined;
+  private lastRoute: IndexEntry | undefined;
   private readonly events: Listeners = {};
   private nextId = 1;
   private chain: Promise<void> | undefined;
@@ -686,8 +698,27 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
     this.counters.received++;
     this.counters.lastNotificationAt = receivedAt;
     if (this.options.ignoreOwn && pid === this.session.pid) return;
-    const subscribers = this.index.get(channel);
-    if (subscribers === undefined) return;
+    // Bursts usually stay on one channel: comparing with the last channel's name is cheaper
+    // than hashing the fresh string pg made for every notification.
+    let route: IndexEntry | undefined;
+    if (channel === this.lastChannel) route = this.lastRoute;
+    else {
+      route = this.index.get(channel);
+      this.lastChannel = channel;
+      this.lastRoute = route;
+    }
+    if (route === undefined) return;
+    const subscribers = route.subscribers;
+    if (route.plain && this.chain === undefined) {
+      // The common case: decode once, hand the same notification to every subscriber.
+      const notification = this.decode(this.decoder, channel, raw, pid, receivedAt);
+      if (notification === null) return;
+      for (let i = 0; i < subscribers.length; i++) {
+        (subscribers[i] as AnySubscription).deliver(notification);
+      }
+      this.counters.delivered += subscribers.length;
+      return;
+    }
     if (this.chain !== undefined) {
       this.enqueue(() => this.process(subscribers, channel, raw, pid, receivedAt));
       return;
@@ -876,10 +907,18 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
   /** Applies a registry change: index and wanted set for the touched channels only. */
   private apply(change: reg.Change<AnySubscription>): void {
     this.registry = change.registry;
+    this.lastChannel = undefined;
+    this.lastRoute = undefined;
     for (const channel of change.touched) {
       const recipients = reg.recipients(this.registry, channel);
       if (recipients.length === 0) this.index.delete(channel);
-      else this.index.set(channel, recipients);
+      else
+        this.index.set(channel, {
+          subscribers: recipients,
+          plain:
+            !this.options.schemas.has(channel) &&
+            recipients.every((s) => s.decoder === undefined && s.stopChannel !== channel),
+        });
       this.session.want(channel, reg.isActive(this.registry, channel));
     }
   }

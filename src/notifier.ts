@@ -168,8 +168,7 @@ export class Notifier {
             await this.pool.query(NOTIFY_SQL, [only.channel, only.payload]);
           } else {
             await this.pool.query(NOTIFY_MANY_SQL, [
-              batch.map((p) => p.channel),
-              batch.map((p) => p.payload),
+              JSON.stringify(batch.map((p) => [p.channel, p.payload])),
             ]);
           }
           for (const pending of batch) pending.resolve();

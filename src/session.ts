@@ -85,6 +85,24 @@ function deferred(): Deferred {
 
 const noop = (): void => undefined;
 
+/**
+ * Date.now() read once per turn of the event loop: pg emits every notification of one socket
+ * read synchronously, so they share one reading (it is when the chunk was read).
+ */
+let clockValue = 0;
+let clockFresh = false;
+const expireClock = (): void => {
+  clockFresh = false;
+};
+function clock(): number {
+  if (!clockFresh) {
+    clockValue = Date.now();
+    clockFresh = true;
+    queueMicrotask(expireClock);
+  }
+  return clockValue;
+}
+
 /** Per-client event handlers, kept so they can be detached when the client is dropped. */
 interface Attached {
   /** Notifications read before the client was adopted; replayed after the connect/gap report. */
@@ -342,7 +360,7 @@ export class Session {
     const attached: Attached = {
       early: [],
       notification: (message) => {
-        const now = Date.now();
+        const now = clock();
         this.lastActivity = now;
         if (client !== this.client) {
           // LISTEN is live but the connection is not adopted yet: hold these until the

@@ -102,18 +102,20 @@ export const HEARTBEAT_SQL =
   'SELECT ARRAY(SELECT pg_catalog.pg_listening_channels()) AS channels,' +
   ' pg_catalog.pg_notification_queue_usage() AS usage';
 
-// Functions are schema-qualified so a search_path with a look-alike function cannot intercept
-// them (multi-argument unnest in FROM is syntax, not a function, and cannot be qualified).
+// Functions are schema-qualified so a search_path with a look-alike function cannot intercept them.
 
 /** One notification, bound as parameters. */
 export const NOTIFY_SQL = 'SELECT pg_catalog.pg_notify($1, $2)';
 
 /**
- * Many notifications in one statement. unnest WITH ORDINALITY is read in order, so
- * pg_notify runs in call order and the notifications are queued in that order.
+ * Many notifications in one statement, from one JSON parameter `[[channel, payload], …]`.
+ * json_array_elements WITH ORDINALITY is read in order, so pg_notify runs in call order and
+ * the notifications are queued in that order. One JSON.stringify is several times cheaper for
+ * the client than pg's text-array escaping, and the server parses it as fast.
  */
 export const NOTIFY_MANY_SQL =
-  'SELECT pg_catalog.pg_notify(c, p) FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(c, p, i) ORDER BY i';
+  'SELECT pg_catalog.pg_notify(e.v->>0, e.v->>1)' +
+  ' FROM pg_catalog.json_array_elements($1::json) WITH ORDINALITY AS e(v, i) ORDER BY e.i';
 
 function invalidChannel(reason: string, channel: string | undefined): PgNotifyError {
   const shown = channel === undefined ? '' : ` (${JSON.stringify(shorten(channel))})`;

@@ -1,0 +1,180 @@
+/**
+ * Plumbing shared by the workloads: the run context, channel names, deadlines, and the
+ * counting sink every contestant delivers to.
+ */
+import { randomBytes } from 'node:crypto';
+import { type ListenerName, type ListenSetup, STARTERS } from './contestants.js';
+import { median } from './report.js';
+import type { Sender } from './sender.js';
+
+export interface Context {
+  url: string;
+  sender: Sender;
+  quick: boolean;
+  rounds: number;
+  /** The contestants of `names` selected with `--only` (all by default), in the given order. */
+  pick<T extends string>(names: readonly T[]): T[];
+  /** A full garbage collection, run before every measured window. */
+  gc(): void;
+  /** A progress line (stderr). */
+  progress(line: string): void;
+}
+
+let channelCounter = 0;
+/** Identifies this run's channels and sessions (printed in the header). */
+export const RUN_ID = randomBytes(3).toString('hex');
+
+/** A channel (or prefix) unique to this run: `bench_<what>_<run>_<n>`. */
+export function benchChannel(what: string): string {
+  channelCounter += 1;
+  return `bench_${what}_${RUN_ID}_${channelCounter}`;
+}
+
+/**
+ * An application_name unique to this run and call, to find a contestant's backend. Every
+ * session of a run is named `pgnotify-bench-<run>-…` (see {@link runAppName}).
+ */
+export function benchAppName(what: string): string {
+  channelCounter += 1;
+  return runAppName(`${what.replace(/[^a-z0-9]/gi, '')}-${channelCounter}`);
+}
+
+/** `pgnotify-bench-<run>-<what>`: the application_name of every session of this run. */
+export function runAppName(what: string): string {
+  return `pgnotify-bench-${RUN_ID}-${what}`;
+}
+
+/** Rotates `items` by `round`, so every contestant runs first, second, … in turn. */
+export function rotate<T>(items: readonly T[], round: number): T[] {
+  const k = round % items.length;
+  return [...items.slice(k), ...items.slice(0, k)];
+}
+
+/** Rejects with `what` when `promise` has not settled after `ms`. */
+export async function deadline<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export function nowNs(): bigint {
+  return process.hrtime.bigint();
+}
+
+/** CPU time (user + system) in µs of a `process.cpuUsage()` delta. */
+export function cpuMicros(usage: NodeJS.CpuUsage): number {
+  return usage.user + usage.system;
+}
+
+/**
+ * Counts deliveries until `expected`, reading each payload's `id` (so no contestant can skip
+ * decoding). Records the first and last receipt time and the CPU used from `arm()` to the
+ * last receipt.
+ */
+export class Sink {
+  count = 0;
+  checksum = 0;
+  firstAt = 0n;
+  lastAt = 0n;
+  cpu: NodeJS.CpuUsage | undefined;
+  private cpuStart: NodeJS.CpuUsage | undefined;
+  private resolveDone!: () => void;
+  readonly done: Promise<void>;
+
+  constructor(readonly expected: number) {
+    this.done = new Promise((resolve) => {
+      this.resolveDone = resolve;
+    });
+  }
+
+  /** Starts the CPU window. */
+  arm(): void {
+    this.cpuStart = process.cpuUsage();
+  }
+
+  readonly onPayload = (payload: unknown): void => {
+    this.checksum += (payload as { id: number }).id;
+    const count = ++this.count;
+    if (count === 1) this.firstAt = process.hrtime.bigint();
+    if (count === this.expected) {
+      this.lastAt = process.hrtime.bigint();
+      this.cpu = process.cpuUsage(this.cpuStart);
+      this.resolveDone();
+    }
+  };
+
+  /** Microseconds from the first to the last receipt. */
+  get spanMicros(): number {
+    return Number(this.lastAt - this.firstAt) / 1000;
+  }
+}
+
+export function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Per row (contestant, or layout / contestant), per metric: one value per round. */
+export type Samples = Record<string, Record<string, number[]>>;
+export type Medians = Record<string, Record<string, number>>;
+
+export interface WorkloadResult {
+  key: string;
+  title: string;
+  params: Record<string, unknown>;
+  samples: Samples;
+  medians: Medians;
+  /** Anything a workload reports besides numbers (e.g. loss reports). */
+  details?: Record<string, unknown>;
+  text: string;
+}
+
+export function record(samples: Samples, row: string, values: Record<string, number>): void {
+  const entry = samples[row] ?? {};
+  samples[row] = entry;
+  for (const [metric, value] of Object.entries(values)) {
+    const list = entry[metric] ?? [];
+    list.push(value);
+    entry[metric] = list;
+  }
+}
+
+export function mediansOf(samples: Samples): Medians {
+  const out: Medians = {};
+  for (const [row, metrics] of Object.entries(samples)) {
+    const entry: Record<string, number> = {};
+    for (const [metric, values] of Object.entries(metrics)) entry[metric] = median(values);
+    out[row] = entry;
+  }
+  return out;
+}
+
+/** Starts listener `name` (with a unique application_name), runs `body`, always closes it. */
+export async function withListener<T>(
+  name: ListenerName,
+  setup: Omit<ListenSetup, 'appName'>,
+  body: () => Promise<T>,
+): Promise<T> {
+  const running = await STARTERS[name]({ appName: benchAppName(name), ...setup });
+  try {
+    return await body();
+  } finally {
+    await running.close();
+  }
+}
+
+/** A generous but finite deadline for receiving `notifications`: 30 s, or 10k per second. */
+export function budgetMs(notifications: number): number {
+  return Math.max(30_000, notifications / 10);
+}

@@ -1,0 +1,90 @@
+/**
+ * Workload (a): 100k ~120-byte JSON notifications to one subscriber, sent by one statement
+ * from the sender child. Throughput from the first to the last receipt; client CPU per
+ * notification from `process.cpuUsage()` between the send and the last receipt.
+ */
+import {
+  benchChannel,
+  budgetMs,
+  type Context,
+  cpuMicros,
+  deadline,
+  mediansOf,
+  record,
+  rotate,
+  type Samples,
+  Sink,
+  type WorkloadResult,
+  withListener,
+} from './common.js';
+import { BASELINE, LISTENERS, type ListenerName, PEERS } from './contestants.js';
+import { fmt, ratioTable } from './report.js';
+
+async function deliveryOnce(
+  ctx: Context,
+  name: ListenerName,
+  count: number,
+): Promise<{ msgsPerSec: number; cpuUsPerMsg: number }> {
+  const channel = benchChannel('dlv');
+  const sink = new Sink(count);
+  return withListener(
+    name,
+    { url: ctx.url, subscribers: [[channel]], onPayload: sink.onPayload },
+    async () => {
+      ctx.gc();
+      sink.arm();
+      const sent = ctx.sender.bulk(channel, count);
+      await deadline(sink.done, budgetMs(count), `${name}: ${count} notifications`);
+      await sent;
+      return {
+        msgsPerSec: ((count - 1) * 1e6) / sink.spanMicros,
+        cpuUsPerMsg: cpuMicros(sink.cpu as NodeJS.CpuUsage) / count,
+      };
+    },
+  );
+}
+
+export async function delivery(ctx: Context): Promise<WorkloadResult> {
+  const count = ctx.quick ? 5_000 : 100_000;
+  const listeners = ctx.pick(LISTENERS);
+  const samples: Samples = {};
+  if (!ctx.quick) {
+    // A full unrecorded round first: the JIT keeps improving pg's parser (shared by three
+    // contestants) for well over 10k notifications.
+    ctx.progress(`delivery: warm-up round (not recorded)`);
+    for (const name of listeners) await deliveryOnce(ctx, name, count);
+  }
+  for (let round = 0; round < ctx.rounds; round++) {
+    for (const name of rotate(listeners, round)) {
+      const result = await deliveryOnce(ctx, name, count);
+      record(samples, name, result);
+      ctx.progress(
+        `delivery round ${round + 1}/${ctx.rounds} ${name}: ${fmt(result.msgsPerSec)} msgs/s, ${fmt(result.cpuUsPerMsg, 3)} µs CPU/notification`,
+      );
+    }
+  }
+  const medians = mediansOf(samples);
+  const title = `(a) delivery: ${fmt(count)} JSON notifications (~120 B) to one subscriber, ${ctx.rounds} round(s)`;
+  return {
+    key: 'delivery',
+    title,
+    params: { notifications: count, warmupRound: !ctx.quick, rounds: ctx.rounds },
+    samples,
+    medians,
+    text: ratioTable(
+      title,
+      listeners,
+      BASELINE,
+      PEERS,
+      [
+        { key: 'cpuUsPerMsg', label: 'CPU µs/notification', better: 'lower', digits: 3 },
+        { key: 'msgsPerSec', label: 'msgs/s', better: 'higher', digits: 0 },
+      ],
+      medians,
+      [
+        'one statement from a separate connection in a child process; msgs/s from first to last receipt;',
+        'CPU = process.cpuUsage() (user+system, all threads of this process) from the send to the last receipt',
+      ],
+    ),
+  };
+}

@@ -1,0 +1,156 @@
+/**
+ * Workload (d): dispatch cost at scale. 50k notifications spread over 1, 1 000 or 10 000
+ * channels by one statement from the sender child; client CPU per notification and per
+ * handler call, for pgnotify, the hand-rolled pg listener and the peers.
+ */
+import {
+  benchChannel,
+  budgetMs,
+  type Context,
+  cpuMicros,
+  deadline,
+  mediansOf,
+  record,
+  rotate,
+  type Samples,
+  Sink,
+  type WorkloadResult,
+  withListener,
+} from './common.js';
+import { BASELINE, LISTENERS, type ListenerName, PEERS } from './contestants.js';
+import { best, fmt, ratio, table } from './report.js';
+
+export interface Layout {
+  label: string;
+  channels: number;
+  subscribersPerChannel: number;
+}
+
+/**
+ * The subscribers of a layout: with one subscriber per channel, one subscriber per channel;
+ * with N, N subscribers that each subscribe to every channel.
+ */
+function subscribersOf(prefix: string, layout: Layout): string[][] {
+  const channels = Array.from({ length: layout.channels }, (_, k) => `${prefix}${k}`);
+  if (layout.subscribersPerChannel === 1) return channels.map((c) => [c]);
+  return Array.from({ length: layout.subscribersPerChannel }, () => channels);
+}
+
+async function fanoutOnce(
+  ctx: Context,
+  name: ListenerName,
+  layout: Layout,
+  count: number,
+): Promise<{ cpuUsPerMsg: number; cpuUsPerCall: number; msgsPerSec: number }> {
+  const prefix = `${benchChannel('fan')}_`;
+  const calls = count * layout.subscribersPerChannel;
+  const sink = new Sink(calls);
+  return withListener(
+    name,
+    { url: ctx.url, subscribers: subscribersOf(prefix, layout), onPayload: sink.onPayload },
+    async () => {
+      ctx.gc();
+      sink.arm();
+      const sent = ctx.sender.spread(prefix, count, layout.channels);
+      await deadline(sink.done, budgetMs(calls), `${name} ${layout.label}: ${calls} handler calls`);
+      await sent;
+      const cpu = cpuMicros(sink.cpu as NodeJS.CpuUsage);
+      return {
+        cpuUsPerMsg: cpu / count,
+        cpuUsPerCall: cpu / calls,
+        msgsPerSec: ((count - 1) * 1e6) / sink.spanMicros,
+      };
+    },
+  );
+}
+
+export async function fanout(ctx: Context): Promise<WorkloadResult> {
+  const count = ctx.quick ? 5_000 : 50_000;
+  const listeners = ctx.pick(LISTENERS);
+  const layouts: Layout[] = ctx.quick
+    ? [
+        { label: '1 channel × 1', channels: 1, subscribersPerChannel: 1 },
+        { label: '100 channels × 10', channels: 100, subscribersPerChannel: 10 },
+        { label: '1 000 channels × 1', channels: 1_000, subscribersPerChannel: 1 },
+      ]
+    : [
+        { label: '1 channel × 1', channels: 1, subscribersPerChannel: 1 },
+        { label: '1 000 channels × 10', channels: 1_000, subscribersPerChannel: 10 },
+        { label: '10 000 channels × 1', channels: 10_000, subscribersPerChannel: 1 },
+      ];
+  const samples: Samples = {};
+  if (!ctx.quick) {
+    ctx.progress('fan-out: warm-up (10 000 per contestant and layout, not recorded)');
+    for (const layout of layouts) {
+      for (const name of listeners) await fanoutOnce(ctx, name, layout, 10_000);
+    }
+  }
+  for (let round = 0; round < ctx.rounds; round++) {
+    for (const layout of layouts) {
+      for (const name of rotate(listeners, round)) {
+        const result = await fanoutOnce(ctx, name, layout, count);
+        record(samples, `${layout.label} / ${name}`, result);
+        ctx.progress(
+          `fan-out round ${round + 1}/${ctx.rounds} ${layout.label} ${name}: ${fmt(result.cpuUsPerMsg, 3)} µs CPU/notification`,
+        );
+      }
+    }
+  }
+  const medians = mediansOf(samples);
+  const first = layouts[0] as Layout;
+  const rows: string[][] = [];
+  for (const layout of layouts) {
+    const at = (name: string, metric: string): number | undefined =>
+      medians[`${layout.label} / ${name}`]?.[metric];
+    const peerBest = best(
+      PEERS.map((peer) => at(peer, 'cpuUsPerMsg')),
+      'lower',
+    );
+    for (const name of listeners) {
+      const value = at(name, 'cpuUsPerMsg');
+      rows.push([
+        layout.label,
+        name,
+        fmt(value, 3),
+        ratio(value, at(BASELINE, 'cpuUsPerMsg')),
+        ratio(value, peerBest),
+        ratio(value, medians[`${first.label} / ${name}`]?.cpuUsPerMsg),
+        fmt(at(name, 'cpuUsPerCall'), 3),
+        fmt(at(name, 'msgsPerSec')),
+      ]);
+    }
+  }
+  const title = `(d) fan-out: ${fmt(count)} notifications spread over the channels, ${ctx.rounds} round(s)`;
+  return {
+    key: 'fanout',
+    title,
+    params: { notifications: count, layouts, rounds: ctx.rounds },
+    samples,
+    medians,
+    text: table(
+      title,
+      [
+        'layout',
+        'contestant',
+        'CPU µs/notification',
+        `×${BASELINE}`,
+        '×best peer',
+        `×${first.label}`,
+        'CPU µs/handler call',
+        'msgs/s',
+      ],
+      rows,
+      [
+        'medians; CPU µs/notification = CPU / notifications sent (lower is better); per handler call = CPU / deliveries;',
+        `×${first.label} = this contestant's CPU/notification here / its own with ${first.label};`,
+        '"× 10": 10 subscribers each subscribed to every channel; "× 1": one subscriber per channel;',
+        'pg: a Map channel → handlers, one JSON.parse per notification; pg-listen: an EventEmitter per channel;',
+        'postgres.js: sql.listen() per subscriber and channel, each handler parses the text itself;',
+        'with many channels PostgreSQL itself delivers more slowly (a listening backend scans its channel list',
+        'for every notification: see msgs/s), so every client reads smaller chunks and pays more per notification;',
+        `×${BASELINE} compares the libraries at the same server pace`,
+      ],
+      2,
+    ),
+  };
+}

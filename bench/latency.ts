@@ -1,0 +1,116 @@
+/**
+ * Workload (b): sequential single notify → handler round trips. Sent with
+ * `SELECT pg_notify($1, $2)` on a separate pg.Client in this process; hrtime before the query
+ * and in the handler.
+ */
+import pg from 'pg';
+import {
+  benchChannel,
+  type Context,
+  deadline,
+  mediansOf,
+  record,
+  rotate,
+  runAppName,
+  type Samples,
+  type WorkloadResult,
+  withListener,
+} from './common.js';
+import { BASELINE, LISTENERS, type ListenerName, PEERS } from './contestants.js';
+import { fmt, percentile, ratioTable } from './report.js';
+
+async function latencyOnce(
+  ctx: Context,
+  sender: pg.Client,
+  name: ListenerName,
+  trips: number,
+): Promise<{ p50: number; p99: number; mean: number }> {
+  const channel = benchChannel('lat');
+  let expected = -1;
+  let arrivedAt = 0n;
+  let arrived: (() => void) | undefined;
+  const onPayload = (payload: unknown): void => {
+    if ((payload as { id: number }).id !== expected) return;
+    arrivedAt = process.hrtime.bigint();
+    arrived?.();
+  };
+  return withListener(name, { url: ctx.url, subscribers: [[channel]], onPayload }, async () => {
+    const micros: number[] = [];
+    ctx.gc();
+    for (let i = 0; i < trips; i++) {
+      const payload = JSON.stringify({
+        id: i,
+        name: `user_${i}`,
+        email: `user${i}@example.com`,
+        tags: ['a', 'b', 'c'],
+        active: true,
+      });
+      expected = i;
+      const delivered = new Promise<void>((resolve) => {
+        arrived = resolve;
+      });
+      const sentAt = process.hrtime.bigint();
+      const query = sender.query('SELECT pg_notify($1, $2)', [channel, payload]);
+      await deadline(delivered, 10_000, `${name}: round trip ${i}`);
+      await query;
+      micros.push(Number(arrivedAt - sentAt) / 1000);
+    }
+    return {
+      p50: percentile(micros, 50),
+      p99: percentile(micros, 99),
+      mean: micros.reduce((a, b) => a + b, 0) / micros.length,
+    };
+  });
+}
+
+export async function latency(ctx: Context): Promise<WorkloadResult> {
+  const trips = ctx.quick ? 200 : 2_000;
+  const listeners = ctx.pick(LISTENERS);
+  const samples: Samples = {};
+  const sender = new pg.Client({
+    connectionString: ctx.url,
+    application_name: runAppName('latency-sender'),
+  });
+  sender.on('error', () => undefined);
+  await sender.connect();
+  try {
+    if (!ctx.quick) {
+      ctx.progress('latency: warm-up (500 round trips per contestant, not recorded)');
+      for (const name of listeners) await latencyOnce(ctx, sender, name, 500);
+    }
+    for (let round = 0; round < ctx.rounds; round++) {
+      for (const name of rotate(listeners, round)) {
+        const result = await latencyOnce(ctx, sender, name, trips);
+        record(samples, name, result);
+        ctx.progress(
+          `latency round ${round + 1}/${ctx.rounds} ${name}: p50 ${fmt(result.p50)} µs, p99 ${fmt(result.p99)} µs`,
+        );
+      }
+    }
+  } finally {
+    await sender.end().catch(() => undefined);
+  }
+  const medians = mediansOf(samples);
+  const title = `(b) latency: ${fmt(trips)} sequential notify→handler round trips, ${ctx.rounds} round(s)`;
+  return {
+    key: 'latency',
+    title,
+    params: { trips, rounds: ctx.rounds },
+    samples,
+    medians,
+    text: ratioTable(
+      title,
+      listeners,
+      BASELINE,
+      PEERS,
+      [
+        { key: 'p50', label: 'p50 µs', better: 'lower', digits: 0 },
+        { key: 'p99', label: 'p99 µs', better: 'lower', digits: 0 },
+      ],
+      medians,
+      [
+        'from before `SELECT pg_notify($1,$2)` on a separate pg.Client in this process to the handler (hrtime)',
+      ],
+    ),
+  };
+}
