@@ -4,10 +4,9 @@
  * that stops reading fills the server's notification queue for the whole cluster).
  */
 import assert from 'node:assert/strict';
-import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import type pg from 'pg';
 import {
   createListener,
   ErrorCode,
@@ -17,43 +16,13 @@ import {
   PgNotifyError,
   type SubscriberId,
 } from '../src/index.js';
-import { type CrashGuard, installCrashGuard } from './fixtures/crash-guard.js';
-import { adminClient, databaseUrl, uniqueChannel, waitFor } from './helpers/db.js';
+import { guardedTests } from './fixtures/crash-guard.js';
+import { databaseUrl, uniqueChannel, waitFor } from './helpers/db.js';
 
-const guard: CrashGuard = installCrashGuard();
 const URL_ = databaseUrl();
 
-const cleanups: (() => unknown)[] = [];
-function defer(fn: () => unknown): void {
-  cleanups.push(fn);
-}
-
-let mark = guard.mark();
-beforeEach(() => {
-  mark = guard.mark();
-});
-afterEach(async () => {
-  while (cleanups.length > 0) {
-    const fn = cleanups.pop() as () => unknown;
-    try {
-      await fn();
-    } catch {
-      // Cleanup must go on; the test itself reports what went wrong.
-    }
-  }
-  await new Promise<void>((resolve) => setImmediate(resolve));
-  guard.assertClean(mark);
-});
-
-let admin: pg.Client;
-before(async () => {
-  admin = await adminClient();
-});
-after(async () => {
-  await admin?.end().catch(() => undefined);
-  await new Promise<void>((resolve) => setImmediate(resolve));
-  guard.assertClean();
-});
+const plumbing = guardedTests();
+const { defer } = plumbing;
 
 interface OverflowInfo {
   subscriberId: SubscriberId;
@@ -86,7 +55,7 @@ function rig(options: Omit<ListenerOptions, 'onError'> = {}): Rig {
 
 /** `count` notifications on `channel`, payloads '1'..'count', in one statement (one commit). */
 async function burst(channel: string, count: number): Promise<void> {
-  await admin.query('SELECT pg_notify($1, i::text) FROM generate_series(1, $2::int) i', [
+  await plumbing.admin.query('SELECT pg_notify($1, i::text) FROM generate_series(1, $2::int) i', [
     channel,
     count,
   ]);

@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import {
   createListener,
@@ -17,7 +17,7 @@ import {
   type Notification,
   PgNotifyError,
 } from '../src/index.js';
-import { type CrashGuard, installCrashGuard } from './fixtures/crash-guard.js';
+import { guardedTests } from './fixtures/crash-guard.js';
 import {
   adminClient,
   databaseUrl,
@@ -30,47 +30,19 @@ import { freePort } from './helpers/embedded.js';
 import { type Proxy as FaultProxy, startProxy } from './helpers/proxy.js';
 import { type PrivateServer, startPrivateServer } from './helpers/server.js';
 
-const guard: CrashGuard = installCrashGuard();
 const URL_ = databaseUrl();
 const APP = 'pgnotify-resilience';
 
 // ---- plumbing -------------------------------------------------------------------------------
 
-const cleanups: (() => unknown)[] = [];
-/** Registers cleanup for the current test; run last-in first-out after it. */
-function defer(fn: () => unknown): void {
-  cleanups.push(fn);
-}
+const plumbing = guardedTests();
+const { defer } = plumbing;
 
-let mark = guard.mark();
-beforeEach(() => {
-  mark = guard.mark();
-});
-afterEach(async () => {
-  while (cleanups.length > 0) {
-    const fn = cleanups.pop() as () => unknown;
-    try {
-      await fn();
-    } catch {
-      // Cleanup must go on; the test itself reports what went wrong.
-    }
-  }
-  // Let rejections of the test's last turn surface before checking.
-  await new Promise<void>((resolve) => setImmediate(resolve));
-  guard.assertClean(mark);
-});
-
-let admin: pg.Client;
-before(async () => {
-  admin = await adminClient();
-});
-after(async () => {
-  await admin?.end().catch(() => undefined);
-  await new Promise<void>((resolve) => setImmediate(resolve));
-  guard.assertClean();
-});
-
-async function notify(channel: string, payload: string, client: pg.Client = admin): Promise<void> {
+async function notify(
+  channel: string,
+  payload: string,
+  client: pg.Client = plumbing.admin,
+): Promise<void> {
   await client.query('SELECT pg_notify($1, $2)', [channel, payload]);
 }
 
@@ -1041,7 +1013,9 @@ describe('the session under load and drift', () => {
     const box = inbox();
     await listener.subscribe(ch, box.handler, { id: 'healthy' });
     await listener.start();
-    await admin.query('SELECT pg_notify($1, i::text) FROM generate_series(1, 300) i', [ch]);
+    await plumbing.admin.query('SELECT pg_notify($1, i::text) FROM generate_series(1, 300) i', [
+      ch,
+    ]);
     await waitFor(() => box.got.length === 300, { message: 'all 300 to the healthy handler' });
     assert.deepEqual(
       box.payloads(),
