@@ -10,9 +10,13 @@ const listener = createListener<{ orders: Order; audit: string }>({
   connection: process.env.DATABASE_URL,
   onError: (error) => console.error('pgnotify:', error.message),
 });
-listener.on('gap', (gap) => console.log(`lost ${gap.downtimeMs} ms on ${gap.channels.join(', ')}; resyncing`));
+listener.on('gap', (gap) =>
+  console.log(`lost ${gap.downtimeMs} ms on ${gap.channels.join(', ')}; resyncing`),
+);
 
-await listener.subscribe('orders', (n) => console.log('order', n.payload.id, 'from backend', n.pid));
+await listener.subscribe('orders', (n) =>
+  console.log('order', n.payload.id, 'from backend', n.pid),
+);
 await listener.start(); // resolves once the server confirmed LISTEN
 
 const notifier = createNotifier({ connection: process.env.DATABASE_URL });
