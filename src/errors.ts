@@ -101,6 +101,11 @@ export function sqlStateOf(error: unknown): string | undefined {
   return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
 }
 
+/** The error of a wait cut short by its `AbortSignal`; the signal's reason is the cause. */
+export function abortedError(signal: AbortSignal | undefined): PgNotifyError {
+  return new PgNotifyError(ErrorCode.ABORTED, 'the wait was aborted', { cause: signal?.reason });
+}
+
 /** Wraps anything thrown into an Error, for places that must hand an Error on. */
 export function toError(value: unknown): Error {
   return value instanceof Error ? value : new Error(String(value));

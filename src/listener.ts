@@ -12,7 +12,7 @@ import {
   validate,
 } from './codec.js';
 import { type DispatchFunction, defaultDispatch, Router, type UnroutedReason } from './dispatch.js';
-import { ErrorCode, PgNotifyError, toError } from './errors.js';
+import { abortedError, ErrorCode, PgNotifyError, toError } from './errors.js';
 import {
   type BufferOptions,
   bufferOption,
@@ -1015,8 +1015,4 @@ function channelList(channels: unknown): string[] {
     );
   }
   return channels.map(checkChannel);
-}
-
-function abortedError(signal: AbortSignal | undefined): PgNotifyError {
-  return new PgNotifyError(ErrorCode.ABORTED, 'the wait was aborted', { cause: signal?.reason });
 }

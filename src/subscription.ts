@@ -4,7 +4,7 @@
  * `next({ timeoutMs })`.
  */
 import { HandlerRunner, type Source } from './dispatch.js';
-import { ErrorCode, PgNotifyError, toError } from './errors.js';
+import { abortedError, ErrorCode, PgNotifyError, toError } from './errors.js';
 import type { OverflowPolicy } from './options.js';
 import type { SubscriberId } from './registry.js';
 import type { Gap } from './session.js';
@@ -201,10 +201,10 @@ export class Subscription<T = unknown>
     if (item !== undefined) return Promise.resolve(item);
     if (this.ended) return Promise.reject(this.endReason());
     const { timeoutMs, signal } = options;
-    if (signal?.aborted) return Promise.reject(aborted(signal));
+    if (signal?.aborted) return Promise.reject(abortedError(signal));
     return new Promise((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
-      const onAbort = (): void => settle(undefined, aborted(signal));
+      const onAbort = (): void => settle(undefined, abortedError(signal));
       const waiter: Waiter<T> = {
         gaps,
         resolve: (value) => settle(value, undefined),
@@ -420,8 +420,4 @@ export class Subscription<T = unknown>
 
 function isGap<T>(item: Item<T>): item is Gap {
   return (item as Partial<Gap>).kind === 'gap';
-}
-
-function aborted(signal: AbortSignal | undefined): PgNotifyError {
-  return new PgNotifyError(ErrorCode.ABORTED, 'the wait was aborted', { cause: signal?.reason });
 }
