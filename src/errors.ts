@@ -101,6 +101,11 @@ export function sqlStateOf(error: unknown): string | undefined {
   return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
 }
 
+/** The error of a call that needs a listener that was stopped. */
+export function listenerClosedError(): PgNotifyError {
+  return new PgNotifyError(ErrorCode.CLOSED, 'the listener is stopped');
+}
+
 /** The error of a wait cut short by its `AbortSignal`; the signal's reason is the cause. */
 export function abortedError(signal: AbortSignal | undefined): PgNotifyError {
   return new PgNotifyError(ErrorCode.ABORTED, 'the wait was aborted', { cause: signal?.reason });

@@ -12,7 +12,7 @@ import {
   validate,
 } from './codec.js';
 import { type DispatchFunction, defaultDispatch, Router, type UnroutedReason } from './dispatch.js';
-import { abortedError, ErrorCode, PgNotifyError, toError } from './errors.js';
+import { abortedError, ErrorCode, listenerClosedError, PgNotifyError, toError } from './errors.js';
 import {
   type BufferOptions,
   bufferOption,
@@ -988,7 +988,7 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
 
   private assertOpen(): void {
     if (this.session.state === 'stopped' || this.stopPromise !== undefined) {
-      throw new PgNotifyError(ErrorCode.CLOSED, 'the listener is stopped');
+      throw listenerClosedError();
     }
   }
 }

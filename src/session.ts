@@ -5,7 +5,7 @@
  * channel in one round trip, and only then report the gap. Knows channels, not subscribers.
  */
 import pg from 'pg';
-import { ErrorCode, PgNotifyError, sqlStateOf, toError } from './errors.js';
+import { ErrorCode, listenerClosedError, PgNotifyError, sqlStateOf, toError } from './errors.js';
 import type { ConnectionOption, HeartbeatOptions, ReconnectOptions } from './options.js';
 import { HEARTBEAT_SQL, listenSql, SESSION_SETUP_SQL, unlistenSql } from './sql.js';
 
@@ -168,9 +168,9 @@ export class Session {
       case 'idle':
         return Promise.resolve();
       case 'stopped':
-        return Promise.reject(closedError());
+        return Promise.reject(listenerClosedError());
       case 'failed':
-        return Promise.reject(this.failure ?? closedError());
+        return Promise.reject(this.failure ?? listenerClosedError());
       case 'connecting':
       case 'reconnecting':
         return this.nextConnection();
@@ -200,8 +200,8 @@ export class Session {
 
   /** Connects and LISTENs every wanted channel. Rejects on the first failure (no retry). */
   start(): Promise<void> {
-    if (this.state === 'stopped') return Promise.reject(closedError());
-    if (this.state === 'failed') return Promise.reject(this.failure ?? closedError());
+    if (this.state === 'stopped') return Promise.reject(listenerClosedError());
+    if (this.state === 'failed') return Promise.reject(this.failure ?? listenerClosedError());
     this.startPromise ??= this.firstConnect();
     return this.startPromise;
   }
@@ -212,7 +212,7 @@ export class Session {
     this.setState('stopped');
     this.clearHeartbeat();
     this.cancelBackoff?.();
-    const closed = closedError();
+    const closed = listenerClosedError();
     this.rejectWaiters(closed);
     if (this.connecting !== undefined) destroySocket(this.connecting);
     const client = this.client;
@@ -231,7 +231,7 @@ export class Session {
       client = await this.connectOnce();
     } catch (cause) {
       this.startPromise = undefined;
-      const error = this.state === 'stopped' ? closedError() : connectionFailed(cause);
+      const error = this.state === 'stopped' ? listenerClosedError() : connectionFailed(cause);
       if (this.state !== 'stopped') this.setState('idle');
       this.rejectWaiters(error);
       throw error;
@@ -239,9 +239,9 @@ export class Session {
     if (this.state === 'stopped') {
       this.detach(client);
       void closeClient(client);
-      throw closedError();
+      throw listenerClosedError();
     }
-    if (!this.adopt(client)) throw closedError();
+    if (!this.adopt(client)) throw listenerClosedError();
     this.hooks.connected(backendPid(client) ?? 0);
     this.replayEarly(client);
   }
@@ -296,7 +296,7 @@ export class Session {
     if (batch === undefined) return;
     const client = this.client;
     if (this.state === 'stopped' || this.state === 'failed') {
-      batch.reject(this.state === 'failed' && this.failure ? this.failure : closedError());
+      batch.reject(this.state === 'failed' && this.failure ? this.failure : listenerClosedError());
       return;
     }
     if (client === undefined || this.state !== 'listening') {
@@ -344,7 +344,8 @@ export class Session {
         // The replacement connection LISTENs every wanted channel; these callers wait for it.
         const state = this.state as ListenerState;
         if (state === 'reconnecting') this.connectWaiters.push(batch);
-        else batch.reject(state === 'failed' && this.failure ? this.failure : closedError());
+        else
+          batch.reject(state === 'failed' && this.failure ? this.failure : listenerClosedError());
       }
     } finally {
       this.inflight = undefined;
@@ -355,7 +356,7 @@ export class Session {
   /** Creates, connects and prepares one client: session settings and LISTEN, one round trip. */
   private async connectOnce(): Promise<pg.Client> {
     const client = await this.makeClient();
-    if (this.state === 'stopped') throw closedError();
+    if (this.state === 'stopped') throw listenerClosedError();
     this.connecting = client;
     const attached: Attached = {
       early: [],
@@ -718,10 +719,6 @@ function connectionFailed(cause: unknown): PgNotifyError {
     `could not connect the listener: ${toError(cause).message}`,
     { cause, retryable },
   );
-}
-
-function closedError(): PgNotifyError {
-  return new PgNotifyError(ErrorCode.CLOSED, 'the listener is stopped');
 }
 
 /** The backend pid pg read from BackendKeyData at connect (not in pg's type declarations). */
