@@ -7,18 +7,7 @@ import { describe, test } from 'node:test';
 import type { StandardSchemaV1 } from '@standard-schema/spec';
 import { decoderFor, encodePayload, type Validated, validate } from '../src/codec.js';
 import { ErrorCode, PgNotifyError, ValidationError } from '../src/errors.js';
-
-function throwsCode(fn: () => unknown, code: string): PgNotifyError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (error) {
-    caught = error;
-  }
-  assert.ok(caught instanceof PgNotifyError, `expected a PgNotifyError, got ${String(caught)}`);
-  assert.equal(caught.code, code);
-  return caught;
-}
+import { throwsCode } from './helpers/assert.js';
 
 /** A hand-written Standard Schema around a validate function. */
 function schema<T>(

@@ -17,6 +17,7 @@ import {
   type SubscriberId,
 } from '../src/index.js';
 import { guardedTests } from './fixtures/crash-guard.js';
+import { isCode } from './helpers/assert.js';
 import { databaseUrl, uniqueChannel, waitFor } from './helpers/db.js';
 
 const URL_ = databaseUrl();
@@ -78,11 +79,6 @@ function drainAll<T>(sub: { poll(): Notification<T> | undefined }): T[] {
 
 const range = (from: number, to: number): number[] =>
   Array.from({ length: to - from + 1 }, (_, i) => from + i);
-
-const isCode =
-  (code: string) =>
-  (error: unknown): boolean =>
-    error instanceof PgNotifyError && error.code === code;
 
 const sum = (values: readonly number[]): number => values.reduce((a, b) => a + b, 0);
 

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ErrorCode, PgNotifyError } from '../src/errors.js';
+import { ErrorCode } from '../src/errors.js';
 import {
   activeChannels,
   type Change,
@@ -23,6 +23,7 @@ import {
   unmuteSubscriber,
   unsubscribe,
 } from '../src/registry.js';
+import { throwsCode } from './helpers/assert.js';
 
 type R = Registry<string>;
 
@@ -54,18 +55,6 @@ function pure(registry: R, transition: (r: R) => Change<string>): Change<string>
   assert.equal(registry.channels, channelsRef);
   assert.equal(registry.subscribers, subscribersRef);
   return change;
-}
-
-function throwsCode(fn: () => unknown, code: string): PgNotifyError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (error) {
-    caught = error;
-  }
-  assert.ok(caught instanceof PgNotifyError, `expected a PgNotifyError, got ${String(caught)}`);
-  assert.equal(caught.code, code);
-  return caught;
 }
 
 /** Builds a registry from a list of (id, channels) subscriptions; value = `v<id>`. */

@@ -18,6 +18,7 @@ import {
   PgNotifyError,
 } from '../src/index.js';
 import { guardedTests } from './fixtures/crash-guard.js';
+import { isCode } from './helpers/assert.js';
 import {
   adminClient,
   databaseUrl,
@@ -144,10 +145,6 @@ async function within<T>(promise: Promise<T>, ms: number, what: string): Promise
 /** Only to assert that something does NOT happen meanwhile. */
 function quietPeriod(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function isCode(code: string) {
-  return (error: unknown): boolean => error instanceof PgNotifyError && error.code === code;
 }
 
 /**

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { ErrorCode, PgNotifyError } from '../src/errors.js';
+import { ErrorCode } from '../src/errors.js';
 import {
   checkChannel,
   checkPayload,
@@ -14,19 +14,7 @@ import {
   quoteIdent,
   unlistenSql,
 } from '../src/sql.js';
-
-/** Asserts that `fn` throws a PgNotifyError with `code`, and returns it. */
-function throwsCode(fn: () => unknown, code: string): PgNotifyError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (error) {
-    caught = error;
-  }
-  assert.ok(caught instanceof PgNotifyError, `expected a PgNotifyError, got ${String(caught)}`);
-  assert.equal(caught.code, code);
-  return caught;
-}
+import { throwsCode } from './helpers/assert.js';
 
 /**
  * Splits a string of `KEYWORD "ident";` statements back into names, reading quoted
