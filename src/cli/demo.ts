@@ -116,7 +116,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<number> {
     return reportFailure(error);
   } finally {
     if (server !== undefined) {
-      await server.stop();
+      await server.destroy();
       say(`  embedded PostgreSQL stopped, ${server.dataDir} removed`);
     }
     uninstall();
