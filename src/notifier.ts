@@ -7,7 +7,7 @@ import pg from 'pg';
 import { encodePayload } from './codec.js';
 import { ErrorCode, PgNotifyError, toError } from './errors.js';
 import { defaultOnError, type ErrorHandler, functionOption, intOption } from './options.js';
-import { checkChannel, NOTIFY_MANY_SQL, NOTIFY_SQL } from './sql.js';
+import { checkChannel, NOTIFY_BATCH_SQL, NOTIFY_MANY_SQL, NOTIFY_SQL } from './sql.js';
 
 /** Anything with pg's `query(text, values)`: a `pg.Client`, a `pg.PoolClient`, a `pg.Pool`. */
 export interface Queryable {
@@ -26,11 +26,68 @@ export interface NotifierOptions {
   onError?: ErrorHandler;
 }
 
-interface Pending {
-  channel: string;
-  payload: string;
-  resolve(): void;
-  reject(error: Error): void;
+/**
+ * Calls that go out as one statement. It is open (calls join it) until the send loop takes
+ * it; every call of a batch shares its outcome, so the batch holds one promise, not one per
+ * call, and its JSON parameters are built as calls join, not at send time.
+ */
+class Batch {
+  /** The payloads as JSON strings, in call order. */
+  readonly payloads: string[] = [];
+  /** The channels as JSON strings, once the batch holds more than one channel. */
+  channels: string[] | undefined;
+  /**
+   * Payload (as JSON, which is one-to-one with the text) → channel(s) already in this batch:
+   * PostgreSQL folds repeated pairs into one.
+   */
+  private readonly seen = new Map<string, string | Set<string>>();
+  readonly done: Promise<void>;
+  resolve!: () => void;
+  reject!: (error: Error) => void;
+
+  constructor(
+    readonly channel: string,
+    private readonly channelJson: string,
+    readonly firstPayload: string,
+    payloadJson: string,
+  ) {
+    this.payloads.push(payloadJson);
+    this.seen.set(payloadJson, channel);
+    this.done = new Promise<void>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+    // Callers get promises derived from this one; it is never the one left unhandled.
+    this.done.catch(() => undefined);
+  }
+
+  /** Adds a call, or returns false when the batch already holds this (channel, payload). */
+  add(channel: string, channelJson: string, payloadJson: string): boolean {
+    const seen = this.seen.get(payloadJson);
+    if (seen === undefined) this.seen.set(payloadJson, channel);
+    else if (typeof seen === 'string') {
+      if (seen === channel) return false;
+      this.seen.set(payloadJson, new Set([seen, channel]));
+    } else {
+      if (seen.has(channel)) return false;
+      seen.add(channel);
+    }
+    if (this.channels === undefined && channel !== this.channel) {
+      this.channels = new Array<string>(this.payloads.length).fill(this.channelJson);
+    }
+    this.channels?.push(channelJson);
+    this.payloads.push(payloadJson);
+    return true;
+  }
+
+  /** The statement and parameters that send this batch. */
+  query(): [text: string, values: string[]] {
+    const payloads = this.payloads;
+    if (payloads.length === 1) return [NOTIFY_SQL, [this.channel, this.firstPayload]];
+    const json = `[${payloads.join(',')}]`;
+    if (this.channels === undefined) return [NOTIFY_BATCH_SQL, [this.channel, json]];
+    return [NOTIFY_MANY_SQL, [`[${this.channels.join(',')}]`, json]];
+  }
 }
 
 /**
@@ -44,10 +101,15 @@ export class Notifier {
   private readonly ownsPool: boolean;
   private readonly maxBatch: number;
   private readonly onError: ErrorHandler;
-  private queue: Pending[] = [];
+  /** Batches in call order; the first may be in flight, the last may be open. */
+  private queue: Batch[] = [];
+  /** The batch being sent: closed to new calls. */
+  private inflight: Batch | undefined;
   private sending = false;
   private scheduled = false;
   private closing: Promise<void> | undefined;
+  private lastChannel = '';
+  private lastChannelJson = '""';
   private readonly poolError = (error: Error): void => {
     this.report(
       new PgNotifyError(
@@ -90,18 +152,40 @@ export class Notifier {
    * await notifier.notify('orders', { id: 1 })
    */
   notify(channel: string, payload?: unknown): Promise<void> {
-    let text: string;
+    let batch: Batch;
     try {
-      if (this.closing !== undefined)
-        throw new PgNotifyError(ErrorCode.CLOSED, 'the notifier is closed');
-      text = encodePayload(payload, checkChannel(channel));
+      batch = this.enqueue(channel, payload);
     } catch (error) {
       return Promise.reject(error);
     }
-    return new Promise<void>((resolve, reject) => {
-      this.queue.push({ channel, payload: text, resolve, reject });
-      this.schedule();
-    });
+    // A promise of its own per call (an ignored failure is reported as unhandled, per call),
+    // derived from the batch's one.
+    return batch.done.then();
+  }
+
+  /** Validates and encodes one call and adds it to the open batch. Throws when refused. */
+  private enqueue(channel: string, payload: unknown): Batch {
+    if (this.closing !== undefined)
+      throw new PgNotifyError(ErrorCode.CLOSED, 'the notifier is closed');
+    if (channel !== this.lastChannel) {
+      this.lastChannel = checkChannel(channel);
+      this.lastChannelJson = JSON.stringify(channel);
+    }
+    const text = encodePayload(payload, channel);
+    const json = JSON.stringify(text);
+    const open = this.queue.length > 0 ? this.queue[this.queue.length - 1] : undefined;
+    if (
+      open !== undefined &&
+      open !== this.inflight &&
+      open.payloads.length < this.maxBatch &&
+      open.add(channel, this.lastChannelJson, json)
+    ) {
+      return open;
+    }
+    const batch = new Batch(channel, this.lastChannelJson, text, json);
+    this.queue.push(batch);
+    this.schedule();
+    return batch;
   }
 
   /**
@@ -121,8 +205,11 @@ export class Notifier {
       );
     }
     checkChannel(channel);
+    // Validate every payload before any is queued.
     const texts = payloads.map((payload) => encodePayload(payload, channel));
-    await Promise.all(texts.map((text) => this.notify(channel, text)));
+    const batches = new Set<Batch>();
+    for (const text of texts) batches.add(this.enqueue(channel, text));
+    await Promise.all([...batches].map((batch) => batch.done));
   }
 
   /** Waits for queued notifications, then closes the pool if the notifier created it. Idempotent. */
@@ -160,25 +247,23 @@ export class Notifier {
     if (this.sending) return;
     this.sending = true;
     try {
-      while (this.queue.length > 0) {
-        const batch = this.takeBatch();
+      for (let batch = this.queue[0]; batch !== undefined; batch = this.queue[0]) {
+        this.inflight = batch;
+        const count = batch.payloads.length;
         try {
-          if (batch.length === 1) {
-            const only = batch[0] as Pending;
-            await this.pool.query(NOTIFY_SQL, [only.channel, only.payload]);
-          } else {
-            await this.pool.query(NOTIFY_MANY_SQL, [
-              JSON.stringify(batch.map((p) => [p.channel, p.payload])),
-            ]);
-          }
-          for (const pending of batch) pending.resolve();
+          await this.pool.query(...batch.query());
+          batch.resolve();
         } catch (cause) {
-          const error = new PgNotifyError(
-            ErrorCode.NOTIFY_FAILED,
-            `notify failed${batch.length > 1 ? ` (a batch of ${batch.length})` : ''}: ${toError(cause).message}`,
-            { cause, retryable: true },
+          batch.reject(
+            new PgNotifyError(
+              ErrorCode.NOTIFY_FAILED,
+              `notify failed${count > 1 ? ` (a batch of ${count})` : ''}: ${toError(cause).message}`,
+              { cause, retryable: true },
+            ),
           );
-          for (const pending of batch) pending.reject(error);
+        } finally {
+          this.inflight = undefined;
+          this.queue.shift();
         }
       }
     } finally {
@@ -187,20 +272,6 @@ export class Notifier {
       this.flushWaiters = [];
       for (const wake of waiters) wake();
     }
-  }
-
-  /** The longest prefix of the queue with no repeated (channel, payload), up to maxBatch. */
-  private takeBatch(): Pending[] {
-    const seen = new Set<string>();
-    let count = 0;
-    for (const pending of this.queue) {
-      if (count === this.maxBatch) break;
-      const key = `${pending.channel}\0${pending.payload}`;
-      if (seen.has(key)) break;
-      seen.add(key);
-      count++;
-    }
-    return this.queue.splice(0, count);
   }
 
   private report(error: Error): void {

@@ -108,14 +108,22 @@ export const HEARTBEAT_SQL =
 export const NOTIFY_SQL = 'SELECT pg_catalog.pg_notify($1, $2)';
 
 /**
- * Many notifications in one statement, from one JSON parameter `[[channel, payload], …]`.
- * json_array_elements WITH ORDINALITY is read in order, so pg_notify runs in call order and
- * the notifications are queued in that order. One JSON.stringify is several times cheaper for
- * the client than pg's text-array escaping, and the server parses it as fast.
+ * Many notifications on one channel ($1) in one statement; $2 is a JSON array of the payloads
+ * as strings. The function scan yields the elements in array order and count() evaluates
+ * pg_notify once per element as they come, so notifications are queued in call order, and the
+ * result is one row instead of one per notification. A flat array of JSON strings is the
+ * cheapest bulk parameter for both sides: one JSON.stringify per payload on the client, and
+ * the server lexes it about twice as fast as per-element `->>` lookups.
  */
+export const NOTIFY_BATCH_SQL =
+  'SELECT pg_catalog.count(pg_catalog.pg_notify($1, e.p))' +
+  ' FROM pg_catalog.json_array_elements_text($2::json) AS e(p)';
+
+/** Like {@link NOTIFY_BATCH_SQL} for several channels: $1 and $2 are parallel JSON arrays. */
 export const NOTIFY_MANY_SQL =
-  'SELECT pg_catalog.pg_notify(e.v->>0, e.v->>1)' +
-  ' FROM pg_catalog.json_array_elements($1::json) WITH ORDINALITY AS e(v, i) ORDER BY e.i';
+  'SELECT pg_catalog.count(pg_catalog.pg_notify(e.c, e.p))' +
+  ' FROM ROWS FROM (pg_catalog.json_array_elements_text($1::json),' +
+  ' pg_catalog.json_array_elements_text($2::json)) AS e(c, p)';
 
 function invalidChannel(reason: string, channel: string | undefined): PgNotifyError {
   const shown = channel === undefined ? '' : ` (${JSON.stringify(shorten(channel))})`;

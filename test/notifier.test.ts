@@ -153,6 +153,60 @@ describe('concurrency and order', () => {
     );
   });
 
+  test('one batch over several channels keeps every payload byte for byte, in call order', async () => {
+    await using notifier = createNotifier({ connection: databaseUrl() });
+    const arrived: [string, string][] = [];
+    const channels = [
+      uniqueChannel('mix'),
+      `it's "quoted"; DROP TABLE x; -- ${rand()}`,
+      `ünï🚀 ${rand()}`,
+      `${rand()}${'x'.repeat(55)}`, // 63 bytes
+    ];
+    assert.equal(Buffer.byteLength(channels[3] as string), 63);
+    const subs = await Promise.all(
+      channels.map((channel) => listener.subscribe(channel, (n) => arrived.push([channel, n.raw]))),
+    );
+    const strings = [
+      '',
+      'plain',
+      `quote ' double " backslash \\ slash / tab \t newline \n cr \r`,
+      'json-looking {"a":"\\u0000"} and \\u0041',
+      'control \u0001\u001f and del \u007f',
+      'unicode é ü 中文 🚀 \u2028\u2029',
+      'é'.repeat(3999),
+      'x'.repeat(7999),
+    ];
+    const values: unknown[] = [
+      { a: 'quote " and \\ and \u0001', b: ['é🚀', null, 1.5e300] },
+      [1, 'two', { three: [] }],
+      new Date(0),
+      'same',
+      'same',
+      42,
+      null,
+    ];
+    const sent: [string, unknown, string][] = [];
+    // Interleaved over the channels, with the same payload on several channels.
+    for (const [i, payload] of [...strings, ...values].entries()) {
+      for (let k = 0; k < 2; k++) {
+        const channel = channels[(i + k) % channels.length] as string;
+        const raw = typeof payload === 'string' ? payload : JSON.stringify(payload);
+        sent.push([channel, payload, raw]);
+      }
+    }
+    await Promise.all(sent.map(([channel, payload]) => notifier.notify(channel, payload)));
+    await waitFor(() => arrived.length >= sent.length, {
+      ...DEADLINE,
+      message: `${sent.length} notifications (have ${arrived.length})`,
+    });
+    await barrier();
+    assert.deepEqual(
+      arrived,
+      sent.map(([channel, , raw]) => [channel, raw]),
+    );
+    for (const sub of subs) await sub.unsubscribe();
+  });
+
   test('identical (channel, payload) pairs sent concurrently are all delivered', async () => {
     await using notifier = createNotifier({ connection: databaseUrl() });
     const same = await feed('same');
