@@ -200,7 +200,9 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
     decodeErrors: 0,
     validationErrors: 0,
     unrouted: 0,
-    lastNotificationAt: undefined as number | undefined,
+    // 0 until the first notification: a number field from the start, so storing the clock
+    // reading (not a small integer) never allocates. stats() reports 0 as undefined.
+    lastNotificationAt: 0,
   };
 
   /** Resolves once the listener is stopped or has failed for good (classic-pg-listener's join). */
@@ -661,6 +663,7 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
       state: this.session.state,
       pid: this.session.pid,
       ...this.counters,
+      lastNotificationAt: this.counters.lastNotificationAt || undefined,
       reconnects: this.session.reconnects,
       channels: { active, listening: this.session.listeningCount },
       subscribers,
@@ -695,8 +698,9 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
   // ---- internals ----------------------------------------------------------------------
 
   private onNotification(channel: string, raw: string, pid: number, receivedAt: number): void {
-    this.counters.received++;
-    this.counters.lastNotificationAt = receivedAt;
+    const counters = this.counters;
+    counters.received++;
+    counters.lastNotificationAt = receivedAt;
     if (this.options.ignoreOwn && pid === this.session.pid) return;
     // Bursts usually stay on one channel: comparing with the last channel's name is cheaper
     // than hashing the fresh string pg made for every notification.
@@ -708,17 +712,35 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
       this.lastRoute = route;
     }
     if (route === undefined) return;
-    const subscribers = route.subscribers;
-    if (route.plain && this.chain === undefined) {
-      // The common case: decode once, hand the same notification to every subscriber.
-      const notification = this.decode(this.decoder, channel, raw, pid, receivedAt);
-      if (notification === null) return;
-      for (let i = 0; i < subscribers.length; i++) {
-        (subscribers[i] as AnySubscription).deliver(notification);
-      }
-      this.counters.delivered += subscribers.length;
+    if (!route.plain || this.chain !== undefined) {
+      this.deliverChecked(route.subscribers, channel, raw, pid, receivedAt);
       return;
     }
+    // The common case: decode once, hand the same notification to every subscriber. Kept
+    // small, with the rare paths in other methods, so the JIT inlines it whole.
+    let payload: unknown;
+    try {
+      payload = this.decoder(raw, channel);
+    } catch (cause) {
+      this.decodeFailed(cause, channel);
+      return;
+    }
+    const notification: Notification = { channel, payload, raw, pid, receivedAt };
+    const subscribers = route.subscribers;
+    for (let i = 0; i < subscribers.length; i++) {
+      (subscribers[i] as AnySubscription).deliver(notification);
+    }
+    counters.delivered += subscribers.length;
+  }
+
+  /** Channels with a schema, a per-subscriber decoder or a stop channel; arrival order kept. */
+  private deliverChecked(
+    subscribers: readonly AnySubscription[],
+    channel: string,
+    raw: string,
+    pid: number,
+    receivedAt: number,
+  ): void {
     if (this.chain !== undefined) {
       this.enqueue(() => this.process(subscribers, channel, raw, pid, receivedAt));
       return;
@@ -836,20 +858,21 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
     try {
       payload = decoder(raw, channel);
     } catch (cause) {
-      this.counters.decodeErrors++;
-      this.reportError(
-        new PgNotifyError(
-          ErrorCode.DECODE_FAILED,
-          `payload on ${JSON.stringify(channel)} could not be decoded: ${toError(cause).message}`,
-          {
-            cause,
-            channel,
-          },
-        ),
-      );
+      this.decodeFailed(cause, channel);
       return null;
     }
     return { channel, payload, raw, pid, receivedAt };
+  }
+
+  private decodeFailed(cause: unknown, channel: string): void {
+    this.counters.decodeErrors++;
+    this.reportError(
+      new PgNotifyError(
+        ErrorCode.DECODE_FAILED,
+        `payload on ${JSON.stringify(channel)} could not be decoded: ${toError(cause).message}`,
+        { cause, channel },
+      ),
+    );
   }
 
   private onReconnected(gap: Gap): void {

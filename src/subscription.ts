@@ -280,17 +280,28 @@ export class Subscription<T = unknown>
   deliver(notification: Notification<T>): void {
     if (this.ended) return;
     if (this.stopChannel !== undefined && notification.channel === this.stopChannel) {
-      this.end();
-      void this.owner.unsubscribe(this.id).catch(() => undefined);
+      this.stop();
       return;
     }
     this.lastActivity = notification.receivedAt;
     const runner = this.runner;
+    if (runner !== undefined && this.head === this.buffer.length && runner.canRunNow()) {
+      runner.run(notification);
+      return;
+    }
+    this.queue(notification);
+  }
+
+  /** The stop notification: ends the subscription and removes it from the listener. */
+  private stop(): void {
+    this.end();
+    void this.owner.unsubscribe(this.id).catch(() => undefined);
+  }
+
+  /** A notification that cannot go straight to a handler: to a waiting next() or the buffer. */
+  private queue(notification: Notification<T>): void {
+    const runner = this.runner;
     if (runner !== undefined) {
-      if (this.head === this.buffer.length && runner.canRunNow()) {
-        runner.run(notification);
-        return;
-      }
       if (this.push(notification)) runner.pump();
       return;
     }
