@@ -3,13 +3,34 @@
  * counting sink every contestant delivers to.
  */
 import { randomBytes } from 'node:crypto';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { type ListenerName, type ListenSetup, STARTERS } from './contestants.js';
 import { median } from './report.js';
 import type { Sender } from './sender.js';
 
+/** What one measured round needs; it runs in the contestant's own process (see worker.ts). */
+export interface RoundContext {
+  url: string;
+  /** The bulk sender: a child process of the process the round runs in. */
+  sender: Sender;
+  /** A full garbage collection, run before every measured window. */
+  gc(): void;
+}
+
+/** The round functions a contestant process runs (see worker.ts). */
+export type RoundName = 'delivery' | 'latency' | 'fanout' | 'publish';
+
 export interface Context {
   url: string;
+  /** The bulk sender of this process (for workloads that measure in children of their own). */
   sender: Sender;
+  /**
+   * Runs one round of `round` in `contestant`'s own process, started on first use and kept
+   * for the run. Each contestant runs alone in its process, as in an application: no
+   * contestant's JIT state, garbage or timers are measured with another's.
+   */
+  inProcess<T>(contestant: string, round: RoundName, args: unknown[]): Promise<T>;
   quick: boolean;
   rounds: number;
   /** The contestants of `names` selected with `--only` (all by default), in the given order. */
@@ -21,13 +42,15 @@ export interface Context {
 }
 
 let channelCounter = 0;
-/** Identifies this run's channels and sessions (printed in the header). */
-export const RUN_ID = randomBytes(3).toString('hex');
+/** Distinguishes the channels made by each process of a run. */
+const PROCESS_TAG = process.env.PGNOTIFY_BENCH_TAG ?? '';
+/** Identifies this run's channels and sessions (printed in the header); shared with children. */
+export const RUN_ID = process.env.PGNOTIFY_BENCH_RUN ?? randomBytes(3).toString('hex');
 
 /** A channel (or prefix) unique to this run: `bench_<what>_<run>_<n>`. */
 export function benchChannel(what: string): string {
   channelCounter += 1;
-  return `bench_${what}_${RUN_ID}_${channelCounter}`;
+  return `bench_${what}_${RUN_ID}${PROCESS_TAG}_${channelCounter}`;
 }
 
 /**
@@ -36,7 +59,7 @@ export function benchChannel(what: string): string {
  */
 export function benchAppName(what: string): string {
   channelCounter += 1;
-  return runAppName(`${what.replace(/[^a-z0-9]/gi, '')}-${channelCounter}`);
+  return runAppName(`${what.replace(/[^a-z0-9]/gi, '')}-${PROCESS_TAG}${channelCounter}`);
 }
 
 /** `pgnotify-bench-<run>-<what>`: the application_name of every session of this run. */
@@ -63,6 +86,13 @@ export async function deadline<T>(promise: Promise<T>, ms: number, what: string)
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** A full GC, without requiring `--expose-gc` on the command line. */
+export function gcFunction(): () => void {
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as (() => void) | undefined;
+  return typeof gc === 'function' ? gc : () => undefined;
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -10,6 +10,7 @@ import {
   cpuMicros,
   deadline,
   mediansOf,
+  type RoundContext,
   record,
   rotate,
   type Samples,
@@ -20,11 +21,14 @@ import {
 import { BASELINE, LISTENERS, type ListenerName, PEERS } from './contestants.js';
 import { fmt, ratioTable } from './report.js';
 
-async function deliveryOnce(
-  ctx: Context,
+type DeliveryResult = { msgsPerSec: number; cpuUsPerMsg: number };
+
+/** One measured round, in `name`'s own process (see worker.ts). */
+export async function deliveryRound(
+  ctx: RoundContext,
   name: ListenerName,
   count: number,
-): Promise<{ msgsPerSec: number; cpuUsPerMsg: number }> {
+): Promise<DeliveryResult> {
   const channel = benchChannel('dlv');
   const sink = new Sink(count);
   return withListener(
@@ -48,15 +52,17 @@ export async function delivery(ctx: Context): Promise<WorkloadResult> {
   const count = ctx.quick ? 5_000 : 100_000;
   const listeners = ctx.pick(LISTENERS);
   const samples: Samples = {};
+  const once = (name: ListenerName) =>
+    ctx.inProcess<DeliveryResult>(name, 'delivery', [name, count]);
   if (!ctx.quick) {
     // A full unrecorded round first: the JIT keeps improving pg's parser (shared by three
     // contestants) for well over 10k notifications.
     ctx.progress(`delivery: warm-up round (not recorded)`);
-    for (const name of listeners) await deliveryOnce(ctx, name, count);
+    for (const name of listeners) await once(name);
   }
   for (let round = 0; round < ctx.rounds; round++) {
     for (const name of rotate(listeners, round)) {
-      const result = await deliveryOnce(ctx, name, count);
+      const result = await once(name);
       record(samples, name, result);
       ctx.progress(
         `delivery round ${round + 1}/${ctx.rounds} ${name}: ${fmt(result.msgsPerSec)} msgs/s, ${fmt(result.cpuUsPerMsg, 3)} µs CPU/notification`,
@@ -83,7 +89,7 @@ export async function delivery(ctx: Context): Promise<WorkloadResult> {
       medians,
       [
         'one statement from a separate connection in a child process; msgs/s from first to last receipt;',
-        'CPU = process.cpuUsage() (user+system, all threads of this process) from the send to the last receipt',
+        "CPU = process.cpuUsage() (user+system, all threads) of the contestant's own process, from the send to the last receipt",
       ],
     ),
   };

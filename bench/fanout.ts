@@ -10,6 +10,7 @@ import {
   cpuMicros,
   deadline,
   mediansOf,
+  type RoundContext,
   record,
   rotate,
   type Samples,
@@ -36,12 +37,15 @@ function subscribersOf(prefix: string, layout: Layout): string[][] {
   return Array.from({ length: layout.subscribersPerChannel }, () => channels);
 }
 
-async function fanoutOnce(
-  ctx: Context,
+type FanoutResult = { cpuUsPerMsg: number; cpuUsPerCall: number; msgsPerSec: number };
+
+/** One measured round, in `name`'s own process (see worker.ts). */
+export async function fanoutRound(
+  ctx: RoundContext,
   name: ListenerName,
   layout: Layout,
   count: number,
-): Promise<{ cpuUsPerMsg: number; cpuUsPerCall: number; msgsPerSec: number }> {
+): Promise<FanoutResult> {
   const prefix = `${benchChannel('fan')}_`;
   const calls = count * layout.subscribersPerChannel;
   const sink = new Sink(calls);
@@ -79,16 +83,18 @@ export async function fanout(ctx: Context): Promise<WorkloadResult> {
         { label: '10 000 channels × 1', channels: 10_000, subscribersPerChannel: 1 },
       ];
   const samples: Samples = {};
+  const once = (name: ListenerName, layout: Layout, n: number) =>
+    ctx.inProcess<FanoutResult>(name, 'fanout', [name, layout, n]);
   if (!ctx.quick) {
     ctx.progress('fan-out: warm-up (10 000 per contestant and layout, not recorded)');
     for (const layout of layouts) {
-      for (const name of listeners) await fanoutOnce(ctx, name, layout, 10_000);
+      for (const name of listeners) await once(name, layout, 10_000);
     }
   }
   for (let round = 0; round < ctx.rounds; round++) {
     for (const layout of layouts) {
       for (const name of rotate(listeners, round)) {
-        const result = await fanoutOnce(ctx, name, layout, count);
+        const result = await once(name, layout, count);
         record(samples, `${layout.label} / ${name}`, result);
         ctx.progress(
           `fan-out round ${round + 1}/${ctx.rounds} ${layout.label} ${name}: ${fmt(result.cpuUsPerMsg, 3)} µs CPU/notification`,

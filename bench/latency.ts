@@ -1,17 +1,18 @@
 /**
  * Workload (b): sequential single notify → handler round trips. Sent with
- * `SELECT pg_notify($1, $2)` on a separate pg.Client in this process; hrtime before the query
- * and in the handler.
+ * `SELECT pg_notify($1, $2)` on a separate pg.Client in the contestant's process; hrtime
+ * before the query and in the handler.
  */
 import pg from 'pg';
 import {
+  benchAppName,
   benchChannel,
   type Context,
   deadline,
   mediansOf,
+  type RoundContext,
   record,
   rotate,
-  runAppName,
   type Samples,
   type WorkloadResult,
   withListener,
@@ -19,12 +20,17 @@ import {
 import { BASELINE, LISTENERS, type ListenerName, PEERS } from './contestants.js';
 import { fmt, percentile, ratioTable } from './report.js';
 
-async function latencyOnce(
-  ctx: Context,
-  sender: pg.Client,
+type LatencyResult = { p50: number; p99: number; mean: number };
+
+/**
+ * One measured round, in `name`'s own process (see worker.ts), with a sender pg.Client of its
+ * own in that process.
+ */
+export async function latencyRound(
+  ctx: RoundContext,
   name: ListenerName,
   trips: number,
-): Promise<{ p50: number; p99: number; mean: number }> {
+): Promise<LatencyResult> {
   const channel = benchChannel('lat');
   let expected = -1;
   let arrivedAt = 0n;
@@ -34,61 +40,67 @@ async function latencyOnce(
     arrivedAt = process.hrtime.bigint();
     arrived?.();
   };
-  return withListener(name, { url: ctx.url, subscribers: [[channel]], onPayload }, async () => {
-    const micros: number[] = [];
-    ctx.gc();
-    for (let i = 0; i < trips; i++) {
-      const payload = JSON.stringify({
-        id: i,
-        name: `user_${i}`,
-        email: `user${i}@example.com`,
-        tags: ['a', 'b', 'c'],
-        active: true,
-      });
-      expected = i;
-      const delivered = new Promise<void>((resolve) => {
-        arrived = resolve;
-      });
-      const sentAt = process.hrtime.bigint();
-      const query = sender.query('SELECT pg_notify($1, $2)', [channel, payload]);
-      await deadline(delivered, 10_000, `${name}: round trip ${i}`);
-      await query;
-      micros.push(Number(arrivedAt - sentAt) / 1000);
-    }
-    return {
-      p50: percentile(micros, 50),
-      p99: percentile(micros, 99),
-      mean: micros.reduce((a, b) => a + b, 0) / micros.length,
-    };
+  const sender = new pg.Client({
+    connectionString: ctx.url,
+    application_name: benchAppName('latency-sender'),
   });
+  sender.on('error', () => undefined);
+  await sender.connect();
+  try {
+    return await withListener(
+      name,
+      { url: ctx.url, subscribers: [[channel]], onPayload },
+      async () => {
+        const micros: number[] = [];
+        ctx.gc();
+        for (let i = 0; i < trips; i++) {
+          const payload = JSON.stringify({
+            id: i,
+            name: `user_${i}`,
+            email: `user${i}@example.com`,
+            tags: ['a', 'b', 'c'],
+            active: true,
+          });
+          expected = i;
+          const delivered = new Promise<void>((resolve) => {
+            arrived = resolve;
+          });
+          const sentAt = process.hrtime.bigint();
+          const query = sender.query('SELECT pg_notify($1, $2)', [channel, payload]);
+          await deadline(delivered, 10_000, `${name}: round trip ${i}`);
+          await query;
+          micros.push(Number(arrivedAt - sentAt) / 1000);
+        }
+        return {
+          p50: percentile(micros, 50),
+          p99: percentile(micros, 99),
+          mean: micros.reduce((a, b) => a + b, 0) / micros.length,
+        };
+      },
+    );
+  } finally {
+    await sender.end().catch(() => undefined);
+  }
 }
 
 export async function latency(ctx: Context): Promise<WorkloadResult> {
   const trips = ctx.quick ? 200 : 2_000;
   const listeners = ctx.pick(LISTENERS);
   const samples: Samples = {};
-  const sender = new pg.Client({
-    connectionString: ctx.url,
-    application_name: runAppName('latency-sender'),
-  });
-  sender.on('error', () => undefined);
-  await sender.connect();
-  try {
-    if (!ctx.quick) {
-      ctx.progress('latency: warm-up (500 round trips per contestant, not recorded)');
-      for (const name of listeners) await latencyOnce(ctx, sender, name, 500);
+  const once = (name: ListenerName, n: number) =>
+    ctx.inProcess<LatencyResult>(name, 'latency', [name, n]);
+  if (!ctx.quick) {
+    ctx.progress('latency: warm-up (500 round trips per contestant, not recorded)');
+    for (const name of listeners) await once(name, 500);
+  }
+  for (let round = 0; round < ctx.rounds; round++) {
+    for (const name of rotate(listeners, round)) {
+      const result = await once(name, trips);
+      record(samples, name, result);
+      ctx.progress(
+        `latency round ${round + 1}/${ctx.rounds} ${name}: p50 ${fmt(result.p50)} µs, p99 ${fmt(result.p99)} µs`,
+      );
     }
-    for (let round = 0; round < ctx.rounds; round++) {
-      for (const name of rotate(listeners, round)) {
-        const result = await latencyOnce(ctx, sender, name, trips);
-        record(samples, name, result);
-        ctx.progress(
-          `latency round ${round + 1}/${ctx.rounds} ${name}: p50 ${fmt(result.p50)} µs, p99 ${fmt(result.p99)} µs`,
-        );
-      }
-    }
-  } finally {
-    await sender.end().catch(() => undefined);
   }
   const medians = mediansOf(samples);
   const title = `(b) latency: ${fmt(trips)} sequential notify→handler round trips, ${ctx.rounds} round(s)`;
@@ -109,7 +121,7 @@ export async function latency(ctx: Context): Promise<WorkloadResult> {
       ],
       medians,
       [
-        'from before `SELECT pg_notify($1,$2)` on a separate pg.Client in this process to the handler (hrtime)',
+        "from before `SELECT pg_notify($1,$2)` on a separate pg.Client in the contestant's process to the handler (hrtime)",
       ],
     ),
   };

@@ -13,6 +13,7 @@ import {
   deadline,
   mediansOf,
   nowNs,
+  type RoundContext,
   record,
   rotate,
   runAppName,
@@ -78,11 +79,14 @@ function userPayload(i: number): Record<string, unknown> {
   };
 }
 
-async function publishOnce(
-  ctx: Context,
+type PublishResult = { perSec: number; cpuUsPerMsg: number };
+
+/** One measured round, in `name`'s own process (see worker.ts). */
+export async function publishRound(
+  ctx: RoundContext,
   name: PublisherName,
   calls: number,
-): Promise<{ perSec: number; cpuUsPerMsg: number }> {
+): Promise<PublishResult> {
   const channel = benchChannel('pub');
   const rx = await countingListener(ctx.url, channel);
   const publisher = await PUBLISHER_STARTERS[name](ctx.url, benchAppName(`pub-${name}`));
@@ -113,9 +117,15 @@ export async function publish(ctx: Context): Promise<WorkloadResult> {
   const calls = ctx.quick ? 2_000 : 20_000;
   const publishers = ctx.pick(PUBLISHERS);
   const samples: Samples = {};
+  const once = (name: PublisherName) =>
+    ctx.inProcess<PublishResult>(name, 'publish', [name, calls]);
+  if (!ctx.quick) {
+    ctx.progress('publish: warm-up round (not recorded)');
+    for (const name of publishers) await once(name);
+  }
   for (let round = 0; round < ctx.rounds; round++) {
     for (const name of rotate(publishers, round)) {
-      const result = await publishOnce(ctx, name, calls);
+      const result = await once(name);
       record(samples, name, result);
       ctx.progress(
         `publish round ${round + 1}/${ctx.rounds} ${name}: ${fmt(result.perSec)} notifications/s`,
@@ -127,7 +137,7 @@ export async function publish(ctx: Context): Promise<WorkloadResult> {
   return {
     key: 'publish',
     title,
-    params: { calls, rounds: ctx.rounds },
+    params: { calls, warmupRound: !ctx.quick, rounds: ctx.rounds },
     samples,
     medians,
     text: ratioTable(

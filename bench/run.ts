@@ -18,8 +18,6 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import pg from 'pg';
 import {
   createEmbeddedServer,
@@ -29,6 +27,7 @@ import {
 import {
   type Context,
   errorText,
+  gcFunction,
   type Medians,
   RUN_ID,
   runAppName,
@@ -43,6 +42,7 @@ import { memory } from './memory.js';
 import { publish } from './publish.js';
 import { recovery } from './recovery.js';
 import { fmt } from './report.js';
+import { Rpc } from './rpc.js';
 import { Sender } from './sender.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -128,13 +128,6 @@ function parseArgs(argv: readonly string[]): Cli {
   if (cli.workloads.length === 0) cli.workloads = [...DEFAULT_WORKLOADS];
   if (cli.rounds === 0) cli.rounds = cli.quick ? 1 : 5;
   return cli;
-}
-
-/** A full GC, without requiring `--expose-gc` on the command line. */
-function gcFunction(): () => void {
-  v8.setFlagsFromString('--expose-gc');
-  const gc = vm.runInNewContext('gc') as (() => void) | undefined;
-  return typeof gc === 'function' ? gc : () => undefined;
 }
 
 function redact(url: string): string {
@@ -269,6 +262,7 @@ async function main(): Promise<number> {
     url = server.url;
   }
   let sender: Sender | undefined;
+  const processes = new Map<string, Promise<Rpc>>();
   const results: Partial<Record<WorkloadName, WorkloadResult>> = {};
   const failures: { workload: string; error: string }[] = [];
   try {
@@ -291,9 +285,27 @@ async function main(): Promise<number> {
     say(`run ${RUN_ID}: sessions are named pgnotify-bench-${RUN_ID}-…`);
     sender = await Sender.start(url, runAppName('sender'));
     const only = cli.only;
+    const inProcess = async <T>(contestant: string, round: string, args: unknown[]) => {
+      let started = processes.get(contestant);
+      if (started === undefined) {
+        started = Rpc.start(
+          path.join(HERE, 'worker.ts'),
+          [],
+          {
+            DATABASE_URL: url,
+            PGNOTIFY_BENCH_RUN: RUN_ID,
+            PGNOTIFY_BENCH_TAG: `p${processes.size + 1}`,
+          },
+          `${contestant}'s process`,
+        );
+        processes.set(contestant, started);
+      }
+      return (await started).request<T>({ round, args });
+    };
     const ctx: Context = {
       url,
       sender,
+      inProcess,
       quick: cli.quick,
       rounds: cli.rounds,
       pick: (names) =>
@@ -346,6 +358,9 @@ async function main(): Promise<number> {
       say(`\nJSON: ${path.relative(process.cwd(), file)}`);
     }
   } finally {
+    for (const started of processes.values()) {
+      await started.then((rpc) => rpc.close()).catch(() => undefined);
+    }
     await sender?.close().catch(() => undefined);
     await server?.destroy().catch((error: unknown) => {
       progress(`could not remove the embedded server: ${errorText(error)}`);
