@@ -879,10 +879,13 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
     this.emit('reconnected', { pid: this.session.pid ?? 0, downtimeMs: gap.downtimeMs });
     this.emit('gap', gap);
     if (gap.channels.length === 0) return;
-    const lost = new Set(gap.channels);
+    let lost: Set<string> | undefined;
     for (const [, entry] of this.registry.subscribers) {
-      if (entry.value.closed) continue;
-      const mine = entry.channels.filter((channel) => lost.has(channel)).toArray();
+      // Most subscriptions read no gaps: they cost nothing here, even by the ten thousand.
+      if (!entry.value.readsGaps) continue;
+      lost ??= new Set(gap.channels);
+      const mine: string[] = [];
+      for (const channel of entry.channels) if (lost.has(channel)) mine.push(channel);
       if (mine.length > 0)
         entry.value.gap(mine.length === gap.channels.length ? gap : { ...gap, channels: mine });
     }

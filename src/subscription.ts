@@ -337,6 +337,14 @@ export class Subscription<T = unknown>
     }, delayMs);
   }
 
+  /** @internal Whether anything here reads gaps: `onGap`, or a `withGaps()` loop. */
+  get readsGaps(): boolean {
+    return (
+      !this.ended &&
+      (this.onGap !== undefined || (this.runner === undefined && this.gapReaders > 0))
+    );
+  }
+
   /** @internal Reports a gap: to `onGap`, and to `withGaps()` loops in arrival position. */
   gap(gap: Gap): void {
     if (this.ended) return;
