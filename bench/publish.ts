@@ -1,9 +1,10 @@
 /**
  * Workload (c): 20 000 concurrent notify() calls (all issued in one tick) until every
- * notification has reached one listener, a bare pg client that only counts: the same
- * receiving end for every publisher.
+ * notification has reached one listener, a bare pg client that only counts, in a process of
+ * its own: the same receiving end for every publisher.
  */
-import pg from 'pg';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   benchAppName,
   benchChannel,
@@ -28,45 +29,32 @@ import {
   type PublisherName,
 } from './contestants.js';
 import { fmt, ratioTable } from './report.js';
+import { Rpc } from './rpc.js';
 
-interface Counter {
-  /** Resolves once `n` notifications have arrived; `lastAt()` is then when the n-th did. */
-  waitFor(n: number): Promise<void>;
-  lastAt(): bigint;
-  close(): Promise<void>;
-}
+const HERE = path.dirname(fileURLToPath(import.meta.url));
 
-async function countingListener(url: string, channel: string): Promise<Counter> {
-  const client = new pg.Client({ connectionString: url, application_name: runAppName('rx') });
-  client.on('error', () => undefined);
-  await client.connect();
-  let count = 0;
-  let last = 0n;
-  let target = Number.POSITIVE_INFINITY;
-  let reached: (() => void) | undefined;
-  client.on('notification', () => {
-    count++;
-    if (count >= target) {
-      last = process.hrtime.bigint();
-      target = Number.POSITIVE_INFINITY;
-      reached?.();
-    }
-  });
-  await client.query(`LISTEN "${channel}"`);
-  return {
-    waitFor(n) {
-      if (count >= n) {
-        last = process.hrtime.bigint();
-        return Promise.resolve();
-      }
-      target = n;
-      return new Promise((resolve) => {
-        reached = resolve;
-      });
-    },
-    lastAt: () => last,
-    close: () => client.end(),
-  };
+/** The counting listener, in a child process of its own (counter-child.ts). */
+class Counter {
+  private constructor(private readonly rpc: Rpc) {}
+
+  static async start(url: string, channel: string): Promise<Counter> {
+    const rpc = await Rpc.start(
+      path.join(HERE, 'counter-child.ts'),
+      [benchAppName('rx'), channel],
+      { DATABASE_URL: url },
+      'counting listener',
+    );
+    return new Counter(rpc);
+  }
+
+  /** Resolves once `n` notifications have arrived, with the hrtime of the n-th. */
+  async waitFor(n: number): Promise<bigint> {
+    return BigInt(await this.rpc.request<string>({ n }));
+  }
+
+  close(): Promise<void> {
+    return this.rpc.close();
+  }
 }
 
 function userPayload(i: number): Record<string, unknown> {
@@ -88,7 +76,7 @@ export async function publishRound(
   calls: number,
 ): Promise<PublishResult> {
   const channel = benchChannel('pub');
-  const rx = await countingListener(ctx.url, channel);
+  const rx = await Counter.start(ctx.url, channel);
   const publisher = await PUBLISHER_STARTERS[name](ctx.url, benchAppName(`pub-${name}`));
   try {
     // Open the pools' connections first: connection setup is not what is measured.
@@ -103,9 +91,13 @@ export async function publishRound(
     const startedAt = nowNs();
     const all = Promise.all(payloads.map((payload) => publisher.notify(channel, payload)));
     await deadline(all, budgetMs(calls * 10), `${name}: ${calls} notify() calls`);
-    await deadline(rx.waitFor(warm + calls), 30_000, `${name}: delivery of ${calls} notifications`);
+    const lastAt = await deadline(
+      rx.waitFor(warm + calls),
+      30_000,
+      `${name}: delivery of ${calls} notifications`,
+    );
     const cpu = process.cpuUsage(cpu0);
-    const micros = Number(rx.lastAt() - startedAt) / 1000;
+    const micros = Number(lastAt - startedAt) / 1000;
     return { perSec: (calls * 1e6) / micros, cpuUsPerMsg: cpuMicros(cpu) / calls };
   } finally {
     await publisher.close().catch(() => undefined);
@@ -154,7 +146,7 @@ export async function publish(ctx: Context): Promise<WorkloadResult> {
         'all calls issued in one tick; time from the first call to the last receipt on a bare pg listener;',
         'pg Pool: max 10, one SELECT pg_notify($1,$2) per call; pg-listen: NOTIFY on its one connection;',
         'postgres.js: default pool (10); pgnotify: createNotifier() defaults (pool of 2, batches of up to 1 000);',
-        'CPU includes the counting listener (the same for all)',
+        "the counting listener runs in a process of its own; CPU is the publisher's process only",
       ],
     ),
   };
