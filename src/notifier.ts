@@ -7,7 +7,7 @@ import pg from 'pg';
 import { encodePayload } from './codec.js';
 import { ErrorCode, PgNotifyError, toError } from './errors.js';
 import { defaultOnError, type ErrorHandler, functionOption, intOption } from './options.js';
-import { checkChannel, NOTIFY_BATCH_SQL, NOTIFY_MANY_SQL, NOTIFY_SQL } from './sql.js';
+import { checkChannel, NOTIFY_BATCH_SQL, NOTIFY_SQL } from './sql.js';
 
 /** Anything with pg's `query(text, values)`: a `pg.Client`, a `pg.PoolClient`, a `pg.Pool`. */
 export interface Queryable {
@@ -32,13 +32,16 @@ export interface NotifierOptions {
  * call, and its JSON parameters are built as calls join, not at send time.
  */
 class Batch {
-  /** The payloads as JSON strings, in call order. */
+  /**
+   * The payloads in call order, as the elements of a JSON array: JSON strings, or when `json`,
+   * the JSON text the client encoded (see NOTIFY_BATCH_SQL).
+   */
   readonly payloads: string[] = [];
   /** The channels as JSON strings, once the batch holds more than one channel. */
   channels: string[] | undefined;
   /**
-   * Payload (as JSON, which is one-to-one with the text) → channel(s) already in this batch:
-   * PostgreSQL folds repeated pairs into one.
+   * Payload (as its element, which is one-to-one with the text) → channel(s) already in this
+   * batch: PostgreSQL folds repeated pairs into one.
    */
   private readonly seen = new Map<string, string | Set<string>>();
   readonly done: Promise<void>;
@@ -48,6 +51,8 @@ class Batch {
   constructor(
     readonly channel: string,
     private readonly channelJson: string,
+    /** Whether the elements are JSON values as encoded, not JSON strings. */
+    readonly json: boolean,
     readonly firstPayload: string,
     payloadJson: string,
   ) {
@@ -84,9 +89,10 @@ class Batch {
   query(): [text: string, values: string[]] {
     const payloads = this.payloads;
     if (payloads.length === 1) return [NOTIFY_SQL, [this.channel, this.firstPayload]];
-    const json = `[${payloads.join(',')}]`;
-    if (this.channels === undefined) return [NOTIFY_BATCH_SQL, [this.channel, json]];
-    return [NOTIFY_MANY_SQL, [`[${this.channels.join(',')}]`, json]];
+    const sql = NOTIFY_BATCH_SQL[this.json ? 'json' : 'text'];
+    const array = `[${payloads.join(',')}]`;
+    if (this.channels === undefined) return [sql.one, [this.channel, array]];
+    return [sql.many, [`[${this.channels.join(',')}]`, array]];
   }
 }
 
@@ -108,8 +114,9 @@ export class Notifier {
   private sending = false;
   private scheduled = false;
   private closing: Promise<void> | undefined;
-  private lastChannel = '';
-  private lastChannelJson = '""';
+  /** The last channel checked (undefined: none yet, so any string, even '', is checked). */
+  private lastChannel: string | undefined;
+  private lastChannelJson = '';
   private readonly poolError = (error: Error): void => {
     this.report(
       new PgNotifyError(
@@ -172,17 +179,20 @@ export class Notifier {
       this.lastChannelJson = JSON.stringify(channel);
     }
     const text = encodePayload(payload, channel);
-    const json = JSON.stringify(text);
+    // A value the client encoded is JSON already: it goes into the batch as it is.
+    const json = typeof payload !== 'string' && payload !== undefined;
+    const element = json ? text : JSON.stringify(text);
     const open = this.queue.length > 0 ? this.queue[this.queue.length - 1] : undefined;
     if (
       open !== undefined &&
       open !== this.inflight &&
+      open.json === json &&
       open.payloads.length < this.maxBatch &&
-      open.add(channel, this.lastChannelJson, json)
+      open.add(channel, this.lastChannelJson, element)
     ) {
       return open;
     }
-    const batch = new Batch(channel, this.lastChannelJson, text, json);
+    const batch = new Batch(channel, this.lastChannelJson, json, text, element);
     this.queue.push(batch);
     this.schedule();
     return batch;

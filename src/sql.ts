@@ -108,22 +108,36 @@ export const HEARTBEAT_SQL =
 export const NOTIFY_SQL = 'SELECT pg_catalog.pg_notify($1, $2)';
 
 /**
- * Many notifications on one channel ($1) in one statement; $2 is a JSON array of the payloads
- * as strings. The function scan yields the elements in array order and count() evaluates
- * pg_notify once per element as they come, so notifications are queued in call order, and the
- * result is one row instead of one per notification. A flat array of JSON strings is the
- * cheapest bulk parameter for both sides: one JSON.stringify per payload on the client, and
- * the server lexes it about twice as fast as per-element `->>` lookups.
+ * Many notifications in one statement. $2 is a JSON array of the payloads: JSON strings
+ * (`text`), or, for payloads the client encoded as JSON, those JSON values as they are
+ * (`json`: json's element functions return an element's text verbatim, so the client never
+ * escapes a payload a second time). $1 is the channel (`one`), or a JSON array of channels
+ * parallel to $2 (`many`). The function scan yields the elements in array order and count()
+ * evaluates pg_notify once per element as they come, so notifications are queued in call
+ * order, and the result is one row instead of one per notification. Flat JSON arrays are the
+ * cheapest bulk parameter for both sides: one JSON.stringify (at most) per payload on the
+ * client, and the server lexes them about twice as fast as per-element `->>` lookups.
  */
-export const NOTIFY_BATCH_SQL =
-  'SELECT pg_catalog.count(pg_catalog.pg_notify($1, e.p))' +
-  ' FROM pg_catalog.json_array_elements_text($2::json) AS e(p)';
-
-/** Like {@link NOTIFY_BATCH_SQL} for several channels: $1 and $2 are parallel JSON arrays. */
-export const NOTIFY_MANY_SQL =
-  'SELECT pg_catalog.count(pg_catalog.pg_notify(e.c, e.p))' +
-  ' FROM ROWS FROM (pg_catalog.json_array_elements_text($1::json),' +
-  ' pg_catalog.json_array_elements_text($2::json)) AS e(c, p)';
+export const NOTIFY_BATCH_SQL = {
+  text: {
+    one:
+      'SELECT pg_catalog.count(pg_catalog.pg_notify($1, e.p))' +
+      ' FROM pg_catalog.json_array_elements_text($2::json) AS e(p)',
+    many:
+      'SELECT pg_catalog.count(pg_catalog.pg_notify(e.c, e.p))' +
+      ' FROM ROWS FROM (pg_catalog.json_array_elements_text($1::json),' +
+      ' pg_catalog.json_array_elements_text($2::json)) AS e(c, p)',
+  },
+  json: {
+    one:
+      'SELECT pg_catalog.count(pg_catalog.pg_notify($1, e.p::text))' +
+      ' FROM pg_catalog.json_array_elements($2::json) AS e(p)',
+    many:
+      'SELECT pg_catalog.count(pg_catalog.pg_notify(e.c, e.p::text))' +
+      ' FROM ROWS FROM (pg_catalog.json_array_elements_text($1::json),' +
+      ' pg_catalog.json_array_elements($2::json)) AS e(c, p)',
+  },
+} as const;
 
 function invalidChannel(reason: string, channel: string | undefined): PgNotifyError {
   const shown = channel === undefined ? '' : ` (${JSON.stringify(shorten(channel))})`;

@@ -229,6 +229,8 @@ describe('concurrency and order', () => {
     circular.self = circular;
     const tooLong = `${'x'.repeat(60)}${rand(2)}`;
     const calls = [
+      // First: a fresh notifier has checked no channel yet, not even ''.
+      notifier.notify('', 'empty channel'),
       notifier.notify(f.channel, 'ok0'),
       notifier.notify(tooLong, 'ok?'),
       notifier.notify(f.channel, 'ok1'),
@@ -244,6 +246,7 @@ describe('concurrency and order', () => {
       r.status === 'fulfilled' ? 'ok' : (r.reason as PgNotifyError).code,
     );
     assert.deepEqual(codes, [
+      ErrorCode.INVALID_CHANNEL,
       'ok',
       ErrorCode.INVALID_CHANNEL,
       'ok',
