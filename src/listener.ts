@@ -216,8 +216,8 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
       this.resolveClosed = resolve;
     });
     this.session = new Session(this.options, {
-      notification: (channel, payload, pid, receivedAt) =>
-        this.onNotification(channel, payload, pid, receivedAt),
+      // Bound, not a closure: the delivery path's optimized code is shared by all listeners.
+      notification: this.onNotification.bind(this),
       state: (state) => {
         this.emit('state', state);
         if (state === 'failed') this.resolveClosed();

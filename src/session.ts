@@ -353,6 +353,21 @@ export class Session {
     }
   }
 
+  /** A notification read on `client` (bound to it in connectOnce). */
+  private onClientNotification(client: pg.Client, message: pg.Notification): void {
+    const now = clock();
+    this.lastActivity = now;
+    if (client !== this.client) {
+      // LISTEN is live but the connection is not adopted yet: hold these until the
+      // connected/gap reports went out, so nothing overtakes the gap.
+      this.attached
+        .get(client)
+        ?.early.push([message.channel, message.payload ?? '', message.processId, now]);
+      return;
+    }
+    this.hooks.notification(message.channel, message.payload ?? '', message.processId, now);
+  }
+
   /** Creates, connects and prepares one client: session settings and LISTEN, one round trip. */
   private async connectOnce(): Promise<pg.Client> {
     const client = await this.makeClient();
@@ -360,17 +375,9 @@ export class Session {
     this.connecting = client;
     const attached: Attached = {
       early: [],
-      notification: (message) => {
-        const now = clock();
-        this.lastActivity = now;
-        if (client !== this.client) {
-          // LISTEN is live but the connection is not adopted yet: hold these until the
-          // connected/gap reports went out, so nothing overtakes the gap.
-          attached.early.push([message.channel, message.payload ?? '', message.processId, now]);
-          return;
-        }
-        this.hooks.notification(message.channel, message.payload ?? '', message.processId, now);
-      },
+      // A bound method, not a closure: its optimized code is shared by every connection and
+      // listener, so a new one never recompiles the delivery path.
+      notification: this.onClientNotification.bind(this, client),
       error: (error) => this.lost(client, error),
       end: () => this.lost(client, new Error('the server closed the connection')),
     };
