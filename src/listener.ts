@@ -160,6 +160,8 @@ export interface ListenerStats {
 type AnySubscription = Subscription<unknown>;
 /** A channel's entry in the delivery index. */
 interface IndexEntry {
+  /** The channel (the string it was subscribed with, long-lived). */
+  readonly channel: string;
   readonly subscribers: AnySubscription[];
   /**
    * No schema on the channel, every subscriber uses the listener's decoder and none has it as
@@ -180,8 +182,7 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
   private registry: Registry<AnySubscription> = reg.emptyRegistry();
   /** channel → subscribers to deliver to; rebuilt for touched channels only. */
   private readonly index = new Map<string, IndexEntry>();
-  /** The last channel looked up in the index and what it found (cleared on every change). */
-  private lastChannel: string | undefined;
+  /** The entry the last notification went to (cleared on every change). */
   private lastRoute: IndexEntry | undefined;
   private readonly events: Listeners = {};
   private nextId = 1;
@@ -702,16 +703,16 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
     counters.received++;
     counters.lastNotificationAt = receivedAt;
     if (this.options.ignoreOwn && pid === this.session.pid) return;
-    // Bursts usually stay on one channel: comparing with the last channel's name is cheaper
-    // than hashing the fresh string pg made for every notification.
-    let route: IndexEntry | undefined;
-    if (channel === this.lastChannel) route = this.lastRoute;
-    else {
+    // Bursts usually stay on one channel: comparing with the last entry's channel is cheaper
+    // than hashing the fresh string pg made for every notification. That fresh string is
+    // never stored: keeping a reference to a new string in this long-lived object costs a
+    // write barrier per notification, which made spread-out traffic ~15 % dearer.
+    let route = this.lastRoute;
+    if (route === undefined || route.channel !== channel) {
       route = this.index.get(channel);
-      this.lastChannel = channel;
+      if (route === undefined) return;
       this.lastRoute = route;
     }
-    if (route === undefined) return;
     if (!route.plain || this.chain !== undefined) {
       this.deliverChecked(route.subscribers, channel, raw, pid, receivedAt);
       return;
@@ -933,13 +934,13 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
   /** Applies a registry change: index and wanted set for the touched channels only. */
   private apply(change: reg.Change<AnySubscription>): void {
     this.registry = change.registry;
-    this.lastChannel = undefined;
     this.lastRoute = undefined;
     for (const channel of change.touched) {
       const recipients = reg.recipients(this.registry, channel);
       if (recipients.length === 0) this.index.delete(channel);
       else
         this.index.set(channel, {
+          channel,
           subscribers: recipients,
           plain:
             !this.options.schemas.has(channel) &&
