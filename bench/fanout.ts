@@ -97,9 +97,9 @@ export async function fanout(ctx: Context): Promise<WorkloadResult> {
   const once = (name: ListenerName, layout: Layout, n: number) =>
     ctx.inProcess<FanoutResult>(name, 'fanout', [name, layout, n]);
   if (!ctx.quick) {
-    ctx.progress('fan-out: warm-up (10 000 per contestant and layout, not recorded)');
+    ctx.progress('fan-out: warm-up (a full round per contestant and layout, not recorded)');
     for (const layout of layouts) {
-      for (const name of listeners) await once(name, layout, 10_000);
+      for (const name of listeners) await once(name, layout, count);
     }
   }
   for (let round = 0; round < ctx.rounds; round++) {
