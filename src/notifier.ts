@@ -28,8 +28,9 @@ export interface NotifierOptions {
 
 /**
  * Calls that go out as one statement. It is open (calls join it) until the send loop takes
- * it; every call of a batch shares its outcome, so the batch holds one promise, not one per
- * call, and its JSON parameters are built as calls join, not at send time.
+ * it. Every call of a batch shares its outcome: the batch settles one promise, from which
+ * each call's own is derived, and its JSON parameters are built as calls join, not at send
+ * time.
  */
 class Batch {
   /**
