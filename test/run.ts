@@ -19,6 +19,7 @@ import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { redactUrl } from '../src/cli/common.js';
 import {
   createEmbeddedServer,
   type EmbeddedServer,
@@ -62,16 +63,6 @@ const active: { child: ChildProcess | undefined; server: EmbeddedServer | undefi
 
 function say(line: string): void {
   process.stdout.write(`${line}\n`);
-}
-
-function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password !== '') u.password = '***';
-    return u.toString();
-  } catch {
-    return '<unparseable DATABASE_URL>';
-  }
 }
 
 function errorText(err: unknown): string {
@@ -171,7 +162,7 @@ async function runPass(
   try {
     version = await probe(url, 10_000);
   } catch (err) {
-    say(`FAIL pass "${name}": cannot query ${redact(url)}: ${errorText(err)}`);
+    say(`FAIL pass "${name}": cannot query ${redactUrl(url)}: ${errorText(err)}`);
     return {
       name,
       status: 'failed',
@@ -191,7 +182,7 @@ async function runPass(
   }
   say('');
   say(`pass "${name}": ${version}`);
-  say(`pass "${name}": running ${files.length} file(s) against ${redact(url)}`);
+  say(`pass "${name}": running ${files.length} file(s) against ${redactUrl(url)}`);
   const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: url, PGNOTIFY_TEST_SERVER: name };
   if (process.stdout.isTTY && env.NO_COLOR === undefined) env.FORCE_COLOR = '1';
   const { code, signal, output } = await runNodeTest(files, nodeArgs, env);
@@ -276,7 +267,7 @@ async function servicePass(files: string[], nodeArgs: string[]): Promise<PassRes
     return {
       name: 'service',
       status: 'skipped',
-      detail: `no PostgreSQL at ${redact(SERVICE_URL)} (${reason})`,
+      detail: `no PostgreSQL at ${redactUrl(SERVICE_URL)} (${reason})`,
       counts: undefined,
       seconds: 0,
     };
@@ -329,7 +320,7 @@ async function main(): Promise<number> {
   const userUrl = process.env.DATABASE_URL;
   if (userUrl !== undefined && userUrl !== '') {
     say(
-      `DATABASE_URL is set: running one pass "external" against ${redact(userUrl)} (no embedded server, no service pass)`,
+      `DATABASE_URL is set: running one pass "external" against ${redactUrl(userUrl)} (no embedded server, no service pass)`,
     );
     results.push(await runPass('external', userUrl, files, nodeArgs));
   } else {

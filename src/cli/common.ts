@@ -103,6 +103,17 @@ export function onInterrupt(onSignal: (code: number) => void): () => void {
   };
 }
 
+/** The URL without its password, for printing (an unparseable URL gets a best-effort mask). */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password !== '') parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return url.replace(/:[^:@/]*@/, ':***@');
+  }
+}
+
 /** Resolves after `ms`, or rejects with the signal's reason once it aborts. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {

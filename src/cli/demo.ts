@@ -21,6 +21,7 @@ import {
   integer,
   note,
   onInterrupt,
+  redactUrl,
   reportFailure,
   sleep,
 } from './common.js';
@@ -94,7 +95,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<number> {
       say(`  ${url}  data in ${server.dataDir} (removed at the end)`);
     } else {
       say(heading('Using the configured server', color));
-      say(`  ${redact(url)}`);
+      say(`  ${redactUrl(url)}`);
     }
     if (interrupted !== undefined) return interrupted;
     await tour(url, server !== undefined, {
@@ -432,15 +433,4 @@ async function killConnection(
   await notifier.notify(channel, 'after the outage');
   await delivered;
   await sleep(100, signal); // alice and bob print theirs
-}
-
-/** The URL without its password. */
-function redact(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password !== '') parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return url.replace(/:[^:@/]*@/, ':***@');
-  }
 }
