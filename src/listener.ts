@@ -719,14 +719,8 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
     }
     // The common case: decode once, hand the same notification to every subscriber. Kept
     // small, with the rare paths in other methods, so the JIT inlines it whole.
-    let payload: unknown;
-    try {
-      payload = this.decoder(raw, channel);
-    } catch (cause) {
-      this.decodeFailed(cause, channel);
-      return;
-    }
-    const notification: Notification = { channel, payload, raw, pid, receivedAt };
+    const notification = this.decode(this.decoder, channel, raw, pid, receivedAt);
+    if (notification === null) return;
     const subscribers = route.subscribers;
     for (let i = 0; i < subscribers.length; i++) {
       (subscribers[i] as AnySubscription).deliver(notification);
