@@ -3,8 +3,6 @@
  * counting sink every contestant delivers to.
  */
 import { randomBytes } from 'node:crypto';
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import { type ListenerName, type ListenSetup, STARTERS } from './contestants.js';
 import { median } from './report.js';
 import type { Sender } from './sender.js';
@@ -14,8 +12,6 @@ export interface RoundContext {
   url: string;
   /** The bulk sender: a child process of the process the round runs in. */
   sender: Sender;
-  /** A full garbage collection, run before every measured window. */
-  gc(): void;
 }
 
 /** The round functions a contestant process runs (see worker.ts). */
@@ -35,8 +31,6 @@ export interface Context {
   rounds: number;
   /** The contestants of `names` selected with `--only` (all by default), in the given order. */
   pick<T extends string>(names: readonly T[]): T[];
-  /** A full garbage collection, run before every measured window. */
-  gc(): void;
   /** A progress line (stderr). */
   progress(line: string): void;
 }
@@ -86,13 +80,6 @@ export async function deadline<T>(promise: Promise<T>, ms: number, what: string)
   } finally {
     clearTimeout(timer);
   }
-}
-
-/** A full GC, without requiring `--expose-gc` on the command line. */
-export function gcFunction(): () => void {
-  v8.setFlagsFromString('--expose-gc');
-  const gc = vm.runInNewContext('gc') as (() => void) | undefined;
-  return typeof gc === 'function' ? gc : () => undefined;
 }
 
 export function sleep(ms: number): Promise<void> {

@@ -35,7 +35,6 @@ export async function deliveryRound(
     name,
     { url: ctx.url, subscribers: [[channel]], onPayload: sink.onPayload },
     async () => {
-      ctx.gc();
       sink.arm();
       const sent = ctx.sender.bulk(channel, count);
       await deadline(sink.done, budgetMs(count), `${name}: ${count} notifications`);

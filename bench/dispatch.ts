@@ -37,10 +37,9 @@ const PAYLOADS = Array.from({ length: 1000 }, (_, i) =>
 );
 
 /** Emits `count` notifications on `client` and returns the CPU µs per notification. */
-function emitAll(ctx: Context, client: pg.Client, channel: string, sink: Sink): number {
+function emitAll(client: pg.Client, channel: string, sink: Sink): number {
   const count = sink.expected;
   const name = Buffer.from(channel);
-  ctx.gc();
   sink.arm();
   for (let i = 0; i < count; i++) {
     client.emit('notification', {
@@ -67,7 +66,7 @@ async function once(ctx: Context, name: Name, count: number): Promise<number> {
     await client.connect();
     try {
       client.on('notification', (m) => sink.onPayload(JSON.parse(m.payload as string)));
-      return emitAll(ctx, client, channel, sink);
+      return emitAll(client, channel, sink);
     } finally {
       await client.end();
     }
@@ -83,7 +82,7 @@ async function once(ctx: Context, name: Name, count: number): Promise<number> {
   try {
     await listener.subscribe(channel, (n) => sink.onPayload(n.payload));
     await listener.start();
-    return emitAll(ctx, client as pg.Client, channel, sink);
+    return emitAll(client as pg.Client, channel, sink);
   } finally {
     await listener.stop();
   }

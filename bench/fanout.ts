@@ -59,7 +59,6 @@ export async function fanoutRound(
     name,
     { url: ctx.url, subscribers: subscribersOf(prefix, layout), onPayload: sink.onPayload },
     async () => {
-      ctx.gc();
       sink.arm();
       const sent =
         layout.hot === undefined

@@ -52,7 +52,6 @@ export async function latencyRound(
       { url: ctx.url, subscribers: [[channel]], onPayload },
       async () => {
         const micros: number[] = [];
-        ctx.gc();
         for (let i = 0; i < trips; i++) {
           const payload = JSON.stringify({
             id: i,

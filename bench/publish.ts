@@ -17,7 +17,6 @@ import {
   type RoundContext,
   record,
   rotate,
-  runAppName,
   type Samples,
   type WorkloadResult,
 } from './common.js';
@@ -86,7 +85,6 @@ export async function publishRound(
     );
     await deadline(rx.waitFor(warm), 10_000, `${name}: warm-up notifications`);
     const payloads = Array.from({ length: calls }, (_, i) => userPayload(i));
-    ctx.gc();
     const cpu0 = process.cpuUsage();
     const startedAt = nowNs();
     const all = Promise.all(payloads.map((payload) => publisher.notify(channel, payload)));

@@ -28,7 +28,6 @@ import {
 import {
   type Context,
   errorText,
-  gcFunction,
   type Medians,
   RUN_ID,
   runAppName,
@@ -303,7 +302,6 @@ async function main(): Promise<number> {
         only === undefined
           ? [...names]
           : names.filter((n) => only.includes(n) || (n === 'pg Pool' && only.includes('pg'))),
-      gc: gcFunction(),
       progress,
     };
     for (const name of cli.workloads) {

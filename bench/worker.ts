@@ -5,7 +5,7 @@
  * contestants would be measured with each other's JIT feedback (three of them share pg's
  * parser), garbage and timers. This process has its own bulk sender child.
  */
-import { gcFunction, type RoundContext, type RoundName, runAppName } from './common.js';
+import { type RoundContext, type RoundName, runAppName } from './common.js';
 import { deliveryRound } from './delivery.js';
 import { fanoutRound } from './fanout.js';
 import { latencyRound } from './latency.js';
@@ -27,7 +27,7 @@ let context: RoundContext | undefined;
 await serve<{ round: RoundName; args: unknown[] }>(
   async () => {
     const sender = await Sender.start(url, runAppName(`sender-${process.env.PGNOTIFY_BENCH_TAG}`));
-    context = { url, sender, gc: gcFunction() };
+    context = { url, sender };
   },
   ({ round, args }) => ROUNDS[round](context as RoundContext, ...args),
   async () => context?.sender.close(),
