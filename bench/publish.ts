@@ -27,7 +27,7 @@ import {
   PUBLISHERS,
   type PublisherName,
 } from './contestants.js';
-import { fmt, ratioTable } from './report.js';
+import { fmt, median, ratioTable } from './report.js';
 import { Rpc } from './rpc.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -103,6 +103,26 @@ export async function publishRound(
   }
 }
 
+/**
+ * The ceiling no client can pass on this machine and server: the same number of
+ * notifications in ONE statement (`SELECT pg_notify(…) FROM generate_series(…)`, the sender
+ * child's bulk statement), no client work at all, until the same counting listener has them
+ * all. Measured in the bench's own process with its sender child.
+ */
+async function ceilingRound(ctx: Context, calls: number): Promise<number> {
+  const channel = benchChannel('pubmax');
+  const rx = await Counter.start(ctx.url, channel);
+  try {
+    const startedAt = nowNs();
+    const sent = ctx.sender.bulk(channel, calls);
+    const lastAt = await deadline(rx.waitFor(calls), 30_000, `one statement of ${calls}`);
+    await sent;
+    return (calls * 1e6) / (Number(lastAt - startedAt) / 1000);
+  } finally {
+    await rx.close().catch(() => undefined);
+  }
+}
+
 export async function publish(ctx: Context): Promise<WorkloadResult> {
   const calls = ctx.quick ? 2_000 : 20_000;
   const publishers = ctx.pick(PUBLISHERS);
@@ -113,6 +133,7 @@ export async function publish(ctx: Context): Promise<WorkloadResult> {
     ctx.progress('publish: warm-up round (not recorded)');
     for (const name of publishers) await once(name);
   }
+  const ceiling: number[] = [];
   for (let round = 0; round < ctx.rounds; round++) {
     for (const name of rotate(publishers, round)) {
       const result = await once(name);
@@ -121,8 +142,17 @@ export async function publish(ctx: Context): Promise<WorkloadResult> {
         `publish round ${round + 1}/${ctx.rounds} ${name}: ${fmt(result.perSec)} notifications/s`,
       );
     }
+    ceiling.push(await ceilingRound(ctx, calls));
+    ctx.progress(
+      `publish round ${round + 1}/${ctx.rounds} one statement: ${fmt(ceiling[round])} notifications/s`,
+    );
   }
   const medians = mediansOf(samples);
+  const max = median(ceiling);
+  const share = (name: string): string => {
+    const rate = medians[name]?.perSec;
+    return rate === undefined ? '—' : `${Math.round((100 * rate) / max)} %`;
+  };
   const title = `(c) publish: ${fmt(calls)} concurrent notify() calls until all delivered, ${ctx.rounds} round(s)`;
   return {
     key: 'publish',
@@ -130,6 +160,7 @@ export async function publish(ctx: Context): Promise<WorkloadResult> {
     params: { calls, warmupRound: !ctx.quick, rounds: ctx.rounds },
     samples,
     medians,
+    details: { oneStatementPerSec: ceiling },
     text: ratioTable(
       title,
       publishers,
@@ -144,7 +175,9 @@ export async function publish(ctx: Context): Promise<WorkloadResult> {
         'all calls issued in one tick; time from the first call to the last receipt on a bare pg listener;',
         'pg Pool: max 10, one SELECT pg_notify($1,$2) per call; pg-listen: NOTIFY on its one connection;',
         'postgres.js: default pool (10); pgnotify: createNotifier() defaults (pool of 2, batches of up to 1 000);',
-        "the counting listener runs in a process of its own; CPU is the publisher's process only",
+        "the counting listener runs in a process of its own; CPU is the publisher's process only;",
+        `ceiling, no client work: the same ${fmt(calls)} in ONE statement (pg_notify over generate_series)`,
+        `to the same counter: ${fmt(max)}/s (median); pgnotify reaches ${share('pgnotify')} of it, postgres.js ${share('postgres.js')}`,
       ],
     ),
   };
