@@ -4,7 +4,7 @@
  */
 import type { StandardSchemaV1 } from '@standard-schema/spec';
 import { ErrorCode, PgNotifyError, ValidationError } from './errors.js';
-import { checkPayload } from './sql.js';
+import { checkPayload, checkPayloadSize } from './sql.js';
 
 /** A decoder turns the raw payload text of a channel into a value. It may throw. */
 export type DecodeFunction = (raw: string, channel: string) => unknown;
@@ -96,7 +96,8 @@ export function encodePayload(payload: unknown, channel: string): string {
       { channel },
     );
   }
-  return checkPayload(text, channel);
+  // JSON.stringify escapes NUL and lone surrogates: only the size can be wrong.
+  return checkPayloadSize(text, channel);
 }
 
 /** The result of validating one payload: the (possibly transformed) value or a failure. */

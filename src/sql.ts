@@ -40,18 +40,7 @@ export function checkChannel(channel: unknown): string {
 
 /** Checks an encoded payload against PostgreSQL's limits and returns it. */
 export function checkPayload(payload: string, channel?: string): string {
-  // Fast path: a payload of at most MAX/3 UTF-16 units cannot exceed MAX bytes.
-  if (payload.length > MAX_PAYLOAD_BYTES / 3) {
-    const bytes = Buffer.byteLength(payload, 'utf8');
-    if (bytes > MAX_PAYLOAD_BYTES) {
-      throw new PgNotifyError(
-        ErrorCode.PAYLOAD_TOO_LARGE,
-        `payload is ${bytes} bytes; PostgreSQL requires fewer than ${MAX_PAYLOAD_BYTES + 1}` +
-          ' (send a key and let the listener read the row)',
-        channel === undefined ? {} : { channel },
-      );
-    }
-  }
+  checkPayloadSize(payload, channel);
   if (payload.includes('\0')) {
     throw new PgNotifyError(
       ErrorCode.INVALID_PAYLOAD,
@@ -65,6 +54,26 @@ export function checkPayload(payload: string, channel?: string): string {
       'payload contains a lone UTF-16 surrogate, which cannot be sent as UTF-8',
       channel === undefined ? {} : { channel },
     );
+  }
+  return payload;
+}
+
+/**
+ * Checks only the size of an encoded payload. Enough for `JSON.stringify` output, which
+ * escapes NUL and lone surrogates and so never holds either.
+ */
+export function checkPayloadSize(payload: string, channel?: string): string {
+  // Fast path: a payload of at most MAX/3 UTF-16 units cannot exceed MAX bytes.
+  if (payload.length > MAX_PAYLOAD_BYTES / 3) {
+    const bytes = Buffer.byteLength(payload, 'utf8');
+    if (bytes > MAX_PAYLOAD_BYTES) {
+      throw new PgNotifyError(
+        ErrorCode.PAYLOAD_TOO_LARGE,
+        `payload is ${bytes} bytes; PostgreSQL requires fewer than ${MAX_PAYLOAD_BYTES + 1}` +
+          ' (send a key and let the listener read the row)',
+        channel === undefined ? {} : { channel },
+      );
+    }
   }
   return payload;
 }

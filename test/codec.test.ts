@@ -128,6 +128,11 @@ describe('encodePayload', () => {
     assert.equal(encodePayload({ toJSON: () => 'custom' }, 'c'), '"custom"');
     // A NUL inside a JSON string is escaped, so it is a valid payload.
     assert.equal(encodePayload({ s: 'a\0b' }, 'c'), '{"s":"a\\u0000b"}');
+    // So is a lone surrogate (only the size of JSON text is checked), and it round-trips.
+    const lone = encodePayload({ s: 'x\uD800y' }, 'c');
+    assert.equal(lone, '{"s":"x\\ud800y"}');
+    assert.equal(lone.isWellFormed(), true);
+    assert.deepEqual(JSON.parse(lone), { s: 'x\uD800y' });
   });
 
   test('a circular object is INVALID_PAYLOAD with the JSON error as cause', () => {
