@@ -27,6 +27,15 @@ export interface Context {
    * contestant's JIT state, garbage or timers are measured with another's.
    */
   inProcess<T>(contestant: string, round: RoundName, args: unknown[]): Promise<T>;
+  /**
+   * Ends `contestant`'s process, so that its next round starts a new one. Workloads call it
+   * before every measured round: each is then an independent sample (warmed up by unrecorded
+   * rounds in its own process), because one process can be luckier than another for its
+   * whole life (JIT decisions, where the heap lands, V8's JSON.parse fast path for the first
+   * key of an object, which depends on the other objects the process made), and with one
+   * process per contestant and run, that luck was in every round's figure.
+   */
+  freshProcess(contestant: string): Promise<void>;
   quick: boolean;
   rounds: number;
   /** The contestants of `names` selected with `--only` (all by default), in the given order. */

@@ -53,16 +53,14 @@ export async function delivery(ctx: Context): Promise<WorkloadResult> {
   const samples: Samples = {};
   const once = (name: ListenerName) =>
     ctx.inProcess<DeliveryResult>(name, 'delivery', [name, count]);
+  // Every measured round runs in a new process, after unrecorded full rounds in it: the JIT
+  // keeps improving pg's parser and each library's handler path for well over 100k
+  // notifications (in every process, the first two rounds are the slowest).
   const warmups = ctx.quick ? 0 : 2;
-  // Unrecorded full rounds first, for every contestant: the JIT keeps improving pg's parser
-  // and each library's handler path for well over 100k notifications (in every process, the
-  // first two rounds are the slowest).
-  for (let w = 0; w < warmups; w++) {
-    ctx.progress(`delivery: warm-up round ${w + 1}/${warmups} (not recorded)`);
-    for (const name of listeners) await once(name);
-  }
   for (let round = 0; round < ctx.rounds; round++) {
     for (const name of rotate(listeners, round)) {
+      await ctx.freshProcess(name);
+      for (let w = 0; w < warmups; w++) await once(name);
       const result = await once(name);
       record(samples, name, result);
       ctx.progress(
@@ -89,6 +87,7 @@ export async function delivery(ctx: Context): Promise<WorkloadResult> {
       ],
       medians,
       [
+        `each round in a new process per contestant, after ${warmups} unrecorded round(s) in it;`,
         'one statement from a separate connection in a child process; msgs/s from first to last receipt;',
         "CPU = process.cpuUsage() (user+system, all threads) of the contestant's own process, from the send to the last receipt",
       ],

@@ -95,15 +95,13 @@ export async function fanout(ctx: Context): Promise<WorkloadResult> {
   const samples: Samples = {};
   const once = (name: ListenerName, layout: Layout, n: number) =>
     ctx.inProcess<FanoutResult>(name, 'fanout', [name, layout, n]);
-  if (!ctx.quick) {
-    ctx.progress('fan-out: warm-up (a full round per contestant and layout, not recorded)');
-    for (const layout of layouts) {
-      for (const name of listeners) await once(name, layout, count);
-    }
-  }
   for (let round = 0; round < ctx.rounds; round++) {
-    for (const layout of layouts) {
-      for (const name of rotate(listeners, round)) {
+    for (const name of rotate(listeners, round)) {
+      // A new process per round and contestant; every layout is warmed up by an unrecorded
+      // full round in it before its measured one.
+      await ctx.freshProcess(name);
+      for (const layout of layouts) {
+        if (!ctx.quick) await once(name, layout, count);
         const result = await once(name, layout, count);
         record(samples, `${layout.label} / ${name}`, result);
         ctx.progress(
@@ -166,7 +164,8 @@ export async function fanout(ctx: Context): Promise<WorkloadResult> {
         'postgres.js: sql.listen() per subscriber and channel, each handler parses the text itself;',
         'with many channels PostgreSQL itself delivers more slowly (a listening backend scans its channel list',
         'for every notification: see msgs/s), so every client reads smaller chunks and pays more per notification;',
-        `×${BASELINE} compares the libraries at the same server pace`,
+        `×${BASELINE} compares the libraries at the same server pace; each round in a new process per contestant,`,
+        `which runs every layout${ctx.quick ? '' : ' (each after an unrecorded round of it)'}`,
       ],
       2,
     ),

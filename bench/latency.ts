@@ -88,6 +88,10 @@ export async function latency(ctx: Context): Promise<WorkloadResult> {
   const samples: Samples = {};
   const once = (name: ListenerName, n: number) =>
     ctx.inProcess<LatencyResult>(name, 'latency', [name, n]);
+  // Unlike the throughput workloads, latency keeps one process per contestant for all its
+  // rounds: in a new process the heap is still growing, and its major collections put every
+  // contestant's p99 near 1 ms even after 5 000 warm-up round trips (measured), which says
+  // nothing about the library.
   if (!ctx.quick) {
     ctx.progress('latency: warm-up (500 round trips per contestant, not recorded)');
     for (const name of listeners) await once(name, 500);

@@ -129,13 +129,12 @@ export async function publish(ctx: Context): Promise<WorkloadResult> {
   const samples: Samples = {};
   const once = (name: PublisherName) =>
     ctx.inProcess<PublishResult>(name, 'publish', [name, calls]);
-  if (!ctx.quick) {
-    ctx.progress('publish: warm-up round (not recorded)');
-    for (const name of publishers) await once(name);
-  }
   const ceiling: number[] = [];
   for (let round = 0; round < ctx.rounds; round++) {
     for (const name of rotate(publishers, round)) {
+      // A new process per measured round, warmed up by an unrecorded round.
+      await ctx.freshProcess(name);
+      if (!ctx.quick) await once(name);
       const result = await once(name);
       record(samples, name, result);
       ctx.progress(
@@ -176,6 +175,7 @@ export async function publish(ctx: Context): Promise<WorkloadResult> {
         'pg Pool: max 10, one SELECT pg_notify($1,$2) per call; pg-listen: NOTIFY on its one connection;',
         'postgres.js: default pool (10); pgnotify: createNotifier() defaults (pool of 2, batches of up to 1 000);',
         "the counting listener runs in a process of its own; CPU is the publisher's process only;",
+        `each round in a new process per publisher${ctx.quick ? '' : ', after an unrecorded round in it'};`,
         `ceiling, no client work: the same ${fmt(calls)} in ONE statement (pg_notify over generate_series)`,
         `to the same counter: ${fmt(max)}/s (median); pgnotify reaches ${share('pgnotify')} of it, postgres.js ${share('postgres.js')}`,
       ],

@@ -275,16 +275,18 @@ async function main(): Promise<number> {
     say(`run ${RUN_ID}: sessions are named pgnotify-bench-${RUN_ID}-…`);
     sender = await Sender.start(url, runAppName('sender'));
     const only = cli.only;
+    let processCount = 0;
     const inProcess = async <T>(contestant: string, round: string, args: unknown[]) => {
       let started = processes.get(contestant);
       if (started === undefined) {
+        processCount += 1;
         started = Rpc.start(
           path.join(HERE, 'worker.ts'),
           [],
           {
             DATABASE_URL: url,
             PGNOTIFY_BENCH_RUN: RUN_ID,
-            PGNOTIFY_BENCH_TAG: `p${processes.size + 1}`,
+            PGNOTIFY_BENCH_TAG: `p${processCount}`,
           },
           `${contestant}'s process`,
         );
@@ -292,10 +294,17 @@ async function main(): Promise<number> {
       }
       return (await started).request<T>({ round, args });
     };
+    const freshProcess = async (contestant: string): Promise<void> => {
+      const current = processes.get(contestant);
+      if (current === undefined) return;
+      processes.delete(contestant);
+      await current.then((rpc) => rpc.close()).catch(() => undefined);
+    };
     const ctx: Context = {
       url,
       sender,
       inProcess,
+      freshProcess,
       quick: cli.quick,
       rounds: cli.rounds,
       pick: (names) =>
