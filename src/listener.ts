@@ -168,6 +168,8 @@ interface IndexEntry {
    * its stop channel: decode once and hand the same notification to all (the fast path).
    */
   readonly plain: boolean;
+  /** The subscriber when there is exactly one: delivery then skips the array (a cold line). */
+  readonly single: AnySubscription | undefined;
 }
 type Listeners = { [E in keyof ListenerEvents]?: ((...args: ListenerEvents[E]) => void)[] };
 
@@ -721,6 +723,12 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
     // small, with the rare paths in other methods, so the JIT inlines it whole.
     const notification = this.decode(this.decoder, channel, raw, pid, receivedAt);
     if (notification === null) return;
+    const single = route.single;
+    if (single !== undefined) {
+      single.deliver(notification);
+      counters.delivered++;
+      return;
+    }
     const subscribers = route.subscribers;
     for (let i = 0; i < subscribers.length; i++) {
       (subscribers[i] as AnySubscription).deliver(notification);
@@ -939,6 +947,7 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
           plain:
             !this.options.schemas.has(channel) &&
             recipients.every((s) => s.decoder === undefined && s.stopChannel !== channel),
+          single: recipients.length === 1 ? recipients[0] : undefined,
         });
       this.session.want(channel, reg.isActive(this.registry, channel));
     }
