@@ -8,6 +8,8 @@ import { ErrorCode, PgNotifyError } from './errors.js';
 export interface Source<N> {
   /** The next item, or undefined when there is none. */
   take(): N | undefined;
+  /** Told the number of handler calls in flight whenever it changes (async handlers only). */
+  busy?(inFlight: number): void;
 }
 
 /**
@@ -28,6 +30,7 @@ export class HandlerRunner<N> {
   private idleWaiters: (() => void)[] = [];
   private readonly settle = (): void => {
     this.inFlight--;
+    this.source.busy?.(this.inFlight);
     this.pump();
     if (this.inFlight === 0 && this.idleWaiters.length > 0) this.wakeIdle();
   };
@@ -60,20 +63,33 @@ export class HandlerRunner<N> {
 
   /** Runs one item now. Callers check {@link canRunNow} first. */
   run(item: N): void {
+    const handler = this.handler;
     let result: unknown;
     try {
-      result = this.handler(item);
+      result = handler(item);
     } catch (error) {
       this.fail(error, item);
       return;
     }
-    if (isThenable(result)) {
-      this.inFlight++;
-      result.then(this.settle, (error: unknown) => {
-        this.fail(error, item);
-        this.settle();
-      });
-    }
+    if (isThenable(result)) this.track(result, item);
+  }
+
+  /**
+   * What {@link run} does after calling the handler, for a caller that called it itself: a
+   * throw is reported, and a returned promise counts as in flight until it settles.
+   */
+  after(threw: boolean, result: unknown, item: N): void {
+    if (threw) this.fail(result, item);
+    else if (isThenable(result)) this.track(result, item);
+  }
+
+  private track(result: PromiseLike<unknown>, item: N): void {
+    this.inFlight++;
+    this.source.busy?.(this.inFlight);
+    result.then(this.settle, (error: unknown) => {
+      this.fail(error, item);
+      this.settle();
+    });
   }
 
   /** Resolves once no handler call is in flight. */

@@ -85,9 +85,16 @@ export class Subscription<T = unknown>
   private ended = false;
   /** @internal The channel whose notification ends this subscription. */
   readonly stopChannel: string | undefined;
-  private runner: HandlerRunner<Notification<T>> | undefined;
+  /**
+   * The handler, called right here when nothing is queued or in flight; otherwise the runner
+   * schedules it. deliver() never touches the runner for a synchronous handler.
+   */
+  private readonly handler: Handler<T> | undefined;
   /** Items in the buffer (buffer.length - head), kept so deliver() never touches the buffer. */
   private queued = 0;
+  /** Handler calls in flight (the runner's count, as it reports it). */
+  private running = 0;
+  private runner: HandlerRunner<Notification<T>> | undefined;
   /** Set while an idle timeout is armed; only then is lastActivity kept. */
   private idleTimer: NodeJS.Timeout | undefined;
   private lastActivity = Date.now();
@@ -120,6 +127,7 @@ export class Subscription<T = unknown>
     const { idleTimeoutMs, onIdle } = setup;
     if (idleTimeoutMs !== undefined && onIdle !== undefined)
       this.armIdle(idleTimeoutMs, idleTimeoutMs, onIdle);
+    this.handler = setup.handler;
     if (setup.handler !== undefined) {
       this.runner = new HandlerRunner(setup.handler, setup.concurrency, this, (error, n) =>
         owner.reportHandlerError(error, this.id, n),
@@ -290,12 +298,32 @@ export class Subscription<T = unknown>
       return;
     }
     if (this.idleTimer !== undefined) this.lastActivity = notification.receivedAt;
+    const handler = this.handler;
+    if (handler !== undefined && this.queued === 0 && this.running === 0) {
+      // What the runner would do (it may run now: nothing is in flight), without touching it.
+      let result: unknown;
+      let threw = false;
+      try {
+        result = handler(notification);
+      } catch (error) {
+        threw = true;
+        result = error;
+      }
+      if (threw || (result !== undefined && result !== null))
+        this.runner?.after(threw, result, notification);
+      return;
+    }
     const runner = this.runner;
     if (runner !== undefined && this.queued === 0 && runner.canRunNow()) {
       runner.run(notification);
       return;
     }
     this.queue(notification);
+  }
+
+  /** @internal The runner's count of handler calls in flight. */
+  busy(inFlight: number): void {
+    this.running = inFlight;
   }
 
   /** The stop notification: ends the subscription and removes it from the listener. */

@@ -608,16 +608,47 @@ describe('handler concurrency', () => {
     assert.equal(maxInFlight, 1);
   });
 
+  test('a handler that is sometimes async keeps order and never overlaps (concurrency 1)', async () => {
+    await using listener = await started();
+    const channel = uniqueChannel('mixed');
+    const began: string[] = [];
+    const done: string[] = [];
+    let inFlight = 0;
+    let maxInFlight = 0;
+    const receivers: unknown[] = [];
+    await listener.subscribe(channel, function (this: unknown, n) {
+      receivers.push(this);
+      began.push(n.raw);
+      maxInFlight = Math.max(maxInFlight, ++inFlight);
+      if (Number(n.raw.slice(1)) % 3 !== 0) {
+        done.push(n.raw);
+        inFlight--;
+        return undefined;
+      }
+      return sleep(2).then(() => {
+        done.push(n.raw);
+        inFlight--;
+      });
+    });
+    await burst(items(30).map((p) => [channel, p] as const));
+    await waitFor(() => done.length === 30, { ...DEADLINE, message: '30 handled' });
+    assert.deepEqual(began, items(30));
+    assert.deepEqual(done, items(30));
+    assert.equal(maxInFlight, 1);
+    // Called as a plain function: no internal object leaks in as `this`.
+    assert.ok(receivers.every((r) => r === undefined));
+  });
+
   test('concurrency 4: at most 4 in flight, and 4 are reached', async () => {
     await using listener = await started({ concurrency: 4 });
     const channel = uniqueChannel('pool4');
     const release = gate();
     let inFlight = 0;
     let maxInFlight = 0;
-    const started_: string[] = [];
+    const began: string[] = [];
     const done: string[] = [];
     const sub = await listener.subscribe(channel, async (n) => {
-      started_.push(n.raw);
+      began.push(n.raw);
       maxInFlight = Math.max(maxInFlight, ++inFlight);
       await release.opened;
       await sleep(1);
@@ -630,11 +661,11 @@ describe('handler concurrency', () => {
       message: '4 in flight, 36 waiting',
     });
     assert.equal(sub.inFlight, 4);
-    assert.deepEqual(started_, items(4), 'the first four started, in arrival order');
+    assert.deepEqual(began, items(4), 'the first four started, in arrival order');
     release.open();
     await waitFor(() => done.length === 40, { ...DEADLINE, message: '40 handled' });
     assert.equal(maxInFlight, 4);
-    assert.deepEqual(started_, items(40), 'started in arrival order');
+    assert.deepEqual(began, items(40), 'started in arrival order');
     assert.equal(sub.inFlight, 0);
   });
 
