@@ -720,8 +720,10 @@ export class Listener<Channels extends ChannelMap = ChannelMap> implements Subsc
       return;
     }
     // The common case: decode once, hand the same notification to every subscriber. Kept
-    // small, with the rare paths in other methods, so the JIT inlines it whole.
-    const notification = this.decode(this.decoder, channel, raw, pid, receivedAt);
+    // small, with the rare paths in other methods, so the JIT inlines it whole. It carries the
+    // index's channel string (equal to pg's): buffered notifications then share one string
+    // instead of each keeping its own copy alive.
+    const notification = this.decode(this.decoder, route.channel, raw, pid, receivedAt);
     if (notification === null) return;
     const single = route.single;
     if (single !== undefined) {
