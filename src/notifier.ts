@@ -22,6 +22,15 @@ export interface NotifierOptions {
   pool?: pg.Pool;
   /** Most notifications per statement. Default 1 000. */
   maxBatch?: number;
+  /**
+   * With `connection`: the longest wait, in ms, for a connection and then for the server to
+   * answer one statement (pg's `connectionTimeoutMillis` and `query_timeout` of the notifier's
+   * pool, unless your config sets them). Past it the batch's callers reject with
+   * `PGNOTIFY_NOTIFY_FAILED` instead of waiting on a dead or stalled connection forever; a
+   * statement that timed out may still have been committed. Default 30 000. With `pool`, your
+   * pool's own settings apply.
+   */
+  timeoutMs?: number;
   /** Receives errors no call can reject (an idle pool connection dying). Default: stderr. */
   onError?: ErrorHandler;
 }
@@ -134,6 +143,7 @@ export class Notifier {
       throw new PgNotifyError(ErrorCode.INVALID_OPTION, 'give connection or pool, not both');
     }
     this.maxBatch = intOption('maxBatch', options.maxBatch, 1000, 1);
+    const timeoutMs = intOption('timeoutMs', options.timeoutMs, 30_000, 1);
     this.onError = functionOption('onError', options.onError, defaultOnError);
     if (options.pool !== undefined) {
       this.pool = options.pool;
@@ -146,6 +156,8 @@ export class Notifier {
           : { ...(connection ?? {}) };
       config.max ??= 2;
       config.application_name ??= 'pgnotify-notifier';
+      config.connectionTimeoutMillis ??= timeoutMs;
+      config.query_timeout ??= timeoutMs;
       this.pool = new pg.Pool(config);
       this.ownsPool = true;
     }
@@ -265,10 +277,16 @@ export class Notifier {
           await this.pool.query(...batch.query());
           batch.resolve();
         } catch (cause) {
+          const message = toError(cause).message;
+          // pg's query_timeout: the statement was sent, so its outcome is unknown.
+          const hint =
+            message === 'Query read timeout'
+              ? ': no answer in time; the notifications may or may not have been sent'
+              : '';
           batch.reject(
             new PgNotifyError(
               ErrorCode.NOTIFY_FAILED,
-              `notify failed${count > 1 ? ` (a batch of ${count})` : ''}: ${toError(cause).message}`,
+              `notify failed${count > 1 ? ` (a batch of ${count})` : ''}: ${message}${hint}`,
               { cause, retryable: true },
             ),
           );

@@ -30,6 +30,7 @@ import {
   waitFor,
 } from './helpers/db.js';
 import { freePort } from './helpers/embedded.js';
+import { startProxy } from './helpers/proxy.js';
 
 const DEADLINE = { timeoutMs: 10_000 };
 
@@ -404,6 +405,42 @@ describe('failures', () => {
       await assert.rejects(notifier.notify(channel, 'again'), code(ErrorCode.NOTIFY_FAILED));
       // Local refusals still come first, without touching the server.
       await assert.rejects(notifier.notify('x'.repeat(64), 'x'), code(ErrorCode.INVALID_CHANNEL));
+    } finally {
+      await notifier.close();
+    }
+  });
+
+  test('a stalled connection: the batch rejects after timeoutMs, and the notifier recovers', async () => {
+    const url = new URL(databaseUrl());
+    await using proxy = await startProxy({
+      targetHost: url.hostname || '127.0.0.1',
+      targetPort: Number(url.port || 5432),
+    });
+    const notifier = createNotifier({
+      connection: { connectionString: proxy.url(databaseUrl()), max: 1 },
+      timeoutMs: 500,
+      onError: () => undefined,
+    });
+    try {
+      const f = await feed('stall');
+      await notifier.notify(f.channel, 'before');
+      proxy.stall();
+      const results = await Promise.allSettled(
+        ['x', 'y'].map((p) => notifier.notify(f.channel, p)),
+      );
+      for (const r of results) {
+        assert.equal(r.status, 'rejected');
+        code(ErrorCode.NOTIFY_FAILED)(r.reason);
+        assert.match((r.reason as Error).message, /may or may not have been sent/);
+      }
+      // A new connection is still blackholed: connecting times out too.
+      await assert.rejects(notifier.notify(f.channel, 'z'), code(ErrorCode.NOTIFY_FAILED));
+      // Once the network is back, the pool has dropped the stalled connection and reconnects.
+      proxy.resume();
+      await notifier.notify(f.channel, 'after');
+      await f.atLeast(2);
+      await barrier();
+      assert.deepEqual(f.raws(), ['before', 'after']);
     } finally {
       await notifier.close();
     }
