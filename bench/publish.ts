@@ -104,12 +104,13 @@ export async function publishRound(
 }
 
 /**
- * The ceiling no client can pass on this machine and server: the same number of
- * notifications in ONE statement (`SELECT pg_notify(…) FROM generate_series(…)`, the sender
- * child's bulk statement), no client work at all, until the same counting listener has them
- * all. Measured in the bench's own process with its sender child.
+ * The reference for what this machine and server can do: the same number of notifications
+ * in ONE statement (`SELECT pg_notify(…) FROM generate_series(…)`, the sender child's bulk
+ * statement), no client work at all, until the same counting listener has them all. Not a
+ * hard ceiling: one statement commits before the first delivery, while batches overlap
+ * delivery with sending. Measured in the bench's own process with its sender child.
  */
-async function ceilingRound(ctx: Context, calls: number): Promise<number> {
+async function oneStatementRound(ctx: Context, calls: number): Promise<number> {
   const channel = benchChannel('pubmax');
   const rx = await Counter.start(ctx.url, channel);
   try {
@@ -129,7 +130,7 @@ export async function publish(ctx: Context): Promise<WorkloadResult> {
   const samples: Samples = {};
   const once = (name: PublisherName) =>
     ctx.inProcess<PublishResult>(name, 'publish', [name, calls]);
-  const ceiling: number[] = [];
+  const oneStatement: number[] = [];
   for (let round = 0; round < ctx.rounds; round++) {
     for (const name of rotate(publishers, round)) {
       // A new process per measured round, warmed up by an unrecorded round.
@@ -141,16 +142,16 @@ export async function publish(ctx: Context): Promise<WorkloadResult> {
         `publish round ${round + 1}/${ctx.rounds} ${name}: ${fmt(result.perSec)} notifications/s`,
       );
     }
-    ceiling.push(await ceilingRound(ctx, calls));
+    oneStatement.push(await oneStatementRound(ctx, calls));
     ctx.progress(
-      `publish round ${round + 1}/${ctx.rounds} one statement: ${fmt(ceiling[round])} notifications/s`,
+      `publish round ${round + 1}/${ctx.rounds} one statement: ${fmt(oneStatement[round])} notifications/s`,
     );
   }
   const medians = mediansOf(samples);
-  const max = median(ceiling);
+  const reference = median(oneStatement);
   const share = (name: string): string => {
     const rate = medians[name]?.perSec;
-    return rate === undefined ? '—' : `${Math.round((100 * rate) / max)} %`;
+    return rate === undefined ? '—' : `${Math.round((100 * rate) / reference)} %`;
   };
   const title = `(c) publish: ${fmt(calls)} concurrent notify() calls until all delivered, ${ctx.rounds} round(s)`;
   return {
@@ -159,7 +160,7 @@ export async function publish(ctx: Context): Promise<WorkloadResult> {
     params: { calls, warmupRound: !ctx.quick, rounds: ctx.rounds },
     samples,
     medians,
-    details: { oneStatementPerSec: ceiling },
+    details: { oneStatementPerSec: oneStatement },
     text: ratioTable(
       title,
       publishers,
@@ -176,8 +177,8 @@ export async function publish(ctx: Context): Promise<WorkloadResult> {
         'postgres.js: default pool (10); pgnotify: createNotifier() defaults (pool of 2, batches of up to 1 000);',
         "the counting listener runs in a process of its own; CPU is the publisher's process only;",
         `each round in a new process per publisher${ctx.quick ? '' : ', after an unrecorded round in it'};`,
-        `ceiling, no client work: the same ${fmt(calls)} in ONE statement (pg_notify over generate_series)`,
-        `to the same counter: ${fmt(max)}/s (median); pgnotify reaches ${share('pgnotify')} of it, postgres.js ${share('postgres.js')}`,
+        `reference, no client work: the same ${fmt(calls)} in ONE statement (pg_notify over generate_series)`,
+        `to the same counter: ${fmt(reference)}/s (median); pgnotify reaches ${share('pgnotify')} of it, postgres.js ${share('postgres.js')}`,
       ],
     ),
   };
