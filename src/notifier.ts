@@ -23,9 +23,9 @@ export interface NotifierOptions {
   /** Most notifications per statement. Default 1 000. */
   maxBatch?: number;
   /**
-   * With `connection`: the longest wait, in ms, for a connection and then for the server to
-   * answer one statement (pg's `connectionTimeoutMillis` and `query_timeout` of the notifier's
-   * pool, unless your config sets them). Past it the batch's callers reject with
+   * With `connection`: the longest wait, in ms, for a connection (pg's
+   * `connectionTimeoutMillis` of the notifier's pool, unless your config sets it) and then for
+   * the server to answer one statement. Past it the batch's callers reject with
    * `PGNOTIFY_NOTIFY_FAILED` instead of waiting on a dead or stalled connection forever; a
    * statement that timed out may still have been committed. Default 30 000. With `pool`, your
    * pool's own settings apply.
@@ -116,6 +116,8 @@ export class Notifier {
   private readonly pool: pg.Pool;
   private readonly ownsPool: boolean;
   private readonly maxBatch: number;
+  /** With the notifier's own pool: the longest wait for one statement's answer, else 0. */
+  private readonly timeoutMs: number;
   private readonly onError: ErrorHandler;
   /** Batches in call order; the first may be in flight, the last may be open. */
   private queue: Batch[] = [];
@@ -148,6 +150,7 @@ export class Notifier {
     if (options.pool !== undefined) {
       this.pool = options.pool;
       this.ownsPool = false;
+      this.timeoutMs = 0;
     } else {
       const connection = options.connection ?? process.env.DATABASE_URL;
       const config: pg.PoolConfig =
@@ -157,9 +160,9 @@ export class Notifier {
       config.max ??= 2;
       config.application_name ??= 'pgnotify-notifier';
       config.connectionTimeoutMillis ??= timeoutMs;
-      config.query_timeout ??= timeoutMs;
       this.pool = new pg.Pool(config);
       this.ownsPool = true;
+      this.timeoutMs = timeoutMs;
     }
     // An idle pooled connection that dies emits 'error' on the pool: unhandled, it would crash.
     this.pool.on('error', this.poolError);
@@ -274,14 +277,14 @@ export class Notifier {
         this.inflight = batch;
         const count = batch.payloads.length;
         try {
-          await this.pool.query(...batch.query());
+          await this.run(...batch.query());
           batch.resolve();
         } catch (cause) {
           const message = toError(cause).message;
-          // pg's query_timeout: the statement was sent, so its outcome is unknown.
+          // The statement was sent but not answered in time: its outcome is unknown.
           const hint =
-            message === 'Query read timeout'
-              ? ': no answer in time; the notifications may or may not have been sent'
+            cause instanceof StatementTimeout
+              ? '; the notifications may or may not have been sent'
               : '';
           batch.reject(
             new PgNotifyError(
@@ -303,12 +306,55 @@ export class Notifier {
     }
   }
 
+  /**
+   * Runs one statement on a pooled connection, as `pool.query` does (its callback forms, which
+   * cost measurably less CPU per batch than the promise ones), and with a timeout stops
+   * waiting after it and has the pool discard that connection. (pg's own `query_timeout` does
+   * the same but cost ~1.3 µs more CPU per notification in the publish bench.)
+   */
+  private run(text: string, values: string[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.pool.connect((connectError, client, release) => {
+        if (connectError || client === undefined) {
+          reject(connectError ?? new Error('no connection'));
+          return;
+        }
+        let settled = false;
+        let timer: NodeJS.Timeout | undefined;
+        if (this.timeoutMs > 0) {
+          timer = setTimeout(() => {
+            settled = true;
+            const error = new StatementTimeout(this.timeoutMs);
+            release(error); // discarded, never reused
+            reject(error);
+          }, this.timeoutMs);
+        }
+        client.query(text, values, (queryError: Error | null | undefined) => {
+          if (settled) return; // timed out: that connection is gone
+          settled = true;
+          clearTimeout(timer);
+          // A connection whose statement failed is discarded too, as pool.query does.
+          release(queryError ?? undefined);
+          if (queryError) reject(queryError);
+          else resolve();
+        });
+      });
+    });
+  }
+
   private report(error: Error): void {
     try {
       this.onError(error);
     } catch {
       // onError must not throw; there is nowhere further to report to.
     }
+  }
+}
+
+/** A statement that got no answer within the notifier's timeoutMs. */
+class StatementTimeout extends Error {
+  constructor(timeoutMs: number) {
+    super(`no answer within timeoutMs (${timeoutMs} ms)`);
   }
 }
 
