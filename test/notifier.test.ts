@@ -140,6 +140,24 @@ describe('encoding', () => {
 });
 
 describe('concurrency and order', () => {
+  test('many batches in flight at once (small maxBatch, calls over several ticks) keep call order', async () => {
+    await using notifier = createNotifier({ connection: databaseUrl(), maxBatch: 3 });
+    const f = await feed('pipe');
+    const calls: Promise<void>[] = [];
+    for (let i = 0; i < 300; i++) {
+      calls.push(notifier.notify(f.channel, String(i)));
+      // New batches also form while earlier ones are on the wire.
+      if (i % 50 === 49) await Promise.resolve();
+    }
+    const results = await Promise.allSettled(calls);
+    assert.ok(results.every((r) => r.status === 'fulfilled'));
+    await f.atLeast(300);
+    assert.deepEqual(
+      f.raws(),
+      Array.from({ length: 300 }, (_, i) => String(i)),
+    );
+  });
+
   test('200 concurrent notify() calls all resolve and arrive in call order', async () => {
     await using notifier = createNotifier({ connection: databaseUrl() });
     const f = await feed('order');
