@@ -321,23 +321,28 @@ export class Notifier {
         }
         let settled = false;
         let timer: NodeJS.Timeout | undefined;
-        if (this.timeoutMs > 0) {
-          timer = setTimeout(() => {
-            settled = true;
-            const error = new StatementTimeout(this.timeoutMs);
-            release(error); // discarded, never reused
-            reject(error);
-          }, this.timeoutMs);
-        }
-        client.query(text, values, (queryError: Error | null | undefined) => {
-          if (settled) return; // timed out: that connection is gone
+        const settle = (error: Error | undefined): void => {
+          if (settled) return;
           settled = true;
           clearTimeout(timer);
-          // A connection whose statement failed is discarded too, as pool.query does.
-          release(queryError ?? undefined);
-          if (queryError) reject(queryError);
-          else resolve();
-        });
+          client.off('error', settle);
+          // A connection whose statement failed or timed out is discarded, never reused; it
+          // may still report errors while it closes.
+          if (error !== undefined) client.on('error', noop);
+          release(error);
+          if (error === undefined) resolve();
+          else reject(error);
+        };
+        // The pool listens for errors only on idle connections; pg emits a lost connection as
+        // 'error' on the client as well as failing the statement. Unheard, that event would
+        // crash the process.
+        client.on('error', settle);
+        if (this.timeoutMs > 0) {
+          timer = setTimeout(() => settle(new StatementTimeout(this.timeoutMs)), this.timeoutMs);
+        }
+        client.query(text, values, (queryError: Error | null | undefined) =>
+          settle(queryError ?? undefined),
+        );
       });
     });
   }
@@ -350,6 +355,8 @@ export class Notifier {
     }
   }
 }
+
+const noop = (): void => undefined;
 
 /** A statement that got no answer within the notifier's timeoutMs. */
 class StatementTimeout extends Error {

@@ -464,6 +464,35 @@ describe('failures', () => {
     }
   });
 
+  test('a connection cut while a statement is in flight rejects its batch; no crash, and the next call works', async () => {
+    const url = new URL(databaseUrl());
+    await using proxy = await startProxy({
+      targetHost: url.hostname || '127.0.0.1',
+      targetPort: Number(url.port || 5432),
+    });
+    const notifier = createNotifier({
+      connection: { connectionString: proxy.url(databaseUrl()), max: 1 },
+      onError: () => undefined,
+    });
+    try {
+      const f = await feed('cut');
+      await notifier.notify(f.channel, 'before');
+      proxy.stall();
+      const lost = notifier.notify(f.channel, 'lost');
+      // Let the statement reach the (stalled) socket, then reset the connection under it.
+      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+      proxy.cut();
+      await assert.rejects(lost, code(ErrorCode.NOTIFY_FAILED));
+      proxy.resume();
+      await notifier.notify(f.channel, 'after');
+      await f.atLeast(2);
+      await barrier();
+      assert.deepEqual(f.raws(), ['before', 'after']);
+    } finally {
+      await notifier.close();
+    }
+  });
+
   test('a server error rejects every caller of the batch with PGNOTIFY_NOTIFY_FAILED and its SQLSTATE', async () => {
     const pool = new pg.Pool({ connectionString: databaseUrl(), max: 1 });
     try {
