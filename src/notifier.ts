@@ -27,8 +27,8 @@ export interface NotifierOptions {
    * `connectionTimeoutMillis` of the notifier's pool, unless your config sets it) and then for
    * the server to answer one statement. Past it the batch's callers reject with
    * `PGNOTIFY_NOTIFY_FAILED` instead of waiting on a dead or stalled connection forever; a
-   * statement that timed out may still have been committed. Default 30 000. With `pool`, your
-   * pool's own settings apply.
+   * statement that timed out (or lost its connection) may still have been committed, and the
+   * message says so. Default 30 000. With `pool`, your pool's own settings apply.
    */
   timeoutMs?: number;
   /** Receives errors no call can reject (an idle pool connection dying). Default: stderr. */
@@ -279,17 +279,16 @@ export class Notifier {
         try {
           await this.run(...batch.query());
           batch.resolve();
-        } catch (cause) {
-          const message = toError(cause).message;
-          // The statement was sent but not answered in time: its outcome is unknown.
-          const hint =
-            cause instanceof StatementTimeout
-              ? '; the notifications may or may not have been sent'
-              : '';
+        } catch (error) {
+          // Sent, then no answer (a timeout, a lost connection): the outcome is unknown. A
+          // server error or a failure to connect means nothing was delivered.
+          const unknown = error instanceof OutcomeUnknown;
+          const cause = unknown ? error.reason : error;
+          const hint = unknown ? '; the notifications may or may not have been sent' : '';
           batch.reject(
             new PgNotifyError(
               ErrorCode.NOTIFY_FAILED,
-              `notify failed${count > 1 ? ` (a batch of ${count})` : ''}: ${message}${hint}`,
+              `notify failed${count > 1 ? ` (a batch of ${count})` : ''}: ${toError(cause).message}${hint}`,
               { cause, retryable: true },
             ),
           );
@@ -331,7 +330,7 @@ export class Notifier {
           if (error !== undefined) client.on('error', noop);
           release(error);
           if (error === undefined) resolve();
-          else reject(error);
+          else reject(error instanceof pg.DatabaseError ? error : new OutcomeUnknown(error));
         };
         // The pool listens for errors only on idle connections; pg emits a lost connection as
         // 'error' on the client as well as failing the statement. Unheard, that event would
@@ -357,6 +356,13 @@ export class Notifier {
 }
 
 const noop = (): void => undefined;
+
+/** A statement that was sent and then got no answer: whether it committed is unknown. */
+class OutcomeUnknown extends Error {
+  constructor(readonly reason: Error) {
+    super(reason.message);
+  }
+}
 
 /** A statement that got no answer within the notifier's timeoutMs. */
 class StatementTimeout extends Error {
