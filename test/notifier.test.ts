@@ -97,6 +97,37 @@ function code(expected: string): (error: unknown) => boolean {
   };
 }
 
+/** A fault-injecting proxy to the test server (see helpers/proxy.ts). */
+function proxyToServer(): ReturnType<typeof startProxy> {
+  const url = new URL(databaseUrl());
+  return startProxy({
+    targetHost: url.hostname || '127.0.0.1',
+    targetPort: Number(url.port || 5432),
+  });
+}
+
+/** A notifier whose own pool holds one connection, through `proxy`. */
+function notifierVia(proxy: { url(base: string): string }, timeoutMs?: number) {
+  return createNotifier({
+    connection: { connectionString: proxy.url(databaseUrl()), max: 1 },
+    onError: () => undefined,
+    ...(timeoutMs === undefined ? {} : { timeoutMs }),
+  });
+}
+
+/** Restores the network: the next call is delivered, and nothing sent during the fault was. */
+async function recovers(
+  proxy: { resume(): void },
+  notifier: ReturnType<typeof createNotifier>,
+  f: Feed,
+): Promise<void> {
+  proxy.resume();
+  await notifier.notify(f.channel, 'after');
+  await f.atLeast(2);
+  await barrier();
+  assert.deepEqual(f.raws(), ['before', 'after']);
+}
+
 function closedPortUrl(port: number): string {
   const url = new URL(databaseUrl());
   url.hostname = '127.0.0.1';
@@ -429,16 +460,8 @@ describe('failures', () => {
   });
 
   test('a stalled connection: the batch rejects after timeoutMs, and the notifier recovers', async () => {
-    const url = new URL(databaseUrl());
-    await using proxy = await startProxy({
-      targetHost: url.hostname || '127.0.0.1',
-      targetPort: Number(url.port || 5432),
-    });
-    const notifier = createNotifier({
-      connection: { connectionString: proxy.url(databaseUrl()), max: 1 },
-      timeoutMs: 500,
-      onError: () => undefined,
-    });
+    await using proxy = await proxyToServer();
+    const notifier = notifierVia(proxy, 500);
     try {
       const f = await feed('stall');
       await notifier.notify(f.channel, 'before');
@@ -454,26 +477,15 @@ describe('failures', () => {
       // A new connection is still blackholed: connecting times out too.
       await assert.rejects(notifier.notify(f.channel, 'z'), code(ErrorCode.NOTIFY_FAILED));
       // Once the network is back, the pool has dropped the stalled connection and reconnects.
-      proxy.resume();
-      await notifier.notify(f.channel, 'after');
-      await f.atLeast(2);
-      await barrier();
-      assert.deepEqual(f.raws(), ['before', 'after']);
+      await recovers(proxy, notifier, f);
     } finally {
       await notifier.close();
     }
   });
 
   test('a connection cut while a statement is in flight rejects its batch; no crash, and the next call works', async () => {
-    const url = new URL(databaseUrl());
-    await using proxy = await startProxy({
-      targetHost: url.hostname || '127.0.0.1',
-      targetPort: Number(url.port || 5432),
-    });
-    const notifier = createNotifier({
-      connection: { connectionString: proxy.url(databaseUrl()), max: 1 },
-      onError: () => undefined,
-    });
+    await using proxy = await proxyToServer();
+    const notifier = notifierVia(proxy);
     try {
       const f = await feed('cut');
       await notifier.notify(f.channel, 'before');
@@ -488,11 +500,7 @@ describe('failures', () => {
         assert.match((error as Error).message, /may or may not have been sent/);
         return true;
       });
-      proxy.resume();
-      await notifier.notify(f.channel, 'after');
-      await f.atLeast(2);
-      await barrier();
-      assert.deepEqual(f.raws(), ['before', 'after']);
+      await recovers(proxy, notifier, f);
     } finally {
       await notifier.close();
     }
