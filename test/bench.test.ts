@@ -4,12 +4,12 @@
  * itself. No timing is asserted here: the figures live in bench/.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { databaseUrl, waitFor, withAdmin } from './helpers/db.js';
+import { waitFor, withAdmin } from './helpers/db.js';
+import { runScript } from './helpers/script.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -21,45 +21,6 @@ const TABLES = {
   recovery: '(e) recovery',
   memory: '(f) memory',
 } as const;
-
-interface Outcome {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  timedOut: boolean;
-  stdout: string;
-  stderr: string;
-}
-
-function runBench(args: readonly string[], timeoutMs: number): Promise<Outcome> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'bench/run.ts', ...args], {
-      cwd: ROOT,
-      env: { ...process.env, DATABASE_URL: databaseUrl() },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    let timedOut = false;
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      stdout += chunk;
-    });
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-      stderr += chunk;
-    });
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, timeoutMs);
-    child.on('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, timedOut, stdout, stderr });
-    });
-  });
-}
 
 /** The lines of the table titled `title` (up to the next blank line). */
 function tableLines(stdout: string, title: string): string[] {
@@ -74,7 +35,7 @@ describe('bench --quick', () => {
   test('runs every workload on the test server, prints its tables and JSON, closes every session and exits', {
     timeout: 150_000,
   }, async () => {
-    const outcome = await runBench(['--quick'], 120_000);
+    const outcome = await runScript('bench/run.ts', ['--quick'], 120_000);
     const tail = (text: string): string => text.split('\n').slice(-30).join('\n');
     assert.equal(
       outcome.timedOut,

@@ -3,63 +3,17 @@
  * it must exit 0 by itself within 30 s and print what its seed library would have shown.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { databaseUrl } from './helpers/db.js';
-
-const root = fileURLToPath(new URL('..', import.meta.url));
-
-interface Outcome {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  lines: string[];
-}
-
-/** Runs `node --import tsx examples/<name>.ts`; kills it (and fails) after `timeoutMs`. */
-function runExample(name: string, timeoutMs = 30_000): Promise<Outcome> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', `examples/${name}.ts`], {
-      cwd: root,
-      env: { ...process.env, DATABASE_URL: databaseUrl() },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      stdout += chunk;
-    });
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-      stderr += chunk;
-    });
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(
-        new Error(
-          `examples/${name}.ts did not exit within ${timeoutMs} ms\n--- stdout\n${stdout}\n--- stderr\n${stderr}`,
-        ),
-      );
-    }, timeoutMs);
-    child.on('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr, lines: stdout.split('\n').filter((l) => l !== '') });
-    });
-  });
-}
+import { runScript } from './helpers/script.js';
 
 /** Asserts a clean exit and returns the output lines. */
 async function runClean(name: string): Promise<string[]> {
-  const out = await runExample(name);
+  const out = await runScript(`examples/${name}.ts`, [], 30_000);
   const context = `\n--- stdout\n${out.stdout}\n--- stderr\n${out.stderr}`;
+  assert.equal(out.timedOut, false, `examples/${name}.ts did not exit within 30 000 ms${context}`);
   assert.equal(out.code, 0, `examples/${name}.ts exited with ${out.code ?? out.signal}${context}`);
   assert.equal(out.stderr.trim(), '', `examples/${name}.ts reported errors${context}`);
-  return out.lines;
+  return out.stdout.split('\n').filter((l) => l !== '');
 }
 
 /** Index of the first line matching `pattern`, failing when there is none. */

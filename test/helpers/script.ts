@@ -1,0 +1,54 @@
+/**
+ * Runs one of the project's TypeScript entry points in a child process
+ * (`node --import tsx <script> …args`, from the repository root, with DATABASE_URL set to this
+ * pass's server), collects its output, and kills it with SIGKILL after `timeoutMs`.
+ */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { databaseUrl } from './db.js';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+export interface ScriptOutcome {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** Whether it was killed for running longer than `timeoutMs`. */
+  timedOut: boolean;
+  stdout: string;
+  stderr: string;
+}
+
+export function runScript(
+  script: string,
+  args: readonly string[],
+  timeoutMs: number,
+): Promise<ScriptOutcome> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
+      cwd: ROOT,
+      env: { ...process.env, DATABASE_URL: databaseUrl() },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk;
+    });
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk;
+    });
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, timedOut, stdout, stderr });
+    });
+  });
+}
