@@ -3,6 +3,7 @@
  * counting sink every contestant delivers to.
  */
 import { randomBytes } from 'node:crypto';
+import pg from 'pg';
 import { type ListenerName, type ListenSetup, STARTERS } from './contestants.js';
 import { median } from './report.js';
 import type { Sender } from './sender.js';
@@ -145,6 +146,14 @@ export class Sink {
   get spanMicros(): number {
     return Number(this.lastAt - this.firstAt) / 1000;
   }
+}
+
+/** A connected pg.Client for the bench's own statements; a lost connection is not an error here. */
+export async function connectedClient(url: string, applicationName: string): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: url, application_name: applicationName });
+  client.on('error', () => undefined);
+  await client.connect();
+  return client;
 }
 
 export function errorText(error: unknown): string {

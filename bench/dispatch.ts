@@ -11,6 +11,7 @@ import {
   benchAppName,
   benchChannel,
   type Context,
+  connectedClient,
   cpuMicros,
   mediansOf,
   record,
@@ -58,12 +59,7 @@ async function once(ctx: Context, name: Name, count: number): Promise<number> {
   const channel = benchChannel('dsp');
   const sink = new Sink(count);
   if (name === 'pg') {
-    const client = new pg.Client({
-      connectionString: ctx.url,
-      application_name: benchAppName(name),
-    });
-    client.on('error', () => undefined);
-    await client.connect();
+    const client = await connectedClient(ctx.url, benchAppName(name));
     try {
       client.on('notification', (m) => sink.onPayload(JSON.parse(m.payload as string)));
       return emitAll(client, channel, sink);

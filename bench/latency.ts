@@ -3,11 +3,11 @@
  * `SELECT pg_notify($1, $2)` on a separate pg.Client in the contestant's process; hrtime
  * before the query and in the handler.
  */
-import pg from 'pg';
 import {
   benchAppName,
   benchChannel,
   type Context,
+  connectedClient,
   deadline,
   mediansOf,
   type RoundContext,
@@ -40,12 +40,7 @@ export async function latencyRound(
     arrivedAt = process.hrtime.bigint();
     arrived?.();
   };
-  const sender = new pg.Client({
-    connectionString: ctx.url,
-    application_name: benchAppName('latency-sender'),
-  });
-  sender.on('error', () => undefined);
-  await sender.connect();
+  const sender = await connectedClient(ctx.url, benchAppName('latency-sender'));
   try {
     return await withListener(
       name,

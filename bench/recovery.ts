@@ -3,11 +3,12 @@
  * again, with 1 and 10 000 channels, for the libraries that recover (pg-listen, postgres.js,
  * pgnotify), and whether the library told the application that notifications were lost.
  */
-import pg from 'pg';
+import type pg from 'pg';
 import {
   benchAppName,
   benchChannel,
   type Context,
+  connectedClient,
   deadline,
   mediansOf,
   record,
@@ -137,12 +138,7 @@ export async function recovery(ctx: Context): Promise<WorkloadResult> {
   const contestants = ctx.pick(RECOVERY_CONTESTANTS);
   const samples: Samples = {};
   const reports: Record<string, { lossReported: Set<string>; otherEvents: Set<string> }> = {};
-  const admin = new pg.Client({
-    connectionString: ctx.url,
-    application_name: runAppName('admin'),
-  });
-  admin.on('error', () => undefined);
-  await admin.connect();
+  const admin = await connectedClient(ctx.url, runAppName('admin'));
   try {
     for (let round = 0; round < ctx.rounds; round++) {
       for (const channelCount of channelCounts) {
