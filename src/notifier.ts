@@ -337,7 +337,11 @@ export class Notifier {
         // crash the process.
         client.on('error', settle);
         if (this.timeoutMs > 0) {
-          timer = setTimeout(() => settle(new StatementTimeout(this.timeoutMs)), this.timeoutMs);
+          const timeoutMs = this.timeoutMs;
+          timer = setTimeout(
+            () => settle(new Error(`no answer within timeoutMs (${timeoutMs} ms)`)),
+            timeoutMs,
+          );
         }
         client.query(text, values, (queryError: Error | null | undefined) =>
           settle(queryError ?? undefined),
@@ -361,13 +365,6 @@ const noop = (): void => undefined;
 class OutcomeUnknown extends Error {
   constructor(readonly reason: Error) {
     super(reason.message);
-  }
-}
-
-/** A statement that got no answer within the notifier's timeoutMs. */
-class StatementTimeout extends Error {
-  constructor(timeoutMs: number) {
-    super(`no answer within timeoutMs (${timeoutMs} ms)`);
   }
 }
 
