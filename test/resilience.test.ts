@@ -169,6 +169,25 @@ function spyClient(
   return client;
 }
 
+/**
+ * A connection factory whose second connection (the first replacement) runs `around` on its
+ * one-argument queries; every other connection is a plain spy-less client. `made` counts them.
+ */
+function aroundSecondConnection(
+  around: (text: string, run: () => Promise<unknown>, client: pg.Client) => Promise<unknown>,
+): { connection: () => pg.Client; made: () => number } {
+  let clients = 0;
+  return {
+    connection: () => {
+      clients++;
+      return clients === 2
+        ? spyClient(URL_, () => undefined, around)
+        : spyClient(URL_, () => undefined);
+    },
+    made: () => clients,
+  };
+}
+
 const isHeartbeat = (text: string): boolean => text.includes('pg_notification_queue_usage');
 /** The session setup round trip of a new connection (settings, then every LISTEN). */
 const isSetup = (text: string): boolean => text.includes('set_config');
@@ -339,29 +358,20 @@ describe('a terminated backend', () => {
 
   test('a notification that arrives while the new connection LISTENs comes after the gap', async () => {
     const ch = uniqueChannel('early');
-    let clients = 0;
     const { listener } = rig({
-      connection: () => {
-        clients++;
-        if (clients !== 2) return spyClient(URL_, () => undefined);
-        // The replacement connection: once its LISTEN ran on the server, a notification is
-        // sent and read before the LISTEN round trip is handed back (as when both arrive
-        // in one TCP read).
-        return spyClient(
-          URL_,
-          () => undefined,
-          async (text, run, client) => {
-            const result = await run();
-            // Only the connection's setup round trip (later batches pass through).
-            if (isSetup(text) && text.includes('LISTEN')) {
-              const read = once(client, 'notification');
-              await notify(ch, 'early');
-              await read;
-            }
-            return result;
-          },
-        );
-      },
+      // The replacement connection: once its LISTEN ran on the server, a notification is sent
+      // and read before the LISTEN round trip is handed back (as when both arrive in one TCP
+      // read).
+      connection: aroundSecondConnection(async (text, run, client) => {
+        const result = await run();
+        // Only the connection's setup round trip (later batches pass through).
+        if (isSetup(text) && text.includes('LISTEN')) {
+          const read = once(client, 'notification');
+          await notify(ch, 'early');
+          await read;
+        }
+        return result;
+      }).connection,
     });
     const feed = await listener.subscribe(ch);
     await listener.start();
@@ -782,22 +792,14 @@ describe('stop() from event listeners, deaths during connect', () => {
   });
 
   test('a backend killed before a reconnection set up: the next attempt succeeds', async () => {
-    let clients = 0;
+    const connections = aroundSecondConnection(async (text, run, client) => {
+      if (isSetup(text)) {
+        await terminate((client as unknown as { processID: number }).processID);
+      }
+      return run();
+    });
     const { listener, events } = rig({
-      connection: () => {
-        clients++;
-        if (clients !== 2) return spyClient(URL_, () => undefined);
-        return spyClient(
-          URL_,
-          () => undefined,
-          async (text, run, client) => {
-            if (isSetup(text)) {
-              await terminate((client as unknown as { processID: number }).processID);
-            }
-            return run();
-          },
-        );
-      },
+      connection: connections.connection,
       reconnect: { minDelayMs: 10, maxDelayMs: 20 },
     });
     const ch = uniqueChannel('kill_reconnect');
@@ -813,7 +815,7 @@ describe('stop() from event listeners, deaths during connect', () => {
       [1, 2],
     );
     assert.equal(infos(events, 'disconnected').length, 1, 'a failed attempt is no new loss');
-    assert.equal(clients, 3);
+    assert.equal(connections.made(), 3);
     await notify(ch, 'after-kill');
     await box.wait('after-kill');
   });
