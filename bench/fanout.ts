@@ -37,7 +37,7 @@ export interface Layout {
  * The subscribers of a layout: with one subscriber per channel, one subscriber per channel;
  * with N, N subscribers that each subscribe to every channel.
  */
-function subscribersOf(prefix: string, layout: Layout): string[][] {
+export function subscribersOf(prefix: string, layout: Layout): string[][] {
   const channels = Array.from({ length: layout.channels }, (_, k) => `${prefix}${k}`);
   if (layout.subscribersPerChannel === 1) return channels.map((c) => [c]);
   return Array.from({ length: layout.subscribersPerChannel }, () => channels);

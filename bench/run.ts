@@ -2,14 +2,14 @@
  * The benchmark of issue 5: pgnotify against a hand-rolled `pg` listener, pg-listen and
  * postgres.js, in one run.
  *
- *   npm run bench                          workloads (a)–(f), 5 interleaved rounds
- *   npm run bench -- delivery latency      only those workloads (names or letters a–f)
+ *   npm run bench                          workloads (a)–(g), 5 interleaved rounds
+ *   npm run bench -- delivery latency      only those workloads (names or letters a–g)
  *   npm run bench -- --quick               small sizes, 1 round (what test/bench.test.ts runs)
  *   npm run bench -- --rounds=3 --no-json
  *   npm run bench -- delivery --only=pgnotify,pg   only those contestants ('pg' includes 'pg Pool')
  *
- * Workloads: (a) delivery, (b) latency, (c) publish, (d) fanout, (e) recovery, (f) memory;
- * and `dispatch` (on request only): the listener's own cost per notification, without the server.
+ * Workloads: (a) delivery, (b) latency, (c) publish, (d) fanout, (e) recovery, (f) memory,
+ * (g) instructions (under valgrind; skipped with --quick or without valgrind); and `dispatch` (on request only): the listener's own cost per notification, without the server.
  * Server: DATABASE_URL when set, else a throwaway embedded PostgreSQL (removed afterwards).
  * Results: a table per workload on stdout (progress on stderr), and JSON in
  * bench/results/<timestamp>.json.
@@ -37,6 +37,7 @@ import { LISTENERS, PUBLISHERS } from './contestants.js';
 import { delivery } from './delivery.js';
 import { dispatch } from './dispatch.js';
 import { fanout } from './fanout.js';
+import { instructions } from './instructions.js';
 import { latency } from './latency.js';
 import { memory } from './memory.js';
 import { publish } from './publish.js';
@@ -54,11 +55,12 @@ const WORKLOADS = {
   fanout,
   recovery,
   memory,
+  instructions,
   dispatch,
 } as const satisfies Record<string, (ctx: Context) => Promise<WorkloadResult>>;
 type WorkloadName = keyof typeof WORKLOADS;
 
-/** What runs when no workload is named: (a)–(f). `dispatch` only on request. */
+/** What runs when no workload is named: (a)–(g). `dispatch` only on request. */
 const DEFAULT_WORKLOADS: readonly WorkloadName[] = [
   'delivery',
   'latency',
@@ -66,6 +68,7 @@ const DEFAULT_WORKLOADS: readonly WorkloadName[] = [
   'fanout',
   'recovery',
   'memory',
+  'instructions',
 ];
 
 const ALIASES: Record<string, WorkloadName> = {
@@ -76,6 +79,7 @@ const ALIASES: Record<string, WorkloadName> = {
   'fan-out': 'fanout',
   e: 'recovery',
   f: 'memory',
+  g: 'instructions',
 };
 
 interface Cli {
@@ -93,7 +97,7 @@ function usage(): string {
   return [
     'usage: npm run bench -- [workload ...] [--quick] [--rounds=N] [--no-json] [--only=a,b]',
     `contestants for --only: ${CONTESTANT_NAMES.join(', ')} ('pg' also selects 'pg Pool')`,
-    `workloads: ${Object.keys(WORKLOADS).join(', ')} (or a–f); default: ${DEFAULT_WORKLOADS.join(', ')}`,
+    `workloads: ${Object.keys(WORKLOADS).join(', ')} (or a–g); default: ${DEFAULT_WORKLOADS.join(', ')}`,
   ].join('\n');
 }
 
@@ -208,6 +212,28 @@ function targets(results: Partial<Record<WorkloadName, WorkloadResult>>): Target
         many / oneOfMany,
         '≤ 1.10',
         many / oneOfMany <= 1.1,
+      );
+  }
+  const g = results.instructions?.medians;
+  if (g !== undefined) {
+    // The same two targets, in counted work instead of CPU time (see bench/instructions.ts).
+    const cycles = (row: string) => get(g, row, 'cycles');
+    const mine = cycles('1 channel / pgnotify');
+    const base = cycles('1 channel / pg');
+    const many = cycles('10 000 channels / pgnotify');
+    if (mine !== undefined && base !== undefined)
+      add(
+        '  delivery in est. cycles (valgrind) vs hand-rolled pg',
+        mine / base,
+        '≤ 1.10',
+        mine / base <= 1.1,
+      );
+    if (mine !== undefined && many !== undefined)
+      add(
+        '  fan-out in est. cycles (valgrind), 10 000 channels vs 1',
+        many / mine,
+        '≤ 1.10',
+        many / mine <= 1.1,
       );
   }
   const e = results.recovery;

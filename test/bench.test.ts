@@ -60,6 +60,8 @@ describe('bench --quick', () => {
         `no pgnotify figures in ${title}:\n${lines.join('\n')}`,
       );
     }
+    // (g) counts under valgrind, a minute or more per process: --quick skips it, and says so.
+    assert.match(outcome.stdout, /^\(g\) instructions.*\n {2}skipped: --quick/m);
     const delivery = tableLines(outcome.stdout, TABLES.delivery).join('\n');
     for (const contestant of ['pg', 'pg-listen', 'postgres.js', 'pgnotify']) {
       assert.match(delivery, new RegExp(`^${contestant.replace('.', '\\.')}\\s+\\d`, 'm'));
@@ -82,7 +84,10 @@ describe('bench --quick', () => {
       assert.ok(json.machine.cores > 0);
       assert.match(json.machine.postgres, /^\d+/);
       assert.deepEqual(json.failures, []);
-      assert.deepEqual(Object.keys(json.results).sort(), Object.keys(TABLES).sort());
+      assert.deepEqual(
+        Object.keys(json.results).sort(),
+        [...Object.keys(TABLES), 'instructions'].sort(),
+      );
       const cpu = json.results.delivery?.medians.pgnotify?.cpuUsPerMsg;
       assert.ok(typeof cpu === 'number' && cpu > 0, `delivery CPU/notification: ${cpu}`);
     } finally {
