@@ -13,17 +13,62 @@ import { ErrorCode, PgNotifyError } from './errors.js';
 /** A subscriber id: a string or a number, unique per listener. */
 export type SubscriberId = string | number;
 
+/**
+ * An insertion-ordered set that is never mutated: a frozen array while it holds at most
+ * {@link SMALL} items, an Immutable `OrderedSet` beyond. Nearly every channel has a few
+ * subscribers and nearly every subscriber a few channels; an `OrderedSet` of one item costs
+ * ~700 bytes (a map, a list and their nodes), an array ~30, and at 10 000 subscriptions those
+ * sets were two thirds of a listener's heap, which every major collection walks. Past SMALL
+ * the persistent set keeps each change O(log n), as for one channel with 100 000 subscribers.
+ */
+type Ordered<T> = readonly T[] | OrderedSet<T>;
+
+const SMALL = 8;
+const NOTHING: readonly never[] = Object.freeze([]);
+
+function orderedOf<T>(items: readonly T[]): Ordered<T> {
+  return items.length <= SMALL ? Object.freeze([...items]) : OrderedSet(items);
+}
+
+function sizeOf<T>(set: Ordered<T>): number {
+  return Array.isArray(set) ? set.length : (set as OrderedSet<T>).size;
+}
+
+function has<T>(set: Ordered<T>, item: T): boolean {
+  return Array.isArray(set) ? set.includes(item) : (set as OrderedSet<T>).has(item);
+}
+
+/** `set` with `item` at the end (the same set when it has it already). */
+function added<T>(set: Ordered<T>, item: T): Ordered<T> {
+  if (!Array.isArray(set)) return (set as OrderedSet<T>).add(item);
+  if (set.includes(item)) return set;
+  return set.length < SMALL ? Object.freeze([...set, item]) : OrderedSet([...set, item]);
+}
+
+/** `set` without `items`. */
+function removed<T>(set: Ordered<T>, items: readonly T[]): Ordered<T> {
+  if (!Array.isArray(set)) return (set as OrderedSet<T>).subtract(items);
+  const rest = set.filter((item) => !items.includes(item));
+  return rest.length === set.length ? set : rest.length === 0 ? NOTHING : Object.freeze(rest);
+}
+
+function toArray<T>(set: Ordered<T>): readonly T[] {
+  return Array.isArray(set) ? set : (set as OrderedSet<T>).toArray();
+}
+
 interface ChannelState {
   readonly muted: boolean;
-  /** Subscriber id → muted on this channel; in subscription order. */
-  readonly subscribers: OrderedMap<SubscriberId, boolean>;
+  /** Subscriber ids, in subscription order. */
+  readonly subscribers: Ordered<SubscriberId>;
+  /** Those of `subscribers` muted on this channel. */
+  readonly mutedSubscribers: Ordered<SubscriberId>;
   /** How many subscribers are not muted on this channel. */
   readonly unmuted: number;
 }
 
 interface SubscriberState<S> {
   readonly value: S;
-  readonly channels: OrderedSet<string>;
+  readonly channels: Ordered<string>;
 }
 
 /** The registry: channels and subscribers, with their mute flags. Never mutated. */
@@ -55,8 +100,18 @@ export interface SubscriberInfo {
   readonly channels: readonly { readonly name: string; readonly muted: boolean }[];
 }
 
-const NO_SUBSCRIBERS: OrderedMap<SubscriberId, boolean> = OrderedMap();
-const EMPTY_CHANNEL: ChannelState = { muted: false, subscribers: NO_SUBSCRIBERS, unmuted: 0 };
+const EMPTY_CHANNEL: ChannelState = {
+  muted: false,
+  subscribers: NOTHING,
+  mutedSubscribers: NOTHING,
+  unmuted: 0,
+};
+
+/** Whether `id` is muted on `state`'s channel; undefined when it does not subscribe to it. */
+function mutedOn(state: ChannelState | undefined, id: SubscriberId): boolean | undefined {
+  if (state === undefined || !has(state.subscribers, id)) return undefined;
+  return has(state.mutedSubscribers, id);
+}
 
 /** The registry with nothing in it. */
 export function emptyRegistry<S>(): Registry<S> {
@@ -83,8 +138,10 @@ export function recipients<S>(registry: Registry<S>, channel: string): S[] {
   const state = registry.channels.get(channel);
   if (state === undefined || state.muted || state.unmuted === 0) return [];
   const out: S[] = [];
-  for (const [id, muted] of state.subscribers) {
-    if (muted) continue;
+  const muted = state.mutedSubscribers;
+  const anyMuted = sizeOf(muted) > 0;
+  for (const id of state.subscribers) {
+    if (anyMuted && has(muted, id)) continue;
     const subscriber = registry.subscribers.get(id);
     if (subscriber !== undefined) out.push(subscriber.value);
   }
@@ -105,13 +162,14 @@ export function subscribe<S>(
       { subscriberId: id },
     );
   }
-  const unique = OrderedSet(channels);
+  const unique = [...new Set(channels)];
   const channelMap = registry.channels.withMutations((map) => {
     for (const channel of unique) {
       const state = map.get(channel) ?? EMPTY_CHANNEL;
       map.set(channel, {
         muted: state.muted,
-        subscribers: state.subscribers.set(id, false),
+        subscribers: added(state.subscribers, id),
+        mutedSubscribers: state.mutedSubscribers,
         unmuted: state.unmuted + 1,
       });
     }
@@ -119,9 +177,9 @@ export function subscribe<S>(
   return {
     registry: {
       channels: channelMap,
-      subscribers: registry.subscribers.set(id, { value, channels: unique }),
+      subscribers: registry.subscribers.set(id, { value, channels: orderedOf(unique) }),
     },
-    touched: unique.toArray(),
+    touched: unique,
   };
 }
 
@@ -138,29 +196,30 @@ export function unsubscribe<S>(
   if (subscriber === undefined) return { registry, touched: [] };
   const leaving =
     channels === undefined
-      ? subscriber.channels.toArray()
-      : [...new Set(channels)].filter((c) => subscriber.channels.has(c));
+      ? toArray(subscriber.channels)
+      : [...new Set(channels)].filter((c) => has(subscriber.channels, c));
   if (leaving.length === 0) return { registry, touched: [] };
   const channelMap = registry.channels.withMutations((map) => {
     for (const channel of leaving) {
       const state = map.get(channel);
       if (state === undefined) continue;
-      const wasMuted = state.subscribers.get(id);
+      const wasMuted = mutedOn(state, id);
       const next: ChannelState = {
         muted: state.muted,
-        subscribers: state.subscribers.delete(id),
+        subscribers: removed(state.subscribers, [id]),
+        mutedSubscribers: wasMuted ? removed(state.mutedSubscribers, [id]) : state.mutedSubscribers,
         unmuted: state.unmuted - (wasMuted === false ? 1 : 0),
       };
-      if (next.subscribers.size === 0 && !next.muted) map.delete(channel);
+      if (sizeOf(next.subscribers) === 0 && !next.muted) map.delete(channel);
       else map.set(channel, next);
     }
   });
-  const remaining = subscriber.channels.subtract(leaving);
+  const remaining = removed(subscriber.channels, leaving);
   return {
     registry: {
       channels: channelMap,
       subscribers:
-        remaining.size === 0
+        sizeOf(remaining) === 0
           ? registry.subscribers.delete(id)
           : registry.subscribers.set(id, { value: subscriber.value, channels: remaining }),
     },
@@ -194,7 +253,7 @@ function setChannelMute<S>(
       const state = map.get(channel) ?? EMPTY_CHANNEL;
       if (state.muted === muted) continue;
       touched.push(channel);
-      if (!muted && state.subscribers.size === 0) map.delete(channel);
+      if (!muted && sizeOf(state.subscribers) === 0) map.delete(channel);
       else map.set(channel, { ...state, muted });
     }
   });
@@ -233,17 +292,20 @@ function setSubscriberMute<S>(
       { subscriberId: id },
     );
   }
-  const names = channels ?? subscriber.channels.toArray();
+  const names = channels ?? toArray(subscriber.channels);
   const touched: string[] = [];
   const channelMap = registry.channels.withMutations((map) => {
     for (const channel of names) {
       const state = map.get(channel);
-      const current = state?.subscribers.get(id);
+      const current = mutedOn(state, id);
       if (state === undefined || current === undefined || current === muted) continue;
       touched.push(channel);
       map.set(channel, {
         muted: state.muted,
-        subscribers: state.subscribers.set(id, muted),
+        subscribers: state.subscribers,
+        mutedSubscribers: muted
+          ? added(state.mutedSubscribers, id)
+          : removed(state.mutedSubscribers, [id]),
         unmuted: state.unmuted + (muted ? -1 : 1),
       });
     }
@@ -256,7 +318,8 @@ export function channelsOf<S>(
   registry: Registry<S>,
   id: SubscriberId,
 ): readonly string[] | undefined {
-  return registry.subscribers.get(id)?.channels.toArray();
+  const subscriber = registry.subscribers.get(id);
+  return subscriber === undefined ? undefined : [...toArray(subscriber.channels)];
 }
 
 /** A deep-frozen snapshot of every channel. */
@@ -267,7 +330,9 @@ export function channelInfos<S>(
   const out: ChannelInfo[] = [];
   for (const [name, state] of registry.channels) {
     const subscribers = Object.freeze(
-      state.subscribers.toArray().map(([id, muted]) => Object.freeze({ id, muted })),
+      toArray(state.subscribers).map((id) =>
+        Object.freeze({ id, muted: has(state.mutedSubscribers, id) }),
+      ),
     );
     out.push(
       Object.freeze({
@@ -286,11 +351,9 @@ export function channelInfos<S>(
 export function subscriberInfos<S>(registry: Registry<S>): readonly SubscriberInfo[] {
   const out: SubscriberInfo[] = [];
   for (const [id, subscriber] of registry.subscribers) {
-    const channels = subscriber.channels
-      .toArray()
-      .map((name) =>
-        Object.freeze({ name, muted: registry.channels.get(name)?.subscribers.get(id) ?? false }),
-      );
+    const channels = toArray(subscriber.channels).map((name) =>
+      Object.freeze({ name, muted: mutedOn(registry.channels.get(name), id) ?? false }),
+    );
     out.push(Object.freeze({ id, channels: Object.freeze(channels) }));
   }
   return Object.freeze(out);

@@ -550,3 +550,82 @@ describe('scale', () => {
     assert.equal(activeChannels(r).length, n);
   });
 });
+
+// A channel's subscribers and a subscriber's channels are small frozen arrays up to 8 and
+// persistent sets beyond: these cross that size both ways.
+describe('many subscribers on a channel, many channels on a subscriber', () => {
+  const ids = Array.from({ length: 20 }, (_, i) => i);
+
+  test('20 subscribers on one channel keep their order through mutes and unsubscribes', () => {
+    let r = build(ids.map((id) => [id, ['a']]));
+    assert.deepEqual(
+      recipients(r, 'a'),
+      ids.map((id) => `v${id}`),
+    );
+    // Mute 12 of them (the muted set also grows past 8), one transition at a time.
+    const muted = ids.filter((id) => id % 5 !== 0);
+    for (const id of muted.slice(0, 12)) r = pure(r, (x) => muteSubscriber(x, id)).registry;
+    const live = ids.filter((id) => !muted.slice(0, 12).includes(id));
+    assert.deepEqual(
+      recipients(r, 'a'),
+      live.map((id) => `v${id}`),
+    );
+    const info = channelInfos(r, () => false)[0];
+    assert.deepEqual(
+      info?.subscribers.filter((s) => s.muted).map((s) => s.id),
+      muted.slice(0, 12),
+    );
+    assert.equal(isActive(r, 'a'), true);
+    // Unmuting puts a subscriber back where it was; unsubscribing removes it from the middle.
+    r = pure(r, (x) => unmuteSubscriber(x, 1)).registry;
+    r = pure(r, (x) => unsubscribe(x, 2)).registry;
+    r = pure(r, (x) => unsubscribe(x, 0)).registry;
+    assert.deepEqual(recipients(r, 'a').slice(0, 3), ['v1', 'v5', 'v10']);
+    // Unsubscribing muted subscribers keeps the count of unmuted ones right.
+    for (const id of ids) r = unsubscribe(r, id).registry;
+    assert.deepEqual(
+      channelInfos(r, () => false),
+      [],
+    );
+    assert.deepEqual(activeChannels(r), []);
+  });
+
+  test('a subscriber on 20 channels, left on fewer and fewer', () => {
+    const channels = ids.map((i) => `c${i}`);
+    let r = build([['s', channels]]);
+    assert.deepEqual(channelsOf(r, 's'), channels);
+    r = pure(r, (x) => muteSubscriber(x, 's', ['c3', 'c19'])).registry;
+    const leave = channels.filter((_, i) => i % 3 !== 0);
+    const change = pure(r, (x) => unsubscribe(x, 's', leave));
+    assert.deepEqual(change.touched, leave);
+    r = change.registry;
+    const rest = channels.filter((_, i) => i % 3 === 0);
+    assert.deepEqual(channelsOf(r, 's'), rest);
+    assert.deepEqual(
+      activeChannels(r),
+      rest.filter((c) => c !== 'c3'),
+    );
+    assert.deepEqual(
+      subscriberInfos(r)[0]?.channels.map((c) => [c.name, c.muted]),
+      rest.map((c) => [c, c === 'c3']),
+    );
+    r = unsubscribe(r, 's', rest.slice(1)).registry;
+    assert.deepEqual(channelsOf(r, 's'), ['c0']);
+    r = unsubscribe(r, 's', ['c0']).registry;
+    assert.equal(channelsOf(r, 's'), undefined);
+    assert.deepEqual(subscriberInfos(r), []);
+  });
+
+  test('20 000 subscribers on one channel', () => {
+    const n = 20_000;
+    let r: Registry<number> = emptyRegistry();
+    for (let i = 0; i < n; i++) r = subscribe(r, i, i, ['all']).registry;
+    r = muteSubscriber(r, 0).registry;
+    const to = recipients(r, 'all');
+    assert.equal(to.length, n - 1);
+    assert.equal(to[0], 1);
+    assert.equal(to[n - 2], n - 1);
+    r = unsubscribe(r, n - 1).registry;
+    assert.equal(recipients(r, 'all').length, n - 2);
+  });
+});
