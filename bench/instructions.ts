@@ -12,6 +12,12 @@
  * the difference cancels start-up, connecting, LISTEN and the JIT's first tiers. Estimated
  * cycles weigh a first-level miss as 10 instructions and a last-level miss as 100 (the
  * estimate of callgrind's and cachegrind's own tooling).
+ *
+ * Every contestant runs with V8's `--predictable`: garbage collection and compilation on the
+ * main thread, no time-based heuristics. Without it, when a background compile lands or an
+ * incremental marking step runs depends on timing, and the same contestant's figure moved by
+ * ±5 % between runs; with it, by under 1 %. The count then includes the work V8 would do on
+ * its helper threads, which `process.cpuUsage()` in (a) and (d) counts too.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -73,6 +79,7 @@ async function countOne(
       '--smc-check=all-non-file',
       `--cachegrind-out-file=${out}`,
       process.execPath,
+      '--predictable',
       '--import',
       'tsx',
       path.join(HERE, 'instructions-child.ts'),
@@ -228,8 +235,8 @@ export async function instructions(ctx: Context): Promise<WorkloadResult> {
       rows,
       [
         `per notification (lower is better), = (count after ${fmt(3 * n)} − count after ${fmt(n)}) / ${fmt(2 * n)}, one subscriber per channel;`,
-        `${valgrind} --tool=cachegrind --cache-sim=yes; est. cycles = instructions + 10 × L1 misses + 100 × last-level misses;`,
-        'every figure is the whole process (pg, JSON.parse, garbage collection, the library); exact counts, not timings',
+        `${valgrind} --tool=cachegrind --cache-sim=yes, node --predictable; est. cycles = instructions + 10 × L1 misses + 100 × last-level misses;`,
+        'every figure is the whole process (pg, JSON.parse, garbage collection, compilation, the library); counts, not timings (within ~1 % run to run)',
       ],
       2,
     ),
