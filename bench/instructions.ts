@@ -95,7 +95,14 @@ async function countOne(
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
     stderr = (stderr + chunk).slice(-4000);
   });
-  const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
+  const exited = new Promise<number | null>((resolve) => {
+    child.once('close', resolve);
+    // A failed spawn may emit only 'error'.
+    child.once('error', (error) => {
+      stderr += `\n${error.message}`;
+      resolve(null);
+    });
+  });
   const ready = new Promise<void>((resolve, reject) => {
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
       stdout += chunk;
@@ -123,14 +130,20 @@ async function countOne(
   }
 }
 
-/** Runs `jobs` with at most `limit` at a time; results in job order. */
+/** Runs `jobs` with at most `limit` at a time; results in job order. The first failure stops it. */
 async function limited<T>(jobs: (() => Promise<T>)[], limit: number): Promise<T[]> {
   const results: T[] = new Array(jobs.length);
   let next = 0;
+  let failed = false;
   const worker = async (): Promise<void> => {
-    while (next < jobs.length) {
+    while (next < jobs.length && !failed) {
       const i = next++;
-      results[i] = await (jobs[i] as () => Promise<T>)();
+      try {
+        results[i] = await (jobs[i] as () => Promise<T>)();
+      } catch (error) {
+        failed = true;
+        throw error;
+      }
     }
   };
   await Promise.all(Array.from({ length: Math.min(limit, jobs.length) }, worker));
