@@ -9,11 +9,9 @@
  * order, so once the sentinel is in, anything sent earlier would be in too.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import {
   createListener,
@@ -38,8 +36,8 @@ import {
   withAdmin,
 } from './helpers/db.js';
 import { freePort } from './helpers/embedded.js';
+import { runScript, type ScriptOutcome } from './helpers/script.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DEADLINE = { timeoutMs: 10_000 };
 
 let admin: pg.Client;
@@ -1162,52 +1160,16 @@ test('a connection factory is used for the connection and again for a reconnect'
 
 // ---- the process exits by itself ----------------------------------------------------------
 
-interface ScriptResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  killed: boolean;
-}
-
-function runExitScript(mode: string, env: NodeJS.ProcessEnv = {}): Promise<ScriptResult> {
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: databaseUrl(), ...env };
-  delete childEnv.NODE_TEST_CONTEXT;
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', 'test/fixtures/exit-script.ts', mode],
-      { cwd: ROOT, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let stdout = '';
-    let stderr = '';
-    let killed = false;
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      stdout += chunk;
-    });
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-      stderr += chunk;
-    });
-    const timer = setTimeout(() => {
-      killed = true;
-      child.kill('SIGKILL');
-    }, 20_000);
-    child.on('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr, killed });
-    });
-  });
+/** Runs test/fixtures/exit-script.ts in `mode`; killed if it has not exited within 20 s. */
+function runExitScript(mode: string, env: NodeJS.ProcessEnv = {}): Promise<ScriptOutcome> {
+  return runScript('test/fixtures/exit-script.ts', [mode], 20_000, env);
 }
 
 describe('a process using pgnotify exits by itself', () => {
   test('after stop() and close(); the default onError printed the handler failure', async () => {
     const result = await runExitScript('ok');
     const detail = `stdout: ${result.stdout}\nstderr: ${result.stderr}`;
-    assert.equal(result.killed, false, `the script did not exit within 20 s\n${detail}`);
+    assert.equal(result.timedOut, false, `the script did not exit within 20 s\n${detail}`);
     assert.equal(result.code, 0, detail);
     assert.match(result.stdout, /^received hello,boom$/m, detail);
     assert.match(result.stdout, /^done$/m, detail);
@@ -1220,7 +1182,7 @@ describe('a process using pgnotify exits by itself', () => {
   test('after subscribe() calls that were refused (duplicate id, bad decode) with an idle timer', async () => {
     const result = await runExitScript('refused');
     const detail = `stdout: ${result.stdout}\nstderr: ${result.stderr}`;
-    assert.equal(result.killed, false, `the script did not exit within 20 s\n${detail}`);
+    assert.equal(result.timedOut, false, `the script did not exit within 20 s\n${detail}`);
     assert.match(result.stdout, /^refused PGNOTIFY_DUPLICATE_SUBSCRIBER$/m, detail);
     assert.match(result.stdout, /^refused PGNOTIFY_INVALID_OPTION$/m, detail);
     assert.doesNotMatch(result.stdout, /leak:/, detail);
@@ -1235,7 +1197,7 @@ describe('a process using pgnotify exits by itself', () => {
     });
     const result = await runExitScript('fail', { EXIT_SCRIPT_URL: url });
     const detail = `stdout: ${result.stdout}\nstderr: ${result.stderr}`;
-    assert.equal(result.killed, false, `the script did not exit within 20 s\n${detail}`);
+    assert.equal(result.timedOut, false, `the script did not exit within 20 s\n${detail}`);
     assert.equal(result.code, 0, detail);
     assert.match(result.stdout, /^caught PGNOTIFY_CONNECTION_FAILED$/m, detail);
   });
@@ -1246,7 +1208,7 @@ describe('a process using pgnotify exits by itself', () => {
     });
     const result = await runExitScript('fail', { EXIT_SCRIPT_URL: url });
     const detail = `stdout: ${result.stdout}\nstderr: ${result.stderr}`;
-    assert.equal(result.killed, false, `the script did not exit within 20 s\n${detail}`);
+    assert.equal(result.timedOut, false, `the script did not exit within 20 s\n${detail}`);
     assert.equal(result.code, 0, detail);
     assert.match(result.stdout, /^caught PGNOTIFY_CONNECTION_FAILED$/m, detail);
   });

@@ -1,7 +1,7 @@
 /**
  * Runs one of the project's TypeScript entry points in a child process
  * (`node --import tsx <script> …args`, from the repository root, with DATABASE_URL set to this
- * pass's server), collects its output, and kills it with SIGKILL after `timeoutMs`.
+ * pass's server, plus `env`), collects its output, and kills it with SIGKILL after `timeoutMs`.
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -22,11 +22,15 @@ export function runScript(
   script: string,
   args: readonly string[],
   timeoutMs: number,
+  env: NodeJS.ProcessEnv = {},
 ): Promise<ScriptOutcome> {
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: databaseUrl(), ...env };
+  // The script is not a test file: it must not report to this test run.
+  delete childEnv.NODE_TEST_CONTEXT;
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
       cwd: ROOT,
-      env: { ...process.env, DATABASE_URL: databaseUrl() },
+      env: childEnv,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
