@@ -1,11 +1,8 @@
 /**
- * Compile-time checks of the public types, enforced by `npx tsc --noEmit` (a wrong type makes
- * the type check fail, and so does an `@ts-expect-error` with nothing to expect). The checks
- * live in functions that are never called, so nothing here connects to a server; the runtime
- * test only makes sure the file loads.
+ * Compile-time checks of the listener's public types: `npm run typecheck` fails on a wrong
+ * type, and on an `@ts-expect-error` with nothing to expect. Never run (not a `*.test.ts`
+ * file); the checks live in functions that are never called.
  */
-import assert from 'node:assert/strict';
-import { test } from 'node:test';
 import {
   createListener,
   type Listener,
@@ -14,25 +11,8 @@ import {
   type Route,
   type Schema,
   type Subscription,
-} from '../src/index.js';
-
-/** True when A and B are the same type (not merely mutually assignable). */
-type Equal<A, B> =
-  (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
-
-/**
- * `expectType<T>()(value)` compiles only when the type of `value` is exactly T: a mismatch
- * leaves a required argument missing.
- */
-function expectType<T>() {
-  return <V>(
-    _value: V,
-    ..._mismatch: Equal<V, T> extends true ? [] : ['type mismatch']
-  ): void => {};
-}
-
-/** Compiles only when the condition type is `true`. */
-function assertType<_Condition extends true>(): void {}
+} from '../../src/index.js';
+import { expectType } from './expect.js';
 
 type Order = { id: number };
 type Channels = { orders: Order; logs: string };
@@ -128,25 +108,3 @@ export function optionChecks(orderSchema: Schema<Order>, textSchema: Schema<stri
   // @ts-expect-error a schema for a channel that is not in the map
   createListener<Channels>({ schemas: { unknown: orderSchema } });
 }
-
-// The helpers themselves: they must reject mismatches, or every check above is vacuous.
-// biome-ignore lint/suspicious/noExplicitAny: checking that the helpers tell any from unknown
-type Any = any;
-assertType<Equal<{ id: number }, Order>>();
-assertType<Equal<Equal<Order, { id: number; extra: string }>, false>>();
-assertType<Equal<Equal<unknown, Any>, false>>();
-assertType<Equal<Equal<string | number, string>, false>>();
-// @ts-expect-error the helper refuses a wider type
-expectType<string>()('x' as string | number);
-// @ts-expect-error the helper refuses a narrower type
-expectType<string | number>()('x' as string);
-// @ts-expect-error the helper refuses any where unknown is expected
-expectType<unknown>()(undefined as Any);
-
-test('the type checks compile (tsc --noEmit) and this file loads without connecting', () => {
-  // The check functions are never called; only their existence is observable at run time.
-  assert.equal(typeof typedListenerChecks, 'function');
-  assert.equal(typeof untypedListenerChecks, 'function');
-  assert.equal(typeof optionChecks, 'function');
-  assert.equal(typeof createListener, 'function');
-});
