@@ -20,11 +20,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { redactUrl } from '../src/cli/common.js';
-import {
-  createEmbeddedServer,
-  type EmbeddedServer,
-  installExitCleanup,
-} from '../test/helpers/embedded.js';
+import { type EmbeddedServer, startEmbedded } from '../src/cli/embedded.js';
 import {
   type Context,
   errorText,
@@ -271,10 +267,15 @@ async function main(): Promise<number> {
   let server: EmbeddedServer | undefined;
   let url = process.env.DATABASE_URL ?? '';
   if (url === '') {
-    installExitCleanup(true);
+    // Ctrl-C or SIGTERM: exit, which stops the embedded server and removes its directory.
+    for (const [signal, code] of [
+      ['SIGINT', 130],
+      ['SIGTERM', 143],
+      ['SIGHUP', 129],
+    ] as const)
+      process.on(signal, () => process.exit(code));
     progress('starting an embedded PostgreSQL (set DATABASE_URL to use your own server)');
-    server = await createEmbeddedServer({ persistent: false, dirPrefix: 'pgnotify-bench-' });
-    await server.start();
+    server = await startEmbedded('bench');
     url = server.url;
   }
   let sender: Sender | undefined;

