@@ -175,7 +175,7 @@ export interface WorkloadResult {
   text: string;
 }
 
-export function record(samples: Samples, row: string, values: Record<string, number>): void {
+function record(samples: Samples, row: string, values: Record<string, number>): void {
   const entry = samples[row] ?? {};
   samples[row] = entry;
   for (const [metric, value] of Object.entries(values)) {
@@ -185,7 +185,7 @@ export function record(samples: Samples, row: string, values: Record<string, num
   }
 }
 
-export function mediansOf(samples: Samples): Medians {
+function mediansOf(samples: Samples): Medians {
   const out: Medians = {};
   for (const [row, metrics] of Object.entries(samples)) {
     const entry: Record<string, number> = {};
@@ -212,4 +212,69 @@ export async function withListener<T>(
 /** A generous but finite deadline for receiving `notifications`: 30 s, or 10k per second. */
 export function budgetMs(notifications: number): number {
   return Math.max(30_000, notifications / 10);
+}
+
+/**
+ * The receiving half of a throughput round, in the contestant's own process: starts `name`
+ * with `subscribers`, opens the CPU window, runs `send`, and waits for `calls` handler calls.
+ * Returns the CPU µs from the send to the last call and the µs from the first call to the last.
+ */
+export async function receive(
+  ctx: RoundContext,
+  name: ListenerName,
+  subscribers: readonly (readonly string[])[],
+  calls: number,
+  send: () => Promise<void>,
+  what: string,
+): Promise<{ cpuMicros: number; spanMicros: number }> {
+  const sink = new Sink(calls);
+  return withListener(name, { url: ctx.url, subscribers, onPayload: sink.onPayload }, async () => {
+    sink.arm();
+    const sent = send();
+    await deadline(sink.done, budgetMs(calls), what);
+    await sent;
+    return { cpuMicros: cpuMicros(sink.cpu as NodeJS.CpuUsage), spanMicros: sink.spanMicros };
+  });
+}
+
+/** Records one measured figure set under `row` and prints `progress` (see {@link runRounds}). */
+export type Report = (row: string, values: Record<string, number>, progress: string) => void;
+
+export interface Rounds<T> {
+  /** How many rounds (default: `ctx.rounds`). */
+  rounds?: number;
+  /**
+   * The turns of round `round`, in order: usually `rotate(contestants, round)`, so that every
+   * contestant runs first, second, … in turn.
+   */
+  turns(round: number): readonly T[];
+  /**
+   * Runs one turn (starting a fresh process, warming up, as the workload needs) and reports
+   * every measured figure set. `label` is `round 2/5`, for the progress line.
+   */
+  measure(turn: T, report: Report, label: string): Promise<void>;
+  /** Runs after the last turn of each round (e.g. a reference measurement). */
+  afterRound?(round: number, label: string): Promise<void>;
+}
+
+/**
+ * The skeleton every workload shares: rounds of turns, each turn's figures recorded per row,
+ * a progress line per figure set, and the medians over the rounds.
+ */
+export async function runRounds<T>(
+  ctx: Context,
+  spec: Rounds<T>,
+): Promise<{ samples: Samples; medians: Medians }> {
+  const samples: Samples = {};
+  const rounds = spec.rounds ?? ctx.rounds;
+  const report: Report = (row, values, progress) => {
+    record(samples, row, values);
+    ctx.progress(progress);
+  };
+  for (let round = 0; round < rounds; round++) {
+    const label = `round ${round + 1}/${rounds}`;
+    for (const turn of spec.turns(round)) await spec.measure(turn, report, label);
+    await spec.afterRound?.(round, label);
+  }
+  return { samples, medians: mediansOf(samples) };
 }

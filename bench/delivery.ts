@@ -5,18 +5,12 @@
  */
 import {
   benchChannel,
-  budgetMs,
   type Context,
-  cpuMicros,
-  deadline,
-  mediansOf,
   type RoundContext,
-  record,
+  receive,
   rotate,
-  type Samples,
-  Sink,
+  runRounds,
   type WorkloadResult,
-  withListener,
 } from './common.js';
 import { BASELINE, LISTENERS, type ListenerName, PEERS } from './contestants.js';
 import { fmt, ratioTable } from './report.js';
@@ -30,45 +24,39 @@ export async function deliveryRound(
   count: number,
 ): Promise<DeliveryResult> {
   const channel = benchChannel('dlv');
-  const sink = new Sink(count);
-  return withListener(
+  const { cpuMicros, spanMicros } = await receive(
+    ctx,
     name,
-    { url: ctx.url, subscribers: [[channel]], onPayload: sink.onPayload },
-    async () => {
-      sink.arm();
-      const sent = ctx.sender.bulk(channel, count);
-      await deadline(sink.done, budgetMs(count), `${name}: ${count} notifications`);
-      await sent;
-      return {
-        msgsPerSec: ((count - 1) * 1e6) / sink.spanMicros,
-        cpuUsPerMsg: cpuMicros(sink.cpu as NodeJS.CpuUsage) / count,
-      };
-    },
+    [[channel]],
+    count,
+    () => ctx.sender.bulk(channel, count),
+    `${name}: ${count} notifications`,
   );
+  return { msgsPerSec: ((count - 1) * 1e6) / spanMicros, cpuUsPerMsg: cpuMicros / count };
 }
 
 export async function delivery(ctx: Context): Promise<WorkloadResult> {
   const count = ctx.quick ? 5_000 : 100_000;
   const listeners = ctx.pick(LISTENERS);
-  const samples: Samples = {};
   const once = (name: ListenerName) =>
     ctx.inProcess<DeliveryResult>(name, 'delivery', [name, count]);
   // Every measured round runs in a new process, after unrecorded full rounds in it: the JIT
   // keeps improving pg's parser and each library's handler path for well over 100k
   // notifications (in every process, the first two rounds are the slowest).
   const warmups = ctx.quick ? 0 : 2;
-  for (let round = 0; round < ctx.rounds; round++) {
-    for (const name of rotate(listeners, round)) {
+  const { samples, medians } = await runRounds(ctx, {
+    turns: (round) => rotate(listeners, round),
+    async measure(name, report, label) {
       await ctx.freshProcess(name);
       for (let w = 0; w < warmups; w++) await once(name);
       const result = await once(name);
-      record(samples, name, result);
-      ctx.progress(
-        `delivery round ${round + 1}/${ctx.rounds} ${name}: ${fmt(result.msgsPerSec)} msgs/s, ${fmt(result.cpuUsPerMsg, 3)} µs CPU/notification`,
+      report(
+        name,
+        result,
+        `delivery ${label} ${name}: ${fmt(result.msgsPerSec)} msgs/s, ${fmt(result.cpuUsPerMsg, 3)} µs CPU/notification`,
       );
-    }
-  }
-  const medians = mediansOf(samples);
+    },
+  });
   const title = `(a) delivery: ${fmt(count)} JSON notifications (~120 B) to one subscriber, ${ctx.rounds} round(s)`;
   return {
     key: 'delivery',

@@ -13,10 +13,8 @@ import {
   type Context,
   connectedClient,
   cpuMicros,
-  mediansOf,
-  record,
   rotate,
-  type Samples,
+  runRounds,
   Sink,
   type WorkloadResult,
 } from './common.js';
@@ -87,19 +85,20 @@ async function once(ctx: Context, name: Name, count: number): Promise<number> {
 export async function dispatch(ctx: Context): Promise<WorkloadResult> {
   const count = ctx.quick ? 20_000 : 1_000_000;
   const contestants = ctx.pick(CONTESTANTS);
-  const samples: Samples = {};
   if (!ctx.quick) for (const name of contestants) await once(ctx, name, count);
   const rounds = Math.max(ctx.rounds, ctx.quick ? 1 : 9);
-  for (let round = 0; round < rounds; round++) {
-    for (const name of rotate(contestants, round)) {
+  const { samples, medians } = await runRounds(ctx, {
+    rounds,
+    turns: (round) => rotate(contestants, round),
+    async measure(name, report, label) {
       const cpuUsPerMsg = await once(ctx, name, count);
-      record(samples, name, { cpuUsPerMsg });
-      ctx.progress(
-        `dispatch round ${round + 1}/${rounds} ${name}: ${fmt(cpuUsPerMsg, 3)} µs CPU/notification`,
+      report(
+        name,
+        { cpuUsPerMsg },
+        `dispatch ${label} ${name}: ${fmt(cpuUsPerMsg, 3)} µs CPU/notification`,
       );
-    }
-  }
-  const medians = mediansOf(samples);
+    },
+  });
   const pgnotify = medians.pgnotify?.cpuUsPerMsg;
   const pgCost = medians.pg?.cpuUsPerMsg;
   const title = `(dispatch) ${fmt(count)} synthetic notifications emitted on a pg.Client, no server, ${rounds} round(s)`;

@@ -5,18 +5,12 @@
  */
 import {
   benchChannel,
-  budgetMs,
   type Context,
-  cpuMicros,
-  deadline,
-  mediansOf,
   type RoundContext,
-  record,
+  receive,
   rotate,
-  type Samples,
-  Sink,
+  runRounds,
   type WorkloadResult,
-  withListener,
 } from './common.js';
 import { BASELINE, LISTENERS, type ListenerName, PEERS } from './contestants.js';
 import { best, fmt, ratio, table } from './report.js';
@@ -54,26 +48,22 @@ export async function fanoutRound(
 ): Promise<FanoutResult> {
   const prefix = `${benchChannel('fan')}_`;
   const calls = count * layout.subscribersPerChannel;
-  const sink = new Sink(calls);
-  return withListener(
+  const { cpuMicros, spanMicros } = await receive(
+    ctx,
     name,
-    { url: ctx.url, subscribers: subscribersOf(prefix, layout), onPayload: sink.onPayload },
-    async () => {
-      sink.arm();
-      const sent =
-        layout.hot === undefined
-          ? ctx.sender.spread(prefix, count, layout.channels)
-          : ctx.sender.bulk(`${prefix}${layout.hot}`, count);
-      await deadline(sink.done, budgetMs(calls), `${name} ${layout.label}: ${calls} handler calls`);
-      await sent;
-      const cpu = cpuMicros(sink.cpu as NodeJS.CpuUsage);
-      return {
-        cpuUsPerMsg: cpu / count,
-        cpuUsPerCall: cpu / calls,
-        msgsPerSec: ((count - 1) * 1e6) / sink.spanMicros,
-      };
-    },
+    subscribersOf(prefix, layout),
+    calls,
+    () =>
+      layout.hot === undefined
+        ? ctx.sender.spread(prefix, count, layout.channels)
+        : ctx.sender.bulk(`${prefix}${layout.hot}`, count),
+    `${name} ${layout.label}: ${calls} handler calls`,
   );
+  return {
+    cpuUsPerMsg: cpuMicros / count,
+    cpuUsPerCall: cpuMicros / calls,
+    msgsPerSec: ((count - 1) * 1e6) / spanMicros,
+  };
 }
 
 export async function fanout(ctx: Context): Promise<WorkloadResult> {
@@ -92,25 +82,25 @@ export async function fanout(ctx: Context): Promise<WorkloadResult> {
         { label: '1 of 10 000 channels', channels: 10_000, subscribersPerChannel: 1, hot: 5_000 },
         { label: '10 000 channels × 1', channels: 10_000, subscribersPerChannel: 1 },
       ];
-  const samples: Samples = {};
   const once = (name: ListenerName, layout: Layout, n: number) =>
     ctx.inProcess<FanoutResult>(name, 'fanout', [name, layout, n]);
-  for (let round = 0; round < ctx.rounds; round++) {
-    for (const name of rotate(listeners, round)) {
+  const { samples, medians } = await runRounds(ctx, {
+    turns: (round) => rotate(listeners, round),
+    async measure(name, report, label) {
       // A new process per round and contestant; every layout is warmed up by an unrecorded
       // full round in it before its measured one.
       await ctx.freshProcess(name);
       for (const layout of layouts) {
         if (!ctx.quick) await once(name, layout, count);
         const result = await once(name, layout, count);
-        record(samples, `${layout.label} / ${name}`, result);
-        ctx.progress(
-          `fan-out round ${round + 1}/${ctx.rounds} ${layout.label} ${name}: ${fmt(result.cpuUsPerMsg, 3)} µs CPU/notification`,
+        report(
+          `${layout.label} / ${name}`,
+          result,
+          `fan-out ${label} ${layout.label} ${name}: ${fmt(result.cpuUsPerMsg, 3)} µs CPU/notification`,
         );
       }
-    }
-  }
-  const medians = mediansOf(samples);
+    },
+  });
   const first = layouts[0] as Layout;
   const rows: string[][] = [];
   for (const layout of layouts) {

@@ -9,11 +9,9 @@ import {
   type Context,
   connectedClient,
   deadline,
-  mediansOf,
   type RoundContext,
-  record,
   rotate,
-  type Samples,
+  runRounds,
   type WorkloadResult,
   withListener,
 } from './common.js';
@@ -80,7 +78,6 @@ export async function latencyRound(
 export async function latency(ctx: Context): Promise<WorkloadResult> {
   const trips = ctx.quick ? 200 : 2_000;
   const listeners = ctx.pick(LISTENERS);
-  const samples: Samples = {};
   const once = (name: ListenerName, n: number) =>
     ctx.inProcess<LatencyResult>(name, 'latency', [name, n]);
   // Unlike the throughput workloads, latency keeps one process per contestant for all its
@@ -91,16 +88,17 @@ export async function latency(ctx: Context): Promise<WorkloadResult> {
     ctx.progress('latency: warm-up (500 round trips per contestant, not recorded)');
     for (const name of listeners) await once(name, 500);
   }
-  for (let round = 0; round < ctx.rounds; round++) {
-    for (const name of rotate(listeners, round)) {
+  const { samples, medians } = await runRounds(ctx, {
+    turns: (round) => rotate(listeners, round),
+    async measure(name, report, label) {
       const result = await once(name, trips);
-      record(samples, name, result);
-      ctx.progress(
-        `latency round ${round + 1}/${ctx.rounds} ${name}: p50 ${fmt(result.p50)} µs, p99 ${fmt(result.p99)} µs`,
+      report(
+        name,
+        result,
+        `latency ${label} ${name}: p50 ${fmt(result.p50)} µs, p99 ${fmt(result.p99)} µs`,
       );
-    }
-  }
-  const medians = mediansOf(samples);
+    },
+  });
   const title = `(b) latency: ${fmt(trips)} sequential notify→handler round trips, ${ctx.rounds} round(s)`;
   return {
     key: 'latency',

@@ -10,9 +10,8 @@ import {
   benchChannel,
   type Context,
   deadline,
-  type Medians,
   runAppName,
-  type Samples,
+  runRounds,
   type WorkloadResult,
 } from './common.js';
 import { fmt, table } from './report.js';
@@ -99,31 +98,32 @@ export async function memory(ctx: Context): Promise<WorkloadResult> {
   ] as const;
   const chosen = ctx.pick(all.map((m) => m.contestant));
   const modes = all.filter((m) => chosen.includes(m.contestant));
-  const samples: Samples = {};
   const rows: string[][] = [];
-  const medians: Medians = {};
-  for (const mode of modes) {
-    const r = await measure(ctx, mode.key, statements, perStatement);
-    const values = {
-      rssGrowthMB: ((r.rssAfter ?? 0) - (r.rssBefore ?? 0)) / MB,
-      peakRssGrowthMB: ((r.peakRss ?? 0) - (r.rssBefore ?? 0)) / MB,
-      heapGrowthMB: ((r.heapAfter ?? 0) - (r.heapBefore ?? 0)) / MB,
-      kept: r.kept ?? 0,
-      dropped: r.dropped ?? 0,
-    };
-    samples[mode.key] = Object.fromEntries(Object.entries(values).map(([k, v]) => [k, [v]]));
-    medians[mode.key] = values;
-    ctx.progress(`memory ${mode.key}: RSS +${fmt(values.rssGrowthMB, 1)} MB`);
-    rows.push([
-      mode.label,
-      fmt(r.received),
-      fmt(values.rssGrowthMB, 1),
-      fmt(values.peakRssGrowthMB, 1),
-      fmt(values.heapGrowthMB, 1),
-      fmt(values.kept),
-      fmt(values.dropped),
-    ]);
-  }
+  // One round: each receiver once, in a fresh process of its own.
+  const { samples, medians } = await runRounds(ctx, {
+    rounds: 1,
+    turns: () => modes,
+    async measure(mode, report) {
+      const r = await measure(ctx, mode.key, statements, perStatement);
+      const values = {
+        rssGrowthMB: ((r.rssAfter ?? 0) - (r.rssBefore ?? 0)) / MB,
+        peakRssGrowthMB: ((r.peakRss ?? 0) - (r.rssBefore ?? 0)) / MB,
+        heapGrowthMB: ((r.heapAfter ?? 0) - (r.heapBefore ?? 0)) / MB,
+        kept: r.kept ?? 0,
+        dropped: r.dropped ?? 0,
+      };
+      report(mode.key, values, `memory ${mode.key}: RSS +${fmt(values.rssGrowthMB, 1)} MB`);
+      rows.push([
+        mode.label,
+        fmt(r.received),
+        fmt(values.rssGrowthMB, 1),
+        fmt(values.peakRssGrowthMB, 1),
+        fmt(values.heapGrowthMB, 1),
+        fmt(values.kept),
+        fmt(values.dropped),
+      ]);
+    },
+  });
   const title = `(f) memory: ${fmt(total)} notifications (${statements} statements of ${fmt(perStatement)}) that nobody reads`;
   return {
     key: 'memory',

@@ -12,12 +12,10 @@ import {
   type Context,
   cpuMicros,
   deadline,
-  mediansOf,
   nowNs,
   type RoundContext,
-  record,
   rotate,
-  type Samples,
+  runRounds,
   type WorkloadResult,
 } from './common.js';
 import {
@@ -127,27 +125,23 @@ async function oneStatementRound(ctx: Context, calls: number): Promise<number> {
 export async function publish(ctx: Context): Promise<WorkloadResult> {
   const calls = ctx.quick ? 2_000 : 20_000;
   const publishers = ctx.pick(PUBLISHERS);
-  const samples: Samples = {};
   const once = (name: PublisherName) =>
     ctx.inProcess<PublishResult>(name, 'publish', [name, calls]);
   const oneStatement: number[] = [];
-  for (let round = 0; round < ctx.rounds; round++) {
-    for (const name of rotate(publishers, round)) {
+  const { samples, medians } = await runRounds(ctx, {
+    turns: (round) => rotate(publishers, round),
+    async measure(name, report, label) {
       // A new process per measured round, warmed up by an unrecorded round.
       await ctx.freshProcess(name);
       if (!ctx.quick) await once(name);
       const result = await once(name);
-      record(samples, name, result);
-      ctx.progress(
-        `publish round ${round + 1}/${ctx.rounds} ${name}: ${fmt(result.perSec)} notifications/s`,
-      );
-    }
-    oneStatement.push(await oneStatementRound(ctx, calls));
-    ctx.progress(
-      `publish round ${round + 1}/${ctx.rounds} one statement: ${fmt(oneStatement[round])} notifications/s`,
-    );
-  }
-  const medians = mediansOf(samples);
+      report(name, result, `publish ${label} ${name}: ${fmt(result.perSec)} notifications/s`);
+    },
+    async afterRound(round, label) {
+      oneStatement.push(await oneStatementRound(ctx, calls));
+      ctx.progress(`publish ${label} one statement: ${fmt(oneStatement[round])} notifications/s`);
+    },
+  });
   const reference = median(oneStatement);
   const share = (name: string): string => {
     const rate = medians[name]?.perSec;

@@ -10,10 +10,10 @@ import {
   type Context,
   connectedClient,
   deadline,
-  mediansOf,
-  record,
+  type Medians,
   rotate,
   runAppName,
+  runRounds,
   type Samples,
   sleep,
   type WorkloadResult,
@@ -136,34 +136,34 @@ async function recoveryOnce(
 export async function recovery(ctx: Context): Promise<WorkloadResult> {
   const channelCounts = ctx.quick ? [1, 100] : [1, 10_000];
   const contestants = ctx.pick(RECOVERY_CONTESTANTS);
-  const samples: Samples = {};
   const reports: Record<string, { lossReported: Set<string>; otherEvents: Set<string> }> = {};
   const admin = await connectedClient(ctx.url, runAppName('admin'));
+  let medians: Medians;
+  let samples: Samples;
   try {
-    for (let round = 0; round < ctx.rounds; round++) {
-      for (const channelCount of channelCounts) {
-        for (const name of rotate(contestants, round)) {
-          const row = `${fmt(channelCount)} / ${name}`;
-          const outcome = await recoveryOnce(ctx, admin, name, channelCount);
-          record(samples, row, {
-            firstDeliveryMs: outcome.firstDeliveryMs,
-            relistenedMs: outcome.relistenedMs,
-          });
-          const report = reports[row] ?? { lossReported: new Set(), otherEvents: new Set() };
-          reports[row] = report;
-          for (const detail of outcome.lossReported) report.lossReported.add(detail);
-          for (const detail of outcome.otherEvents)
-            report.otherEvents.add(detail.replace(/#\d+/, '#n'));
-          ctx.progress(
-            `recovery round ${round + 1}/${ctx.rounds} ${channelCount} channel(s) ${name}: first delivery ${fmt(outcome.firstDeliveryMs, 1)} ms, re-listened ${fmt(outcome.relistenedMs, 1)} ms`,
-          );
-        }
-      }
-    }
+    ({ samples, medians } = await runRounds(ctx, {
+      turns: (round) =>
+        channelCounts.flatMap((channelCount) =>
+          rotate(contestants, round).map((name) => ({ channelCount, name })),
+        ),
+      async measure({ channelCount, name }, report, label) {
+        const row = `${fmt(channelCount)} / ${name}`;
+        const outcome = await recoveryOnce(ctx, admin, name, channelCount);
+        const seen = reports[row] ?? { lossReported: new Set(), otherEvents: new Set() };
+        reports[row] = seen;
+        for (const detail of outcome.lossReported) seen.lossReported.add(detail);
+        for (const detail of outcome.otherEvents)
+          seen.otherEvents.add(detail.replace(/#\d+/, '#n'));
+        report(
+          row,
+          { firstDeliveryMs: outcome.firstDeliveryMs, relistenedMs: outcome.relistenedMs },
+          `recovery ${label} ${channelCount} channel(s) ${name}: first delivery ${fmt(outcome.firstDeliveryMs, 1)} ms, re-listened ${fmt(outcome.relistenedMs, 1)} ms`,
+        );
+      },
+    }));
   } finally {
     await admin.end().catch(() => undefined);
   }
-  const medians = mediansOf(samples);
   const rows: string[][] = [];
   for (const channelCount of channelCounts) {
     const at = (name: string, metric: string): number | undefined =>
