@@ -67,6 +67,7 @@ interface PassResult extends Tally {
   note?: string;
   /** `file › suite › test` of every failure, for the summary. */
   failures: string[];
+  durations: { title: string; seconds: number }[];
 }
 
 const controller = new AbortController();
@@ -136,6 +137,8 @@ async function probe(url: string, connectTimeoutMs: number): Promise<string> {
 
 interface FileResult extends Tally {
   failures: string[];
+  /** Every test's seconds, for the slowest-tests lines of the summary. */
+  durations: { title: string; seconds: number }[];
 }
 
 /**
@@ -149,6 +152,7 @@ async function runFile(file: string, options: Options): Promise<FileResult> {
   const tally: Tally = { passed: 0, failed: 0, skipped: 0 };
   const details: string[] = [];
   const failures: string[] = [];
+  const durations: FileResult['durations'] = [];
   const output: string[] = [];
   const stack: string[] = [];
   /** Execution order: tests started and not yet completed (what a killed file was doing). */
@@ -167,7 +171,11 @@ async function runFile(file: string, options: Options): Promise<FileResult> {
       message?: string;
       skip?: string | boolean;
       todo?: string | boolean;
-      details?: { type?: string; error?: { failureType?: string; cause?: unknown } };
+      details?: {
+        type?: string;
+        duration_ms?: number;
+        error?: { failureType?: string; cause?: unknown };
+      };
     };
     const name = data.name ?? '';
     const nesting = data.nesting ?? 0;
@@ -193,6 +201,10 @@ async function runFile(file: string, options: Options): Promise<FileResult> {
         if (data.skip === NOT_SELECTED) break;
         if (data.skip !== undefined || data.todo !== undefined) tally.skipped++;
         else tally.passed++;
+        durations.push({
+          title: `${file} › ${[...stack.slice(0, nesting), name].join(' › ')}`,
+          seconds: (data.details?.duration_ms ?? 0) / 1000,
+        });
         break;
       }
       case 'test:fail': {
@@ -235,12 +247,12 @@ async function runFile(file: string, options: Options): Promise<FileResult> {
       say('    --- end of output ---');
     }
   }
-  return { ...tally, failures };
+  return { ...tally, failures, durations };
 }
 
 /** Runs `files` CONCURRENCY at a time under the current process.env; prints per file. */
 async function runFiles(files: string[], options: Options): Promise<FileResult> {
-  const total: FileResult = { passed: 0, failed: 0, skipped: 0, failures: [] };
+  const total: FileResult = { passed: 0, failed: 0, skipped: 0, failures: [], durations: [] };
   let next = 0;
   const worker = async (): Promise<void> => {
     while (next < files.length && interrupted === undefined) {
@@ -251,12 +263,16 @@ async function runFiles(files: string[], options: Options): Promise<FileResult> 
       } catch (err) {
         if (interrupted !== undefined) return;
         say(`  FAIL ${file}: the runner could not run it: ${errorText(err)}`);
-        result = { passed: 0, failed: 1, skipped: 0, failures: [`${file}: ${errorText(err)}`] };
+        result = {
+          ...{ passed: 0, failed: 1, skipped: 0, durations: [] },
+          failures: [`${file}: ${errorText(err)}`],
+        };
       }
       total.passed += result.passed;
       total.failed += result.failed;
       total.skipped += result.skipped;
       total.failures.push(...result.failures);
+      total.durations.push(...result.durations);
     }
   };
   await Promise.all(Array.from({ length: Math.min(CONCURRENCY, files.length) }, worker));
@@ -283,7 +299,7 @@ async function timed(
 
 function notRun(label: string, note: string, failed: number): PassResult {
   say(`${failed > 0 ? 'FAIL' : 'SKIP'} ${label}: ${note}`);
-  return { label, seconds: 0, passed: 0, failed, skipped: 0, note, failures: [] };
+  return { label, seconds: 0, passed: 0, failed, skipped: 0, note, failures: [], durations: [] };
 }
 
 async function unitPass(files: string[], options: Options): Promise<PassResult> {
@@ -441,6 +457,12 @@ async function main(): Promise<number> {
     total.failed += r.failed;
     total.skipped += r.skipped;
   }
+  const slowest = results
+    .flatMap((r) => r.durations.map((d) => ({ ...d, pass: r.label.split(' ')[0] })))
+    .sort((a, b) => b.seconds - a.seconds)
+    .slice(0, 5);
+  if (slowest.length > 0) say('slowest tests:');
+  for (const d of slowest) say(`  ${d.seconds.toFixed(1).padStart(5)} s  ${d.pass}: ${d.title}`);
   for (const r of results) {
     for (const failure of r.failures) say(`  failed in ${r.label.split(' ')[0]}: ${failure}`);
   }
