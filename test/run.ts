@@ -155,8 +155,12 @@ async function runFile(file: string, options: Options): Promise<FileResult> {
   const durations: FileResult['durations'] = [];
   const output: string[] = [];
   const stack: string[] = [];
-  /** Execution order: tests started and not yet completed (what a killed file was doing). */
+  /**
+   * Execution order (ahead of the reporting order when a file is killed): the names of the
+   * tests started and not yet completed, for the message of a file that was stopped.
+   */
   const running = new Map<string, string>();
+  const runningPath: string[] = [];
   const stream = run({
     files: [absolute],
     timeout: FILE_TIMEOUT_MS,
@@ -187,7 +191,10 @@ async function runFile(file: string, options: Options): Promise<FileResult> {
         output.push(data.message ?? '');
         break;
       case 'test:dequeue':
-        if (!isFile) running.set(key, [...stack.slice(0, nesting), name].join(' › '));
+        if (isFile) break;
+        runningPath.length = nesting;
+        runningPath.push(name);
+        running.set(key, runningPath.join(' › '));
         break;
       case 'test:complete':
         running.delete(key);
@@ -226,8 +233,10 @@ async function runFile(file: string, options: Options): Promise<FileResult> {
         }
         details.push(`    ✖ ${title}`);
         details.push(failureText(error));
-        if (isFile && running.size > 0) {
-          details.push(`      still running: ${[...running.values()].join('; ')}`);
+        const paths = [...running.values()];
+        const innermost = paths.filter((p) => !paths.some((q) => q.startsWith(`${p} › `)));
+        if (isFile && innermost.length > 0) {
+          details.push(`      still running: ${innermost.join('; ')}`);
         }
         break;
       }
