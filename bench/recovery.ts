@@ -10,11 +10,9 @@ import {
   type Context,
   connectedClient,
   deadline,
-  type Medians,
   rotate,
   runAppName,
   runRounds,
-  type Samples,
   sleep,
   type WorkloadResult,
 } from './common.js';
@@ -138,32 +136,25 @@ export async function recovery(ctx: Context): Promise<WorkloadResult> {
   const contestants = ctx.pick(RECOVERY_CONTESTANTS);
   const reports: Record<string, { lossReported: Set<string>; otherEvents: Set<string> }> = {};
   const admin = await connectedClient(ctx.url, runAppName('admin'));
-  let medians: Medians;
-  let samples: Samples;
-  try {
-    ({ samples, medians } = await runRounds(ctx, {
-      turns: (round) =>
-        channelCounts.flatMap((channelCount) =>
-          rotate(contestants, round).map((name) => ({ channelCount, name })),
-        ),
-      async measure({ channelCount, name }, report, label) {
-        const row = `${fmt(channelCount)} / ${name}`;
-        const outcome = await recoveryOnce(ctx, admin, name, channelCount);
-        const seen = reports[row] ?? { lossReported: new Set(), otherEvents: new Set() };
-        reports[row] = seen;
-        for (const detail of outcome.lossReported) seen.lossReported.add(detail);
-        for (const detail of outcome.otherEvents)
-          seen.otherEvents.add(detail.replace(/#\d+/, '#n'));
-        report(
-          row,
-          { firstDeliveryMs: outcome.firstDeliveryMs, relistenedMs: outcome.relistenedMs },
-          `recovery ${label} ${channelCount} channel(s) ${name}: first delivery ${fmt(outcome.firstDeliveryMs, 1)} ms, re-listened ${fmt(outcome.relistenedMs, 1)} ms`,
-        );
-      },
-    }));
-  } finally {
-    await admin.end().catch(() => undefined);
-  }
+  const { samples, medians } = await runRounds(ctx, {
+    turns: (round) =>
+      channelCounts.flatMap((channelCount) =>
+        rotate(contestants, round).map((name) => ({ channelCount, name })),
+      ),
+    async measure({ channelCount, name }, report, label) {
+      const row = `${fmt(channelCount)} / ${name}`;
+      const outcome = await recoveryOnce(ctx, admin, name, channelCount);
+      const seen = reports[row] ?? { lossReported: new Set(), otherEvents: new Set() };
+      reports[row] = seen;
+      for (const detail of outcome.lossReported) seen.lossReported.add(detail);
+      for (const detail of outcome.otherEvents) seen.otherEvents.add(detail.replace(/#\d+/, '#n'));
+      report(
+        row,
+        { firstDeliveryMs: outcome.firstDeliveryMs, relistenedMs: outcome.relistenedMs },
+        `recovery ${label} ${channelCount} channel(s) ${name}: first delivery ${fmt(outcome.firstDeliveryMs, 1)} ms, re-listened ${fmt(outcome.relistenedMs, 1)} ms`,
+      );
+    },
+  }).finally(() => admin.end().catch(() => undefined));
   const rows: string[][] = [];
   for (const channelCount of channelCounts) {
     const at = (name: string, metric: string): number | undefined =>
