@@ -4,13 +4,17 @@
  *
  *   npm run bench                          workloads (a)–(g), 5 interleaved rounds
  *   npm run bench -- delivery latency      only those workloads (names or letters a–g)
- *   npm run bench -- --quick               small sizes, 1 round (what test/bench.test.ts runs)
+ *   npm run bench -- --quick               small sizes, 1 round (a step of .ci/run;
+ *                                          test/bench.test.ts runs it with --only=pgnotify)
  *   npm run bench -- --rounds=3 --no-json
  *   npm run bench -- delivery --only=pgnotify,pg   only those contestants ('pg' includes 'pg Pool')
  *
  * Workloads: (a) delivery, (b) latency, (c) publish, (d) fanout, (e) recovery, (f) memory,
- * (g) instructions (under valgrind; skipped with --quick or without valgrind); and `dispatch` (on request only): the listener's own cost per notification, without the server.
- * Server: DATABASE_URL when set, else a throwaway embedded PostgreSQL (removed afterwards).
+ * (g) instructions (under valgrind; skipped with --quick or without valgrind); and `dispatch`
+ * (on request only): the listener's own cost per notification, without the server.
+ * Every workload runs its rounds through runRounds() (bench/common.ts).
+ * Server: DATABASE_URL when set, else a throwaway embedded PostgreSQL (startEmbedded() of
+ * src/cli/embedded.ts, removed afterwards, also on Ctrl-C).
  * Results: a table per workload on stdout (progress on stderr), and JSON in
  * bench/results/<timestamp>.json.
  */
