@@ -20,8 +20,9 @@
  *
  * Each file runs in a process of its own through node:test's `run()`, two files at a time, with
  * DATABASE_URL and PGNOTIFY_TEST_SERVER set for the pass. Output: one line per file (passed,
- * failed, skipped, seconds), every failure in full (test name, error, stack) under its file's
- * line, one line per pass, and last, alone on its line, `N passed, M failed[, K skipped]`.
+ * failed, skipped, seconds), every failure in full (test name, error, stack, and the file's
+ * output) under its file's line, one line per pass, the five slowest tests (1 s or more), and
+ * last, alone on its line, `N passed, M failed[, K skipped]`: what CI reads.
  *
  * Timeouts: a test's own `timeout` option is the limit for that test. Node 20 has no default
  * per-test limit (its --test-timeout bounds a whole file), so the only other limit is a watchdog
@@ -420,7 +421,14 @@ async function main(): Promise<number> {
   process.on('SIGTERM', onSignal);
   process.on('SIGHUP', onSignal);
 
-  const options = parseArgs(process.argv.slice(2));
+  let options: Options;
+  try {
+    options = parseArgs(process.argv.slice(2));
+  } catch (err) {
+    say(errorText(err));
+    say('0 passed, 1 failed');
+    return 2;
+  }
   const files = findTestFiles(options.filters);
   if (files.length === 0) {
     const what = options.filters.map((f) => `"${f}"`).join(', ') || '*.test.ts';
@@ -468,6 +476,7 @@ async function main(): Promise<number> {
   }
   const slowest = results
     .flatMap((r) => r.durations.map((d) => ({ ...d, pass: r.label.split(' ')[0] })))
+    .filter((d) => d.seconds >= 1)
     .sort((a, b) => b.seconds - a.seconds)
     .slice(0, 5);
   if (slowest.length > 0) say('slowest tests:');
