@@ -37,6 +37,7 @@ export function installExitCleanup(handleSignals: boolean): void {
   }
 }
 
+/** A throwaway server that can be stopped and started again (with `persistent`). */
 export interface EmbeddedServer {
   readonly url: string;
   readonly port: number;
@@ -56,6 +57,7 @@ export interface EmbeddedServer {
   destroy(): Promise<void>;
 }
 
+/** How {@link createEmbeddedServer} makes a server. */
 export interface EmbeddedServerOptions {
   /** Keep the data directory across stop()/start() (needed for restarts). */
   persistent: boolean;
