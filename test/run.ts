@@ -374,7 +374,9 @@ async function embeddedPass(files: string[], options: Options): Promise<PassResu
 async function servicePass(files: string[], options: Options): Promise<PassResult> {
   say('');
   try {
-    await probe(SERVICE_URL, 3000);
+    // 10 s, not less: no server refuses at once, and a loaded machine must not turn a slow
+    // connect into a silently skipped pass.
+    await probe(SERVICE_URL, 10_000);
   } catch (err) {
     return notRun('service', `no PostgreSQL at ${redactUrl(SERVICE_URL)} (${errorText(err)})`, 0);
   }
