@@ -163,9 +163,29 @@ describe('encoding', () => {
     const channel = uniqueChannel('bad');
     const circular: Record<string, unknown> = {};
     circular.self = circular;
-    for (const payload of [circular, 10n, () => 1, Symbol('s'), 'nul\0inside', 'lone \uD800']) {
+    const lossy = [
+      Number.NaN,
+      Number.POSITIVE_INFINITY,
+      { total: Number.NEGATIVE_INFINITY },
+      new Map([['a', 1]]),
+      { tags: new Set(['a']) },
+      [1, [Number.NaN]],
+    ];
+    for (const payload of [
+      circular,
+      10n,
+      () => 1,
+      Symbol('s'),
+      'nul\0inside',
+      'lone \uD800',
+      ...lossy,
+    ]) {
       await assert.rejects(notifier.notify(channel, payload), code(ErrorCode.INVALID_PAYLOAD));
       await assert.rejects(notify(admin, channel, payload), code(ErrorCode.INVALID_PAYLOAD));
+      await assert.rejects(
+        notifier.notifyMany(channel, ['fine', payload]),
+        code(ErrorCode.INVALID_PAYLOAD),
+      );
     }
   });
 });
