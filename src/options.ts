@@ -57,7 +57,7 @@ export interface BufferOptions {
 }
 
 /** Where errors that no call can reject go: handler failures, decode failures, lost connections. */
-export type ErrorHandler = (error: Error) => void;
+export type ErrorHandler<E extends Error = Error> = (error: E) => void;
 
 /** Options of {@link createListener}. Every field is optional. */
 export interface ListenerOptions<Channels extends ChannelMap = ChannelMap> {
