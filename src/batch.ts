@@ -22,8 +22,8 @@ export class Batch {
    */
   channels: string[] | undefined;
   /**
-   * Payload (as its element, which is one-to-one with the text) → channel(s) already in this
-   * batch: PostgreSQL folds repeated pairs into one.
+   * Payload (as its element, which is one-to-one with the text) → the channel, or the
+   * channels, it already goes to in this batch: PostgreSQL folds repeated pairs into one.
    */
   private readonly seen = new Map<string, string | Set<string>>();
   readonly done: Promise<void>;

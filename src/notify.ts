@@ -8,7 +8,10 @@ import { ErrorCode, PgNotifyError, shorten, toError } from './errors.js';
 import type { ChannelMap } from './options.js';
 import { checkChannel, NOTIFY_SQL } from './sql.js';
 
-/** Anything with pg's `query(text, values)`: a `pg.Client`, a `pg.PoolClient`, a `pg.Pool`. */
+/**
+ * Anything with pg's `query(text, values)`: a `pg.Client`, a `pg.PoolClient`, a `pg.Pool`, or
+ * an object of yours whose `query` returns a promise that rejects when the statement fails.
+ */
 export interface Queryable {
   query(text: string, values?: unknown[]): Promise<unknown>;
 }
