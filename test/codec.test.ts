@@ -188,6 +188,11 @@ describe('encodePayload', () => {
     const hidden = Object.defineProperty({ a: 1 }, 'nan', { value: Number.NaN, enumerable: false });
     assert.equal(encodePayload(hidden, 'c'), '{"a":1}');
     assert.equal(encodePayload({ [Symbol('s')]: Number.NaN, b: [null] }, 'c'), '{"b":[null]}');
+    // A Map with enumerable properties of its own is written as them, as JSON does.
+    const tagged = Object.assign(new Map([['lost', 1]]), { kind: 'tagged' });
+    assert.equal(encodePayload(tagged, 'c'), '{"kind":"tagged"}');
+    assert.equal(encodePayload({ empty: {}, list: [] }, 'c'), '{"empty":{},"list":[]}');
+    assert.equal(encodePayload({ s: 'null {}' }, 'c'), '{"s":"null {}"}');
   });
 
   test('a string with NUL is INVALID_PAYLOAD', () => {
