@@ -3,7 +3,7 @@
  * once per subscriber; encoding happens once per notify() call, before validation.
  */
 import type { StandardSchemaV1 } from '@standard-schema/spec';
-import { ErrorCode, PgNotifyError, ValidationError } from './errors.js';
+import { ErrorCode, PgNotifyError, shorten, ValidationError } from './errors.js';
 import { checkPayload, checkPayloadSize } from './sql.js';
 
 /** A decoder turns the raw payload text of a channel into a value. It may throw. */
@@ -73,8 +73,16 @@ function decodeAuto(raw: string): unknown {
 }
 
 /**
- * Turns a payload into the text sent to the server and checks PostgreSQL's limits.
- * Strings go as they are; `undefined` is the empty payload; anything else is JSON.
+ * Turns a payload into the text sent to the server and checks PostgreSQL's limits, or throws
+ * `PGNOTIFY_INVALID_PAYLOAD` / `PGNOTIFY_PAYLOAD_TOO_LARGE`. Strings go as they are (no NUL,
+ * no lone surrogate); `undefined` is the empty payload; anything else is `JSON.stringify`'s
+ * text. Values JSON would change silently are refused, at any depth, with their path in the
+ * message: `NaN`, `Infinity` and `-Infinity` (JSON writes `null`), `Map` and `Set` (JSON
+ * writes `{}`). An object with a `toJSON()` method is taken as it encodes itself; so is a Map or
+ * Set carrying enumerable properties of its own, which JSON writes as those properties.
+ * @example
+ * encodePayload({ id: 1 }, 'orders') // '{"id":1}'
+ * encodePayload({ total: NaN }, 'orders') // throws: payload.total is NaN …
  */
 export function encodePayload(payload: unknown, channel: string): string {
   if (typeof payload === 'string') return checkPayload(payload, channel);
@@ -96,8 +104,88 @@ export function encodePayload(payload: unknown, channel: string): string {
       { channel },
     );
   }
-  // JSON.stringify escapes NUL and lone surrogates: only the size can be wrong.
-  return checkPayloadSize(text, channel);
+  // JSON.stringify escapes NUL and lone surrogates: only the size can be wrong. The size comes
+  // first: it bounds the depth of what the walk below recurses into.
+  checkPayloadSize(text, channel);
+  if (typeof payload === 'object' && payload !== null) {
+    // NaN and ±Infinity come out as null, a Map or Set as {}: text with neither hides none of
+    // them, and the walk (slow while the code is cold: +1 µs a notification in the publish
+    // bench) runs only for text that has one.
+    if (text.includes('null') || text.includes('{}')) {
+      const found = unencodable(payload);
+      if (found !== undefined) throw lossy(found, channel);
+    }
+  } else if (typeof payload === 'number' && payload - payload !== 0) {
+    throw lossy({ path: [], value: payload }, channel);
+  }
+  return text;
+}
+
+/** A value JSON.stringify would silently turn into something else, and where it sits. */
+interface Lossy {
+  /** Keys from the value up to the payload: innermost first (pushed on the way back up). */
+  path: (string | number)[];
+  value: unknown;
+}
+
+/**
+ * Finds the first NaN, ±Infinity, or Map or Set that JSON writes as `{}`, in what
+ * JSON.stringify just encoded (so the walk meets no cycle: stringify would have thrown). It
+ * visits what stringify visits: array items by index, own enumerable string keys, and no
+ * deeper than an object with `toJSON()`. Nothing is allocated unless something is found.
+ */
+function unencodable(value: object): Lossy | undefined {
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const found = unencodableItem(value[i]);
+      if (found !== undefined) {
+        found.path.push(i);
+        return found;
+      }
+    }
+    return undefined;
+  }
+  if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return undefined;
+  const keys = Object.keys(value);
+  if (keys.length === 0 && (value instanceof Map || value instanceof Set)) {
+    return { path: [], value };
+  }
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i] as string;
+    const found = unencodableItem((value as Record<string, unknown>)[key]);
+    if (found !== undefined) {
+      found.path.push(key);
+      return found;
+    }
+  }
+  return undefined;
+}
+
+function unencodableItem(item: unknown): Lossy | undefined {
+  if (typeof item === 'number') {
+    // NaN - NaN and Infinity - Infinity are NaN; every finite number gives 0.
+    return item - item === 0 ? undefined : { path: [], value: item };
+  }
+  return typeof item === 'object' && item !== null ? unencodable(item) : undefined;
+}
+
+function lossy(found: Lossy, channel: string): PgNotifyError {
+  const where = found.path.reduceRight<string>(
+    (text, key) =>
+      typeof key === 'number'
+        ? `${text}[${key}]`
+        : /^[A-Za-z_$][\w$]*$/.test(key)
+          ? `${text}.${key}`
+          : `${text}[${JSON.stringify(shorten(key))}]`,
+    'payload',
+  );
+  const value = found.value;
+  const what =
+    typeof value === 'number'
+      ? `${where} is ${String(value)}, which JSON would send as null; send null or a finite number`
+      : `${where} is a ${value instanceof Map ? 'Map' : 'Set'}, which JSON would send as {}; ` +
+        `convert it first (${value instanceof Map ? 'Object.fromEntries(map)' : '[...set]'})`;
+  return new PgNotifyError(ErrorCode.INVALID_PAYLOAD, `invalid payload: ${what}`, { channel });
 }
 
 /** The result of validating one payload: the (possibly transformed) value or a failure. */

@@ -4,19 +4,32 @@
  * trips; `notify(client, …)` sends inside the caller's own transaction.
  */
 import pg from 'pg';
+import { Batch } from './batch.js';
 import { encodePayload } from './codec.js';
-import { ErrorCode, PgNotifyError, toError } from './errors.js';
-import { defaultOnError, type ErrorHandler, functionOption, intOption } from './options.js';
-import { checkChannel, NOTIFY_BATCH_SQL, NOTIFY_SQL } from './sql.js';
+import { resolveConnection } from './connection.js';
+import { ErrorCode, PgNotifyError, sqlStateOf, toError } from './errors.js';
+import type { PayloadArg } from './notify.js';
+import {
+  type ChannelMap,
+  defaultOnError,
+  type ErrorHandler,
+  functionOption,
+  intOption,
+} from './options.js';
+import { checkChannel } from './sql.js';
 
-/** Anything with pg's `query(text, values)`: a `pg.Client`, a `pg.PoolClient`, a `pg.Pool`. */
-export interface Queryable {
-  query(text: string, values?: unknown[]): Promise<unknown>;
-}
+// The standalone notify() lives in notify.ts; it is exported from here too, beside the notifier.
+export { notify, type Queryable } from './notify.js';
 
 /** Options of {@link createNotifier}. Give `connection` or `pool`, not both. */
 export interface NotifierOptions {
-  /** A URL or `pg.PoolConfig`; the notifier owns a small pool and closes it. Default `DATABASE_URL`. */
+  /**
+   * Where the notifier's own small pool connects: a `postgres://` URL or a `pg.PoolConfig`
+   * (its `max` defaults to 2, `application_name` to `'pgnotify-notifier'`). Default
+   * `DATABASE_URL`, else pg's `PG*` variables; with none of them `createNotifier()` throws
+   * `PGNOTIFY_INVALID_OPTION`, as it does for a URL that does not parse. The notifier closes
+   * this pool in `close()`.
+   */
   connection?: string | pg.PoolConfig | undefined;
   /** A pool of your own; the notifier borrows it and never ends it. */
   pool?: pg.Pool;
@@ -28,82 +41,15 @@ export interface NotifierOptions {
    * the server to answer one statement. Past it the batch's callers reject with
    * `PGNOTIFY_NOTIFY_FAILED` instead of waiting on a dead or stalled connection forever; a
    * statement that timed out (or lost its connection) may still have been committed, and the
-   * message says so. Default 30 000. With `pool`, your pool's own settings apply.
+   * message says so. `close()` also waits at most this long for a socket to close before it
+   * destroys it. Default 30 000. With `pool`, your pool's own settings apply.
    */
   timeoutMs?: number;
-  /** Receives errors no call can reject (an idle pool connection dying). Default: stderr. */
-  onError?: ErrorHandler;
-}
-
-/**
- * Calls that go out as one statement. It is open (calls join it) until the send loop takes
- * it. Every call of a batch shares its outcome: the batch settles one promise, from which
- * each call's own is derived, and its JSON parameters are built as calls join, not at send
- * time.
- */
-class Batch {
   /**
-   * The payloads in call order, as the elements of a JSON array: JSON strings, or when `json`,
-   * the JSON text the client encoded (see NOTIFY_BATCH_SQL).
+   * Receives errors no call can reject (an idle pool connection dying), always as a
+   * {@link PgNotifyError}. Must not throw. Default: one line on stderr.
    */
-  readonly payloads: string[] = [];
-  /** The channels as JSON strings, once the batch holds more than one channel. */
-  channels: string[] | undefined;
-  /**
-   * Payload (as its element, which is one-to-one with the text) → channel(s) already in this
-   * batch: PostgreSQL folds repeated pairs into one.
-   */
-  private readonly seen = new Map<string, string | Set<string>>();
-  readonly done: Promise<void>;
-  resolve!: () => void;
-  reject!: (error: Error) => void;
-
-  constructor(
-    readonly channel: string,
-    private readonly channelJson: string,
-    /** Whether the elements are JSON values as encoded, not JSON strings. */
-    readonly json: boolean,
-    readonly firstPayload: string,
-    payloadJson: string,
-  ) {
-    this.payloads.push(payloadJson);
-    this.seen.set(payloadJson, channel);
-    this.done = new Promise<void>((resolve, reject) => {
-      this.resolve = resolve;
-      this.reject = reject;
-    });
-    // Callers get promises derived from this one; it is never the one left unhandled.
-    this.done.catch(() => undefined);
-  }
-
-  /** Adds a call, or returns false when the batch already holds this (channel, payload). */
-  add(channel: string, channelJson: string, payloadJson: string): boolean {
-    const seen = this.seen.get(payloadJson);
-    if (seen === undefined) this.seen.set(payloadJson, channel);
-    else if (typeof seen === 'string') {
-      if (seen === channel) return false;
-      this.seen.set(payloadJson, new Set([seen, channel]));
-    } else {
-      if (seen.has(channel)) return false;
-      seen.add(channel);
-    }
-    if (this.channels === undefined && channel !== this.channel) {
-      this.channels = new Array<string>(this.payloads.length).fill(this.channelJson);
-    }
-    this.channels?.push(channelJson);
-    this.payloads.push(payloadJson);
-    return true;
-  }
-
-  /** The statement and parameters that send this batch. */
-  query(): [text: string, values: string[]] {
-    const payloads = this.payloads;
-    if (payloads.length === 1) return [NOTIFY_SQL, [this.channel, this.firstPayload]];
-    const sql = NOTIFY_BATCH_SQL[this.json ? 'json' : 'text'];
-    const array = `[${payloads.join(',')}]`;
-    if (this.channels === undefined) return [sql.one, [this.channel, array]];
-    return [sql.many, [`[${this.channels.join(',')}]`, array]];
-  }
+  onError?: ErrorHandler<PgNotifyError>;
 }
 
 /**
@@ -111,14 +57,18 @@ class Batch {
  * batches run one at a time, so notifications arrive in call order. A batch never holds the
  * same (channel, payload) twice — PostgreSQL would fold them into one — so every call
  * delivers exactly one notification, as a lone NOTIFY would.
+ *
+ * Typed by a channel map (`createNotifier<{ orders: Order }>()`), `notify` and `notifyMany`
+ * accept only the map's channels, each with its payload type; untyped, any channel name and
+ * any payload compile.
  */
-export class Notifier {
+export class Notifier<Channels extends ChannelMap = ChannelMap> {
   private readonly pool: pg.Pool;
   private readonly ownsPool: boolean;
   private readonly maxBatch: number;
-  /** With the notifier's own pool: the longest wait for one statement's answer, else 0. */
+  /** The longest wait for one statement's answer (0 with a pool of yours), and for a socket to close. */
   private readonly timeoutMs: number;
-  private readonly onError: ErrorHandler;
+  private readonly onError: ErrorHandler<PgNotifyError>;
   /** Batches in call order; the first may be in flight, the last may be open. */
   private queue: Batch[] = [];
   /** The batch being sent: closed to new calls. */
@@ -126,9 +76,8 @@ export class Notifier {
   private sending = false;
   private scheduled = false;
   private closing: Promise<void> | undefined;
-  /** The last channel checked (undefined: none yet, so any string, even '', is checked). */
-  private lastChannel: string | undefined;
-  private lastChannelJson = '';
+  /** Connections of the notifier's own pool whose sockets have not closed yet, each with its close. */
+  private readonly sockets = new Map<pg.Client, Promise<void>>();
   private readonly poolError = (error: Error): void => {
     this.report(
       new PgNotifyError(
@@ -152,32 +101,58 @@ export class Notifier {
       this.ownsPool = false;
       this.timeoutMs = 0;
     } else {
-      const connection = options.connection ?? process.env.DATABASE_URL;
-      const config: pg.PoolConfig =
-        typeof connection === 'string'
-          ? { connectionString: connection }
-          : { ...(connection ?? {}) };
+      const config = resolveConnection<pg.PoolConfig>(options.connection);
       config.max ??= 2;
       config.application_name ??= 'pgnotify-notifier';
       config.connectionTimeoutMillis ??= timeoutMs;
       this.pool = new pg.Pool(config);
       this.ownsPool = true;
       this.timeoutMs = timeoutMs;
+      // pg's pool.end() resolves once it has asked its connections to end, not once their
+      // sockets have closed: close() waits for each one's 'end'.
+      this.pool.on('connect', (client) => {
+        this.sockets.set(
+          client,
+          new Promise((resolve) => {
+            client.once('end', () => {
+              this.sockets.delete(client);
+              resolve();
+            });
+          }),
+        );
+      });
     }
     // An idle pooled connection that dies emits 'error' on the pool: unhandled, it would crash.
     this.pool.on('error', this.poolError);
   }
 
   /**
-   * Sends one notification. Strings go as they are, anything else as JSON. Resolves once the
-   * server has committed it; rejects alone when this call's channel or payload is refused.
+   * Sends one notification. Strings go as they are, `undefined` (or no payload) as the empty
+   * payload, anything else as JSON (see the refusals of `encodePayload`). Resolves once the
+   * server has committed it. Rejects alone, before anything is sent, when this call's channel
+   * (`PGNOTIFY_INVALID_CHANNEL`) or payload (`PGNOTIFY_INVALID_PAYLOAD`,
+   * `PGNOTIFY_PAYLOAD_TOO_LARGE`) is refused, or after `close()` (`PGNOTIFY_CLOSED`); with its
+   * whole batch, `PGNOTIFY_NOTIFY_FAILED` (`retryable`), when the statement fails.
    * @example
    * await notifier.notify('orders', { id: 1 })
    */
+  notify<C extends keyof Channels & string>(
+    channel: C,
+    ...payload: PayloadArg<Channels[C]>
+  ): Promise<void>;
   notify(channel: string, payload?: unknown): Promise<void> {
+    return this.enqueue(channel, payload);
+  }
+
+  private enqueue(channel: string, payload: unknown): Promise<void> {
     let batch: Batch;
     try {
-      batch = this.enqueue(channel, payload);
+      if (this.closing !== undefined) throw closedError();
+      // Every call checks its channel (~30 ns). A last-channel cache once skipped it, and
+      // skipped it wrongly for a first call whose channel matched the cache's initial value;
+      // the publish bench cannot tell the two apart.
+      checkChannel(channel);
+      batch = this.add(channel, encodePayload(payload, channel), isJson(payload));
     } catch (error) {
       return Promise.reject(error);
     }
@@ -186,17 +161,9 @@ export class Notifier {
     return batch.done.then();
   }
 
-  /** Validates and encodes one call and adds it to the open batch. Throws when refused. */
-  private enqueue(channel: string, payload: unknown): Batch {
-    if (this.closing !== undefined)
-      throw new PgNotifyError(ErrorCode.CLOSED, 'the notifier is closed');
-    if (channel !== this.lastChannel) {
-      this.lastChannel = checkChannel(channel);
-      this.lastChannelJson = JSON.stringify(channel);
-    }
-    const text = encodePayload(payload, channel);
+  /** Adds a validated call to the open batch, or to a new one. */
+  private add(channel: string, text: string, json: boolean): Batch {
     // A value the client encoded is JSON already: it goes into the batch as it is.
-    const json = typeof payload !== 'string' && payload !== undefined;
     const element = json ? text : JSON.stringify(text);
     const open = this.queue.length > 0 ? this.queue[this.queue.length - 1] : undefined;
     if (
@@ -204,45 +171,61 @@ export class Notifier {
       open !== this.inflight &&
       open.json === json &&
       open.payloads.length < this.maxBatch &&
-      open.add(channel, this.lastChannelJson, element)
+      open.add(channel, element)
     ) {
       return open;
     }
-    const batch = new Batch(channel, this.lastChannelJson, json, text, element);
+    const batch = new Batch(channel, json, text, element);
     this.queue.push(batch);
     this.schedule();
     return batch;
   }
 
   /**
-   * Sends the stop notification on `stopChannel`: a listener or subscription created with that
-   * `stopChannel` ends (PyGreSQL's `notify(stop=True)`).
+   * Sends the empty payload on `stopChannel`: a listener or subscription created with that
+   * `stopChannel` ends when it arrives. The channel need not be in the channel map.
    */
   notifyStop(stopChannel: string): Promise<void> {
-    return this.notify(stopChannel, '');
+    return this.enqueue(stopChannel, '');
   }
 
-  /** Sends many payloads on one channel, in order. Refuses them all if any is invalid. */
-  async notifyMany(channel: string, payloads: readonly unknown[]): Promise<void> {
+  /**
+   * Sends many payloads on one channel, in order, encoded as `notify` does. Checks all of them
+   * first: one refused payload rejects the call and sends none. Resolves once all are
+   * committed; they may travel in several statements, so a failure may come after some were.
+   * @example
+   * await notifier.notifyMany('orders', [{ id: 1 }, { id: 2 }])
+   */
+  async notifyMany<C extends keyof Channels & string>(
+    channel: C,
+    payloads: readonly Channels[C][],
+  ): Promise<void> {
+    if (this.closing !== undefined) throw closedError();
     if (!Array.isArray(payloads)) {
       throw new PgNotifyError(
         ErrorCode.INVALID_PAYLOAD,
-        'notifyMany: expected an array of payloads',
+        `notifyMany: expected an array of payloads, got ${typeof payloads}`,
       );
     }
     checkChannel(channel);
-    // Validate every payload before any is queued.
     const texts = payloads.map((payload) => encodePayload(payload, channel));
     const batches = new Set<Batch>();
-    for (const text of texts) batches.add(this.enqueue(channel, text));
+    for (let i = 0; i < texts.length; i++) {
+      batches.add(this.add(channel, texts[i] as string, isJson(payloads[i])));
+    }
     await Promise.all([...batches].map((batch) => batch.done));
   }
 
-  /** Waits for queued notifications, then closes the pool if the notifier created it. Idempotent. */
+  /**
+   * Closes the notifier: new calls reject with `PGNOTIFY_CLOSED`, queued ones are sent, and
+   * then, if the notifier created its pool, the pool is ended. Resolves once every socket of
+   * that pool has closed (one that has not within `timeoutMs` is destroyed). A pool of yours
+   * stays open. Safe to call more than once: every call returns the same promise.
+   */
   close(): Promise<void> {
     this.closing ??= (async () => {
       while (this.queue.length > 0 || this.sending) await this.flushed();
-      if (this.ownsPool) await this.pool.end();
+      if (this.ownsPool) await this.endPool();
       else this.pool.off('error', this.poolError);
     })();
     return this.closing;
@@ -251,6 +234,21 @@ export class Notifier {
   /** `await using notifier = createNotifier(…)` closes it at the end of the block. */
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
+  }
+
+  private async endPool(): Promise<void> {
+    await this.pool.end();
+    const closed = Promise.all(this.sockets.values());
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<true>((resolve) => {
+      timer = setTimeout(resolve, this.timeoutMs, true);
+    });
+    // A peer that never answers our goodbye (a stalled network) would hold a socket open.
+    if ((await Promise.race([closed, late])) === true) {
+      for (const client of this.sockets.keys()) client.connection.stream.destroy();
+    }
+    clearTimeout(timer);
+    await closed;
   }
 
   private flushWaiters: (() => void)[] = [];
@@ -284,11 +282,15 @@ export class Notifier {
           // server error or a failure to connect means nothing was delivered.
           const unknown = error instanceof OutcomeUnknown;
           const cause = unknown ? error.reason : error;
-          const hint = unknown ? '; the notifications may or may not have been sent' : '';
+          const hint = unknown
+            ? `; ${count > 1 ? 'the notifications' : 'it'} may or may not have been sent`
+            : sqlStateOf(cause) === '25P02'
+              ? '; a connection came back to your pool inside a failed transaction: roll back before release()'
+              : '';
           batch.reject(
             new PgNotifyError(
               ErrorCode.NOTIFY_FAILED,
-              `notify failed${count > 1 ? ` (a batch of ${count})` : ''}: ${toError(cause).message}${hint}`,
+              `notify failed${count > 1 ? ` (a batch of ${count} notifications)` : ''}: ${toError(cause).message}${hint}`,
               { cause, retryable: true },
             ),
           );
@@ -350,7 +352,7 @@ export class Notifier {
     });
   }
 
-  private report(error: Error): void {
+  private report(error: PgNotifyError): void {
     try {
       this.onError(error);
     } catch {
@@ -368,31 +370,27 @@ class OutcomeUnknown extends Error {
   }
 }
 
-/**
- * Creates a notifier on its own small pool (`connection`) or on yours (`pool`).
- * @example
- * const notifier = createNotifier({ connection: process.env.DATABASE_URL })
- * await notifier.notify('orders', { id: 1 })
- * await notifier.close()
- */
-export function createNotifier(options: NotifierOptions = {}): Notifier {
-  return new Notifier(options);
+function isJson(payload: unknown): boolean {
+  return typeof payload !== 'string' && payload !== undefined;
+}
+
+function closedError(): PgNotifyError {
+  return new PgNotifyError(ErrorCode.CLOSED, 'the notifier is closed');
 }
 
 /**
- * Sends one notification through `queryable`, inside whatever transaction it is in: the
- * notification is delivered when that transaction commits and never if it rolls back.
+ * Creates a notifier on its own small pool (`connection`, default `DATABASE_URL`) or on yours
+ * (`pool`). Throws `PGNOTIFY_INVALID_OPTION` synchronously for a wrong option, a connection
+ * URL that does not parse, or no connection configured at all. Give a channel map to type
+ * `notify` and `notifyMany`.
  * @example
- * await client.query('BEGIN')
- * await client.query('INSERT INTO orders …')
- * await notify(client, 'orders', { id })
- * await client.query('COMMIT')
+ * type Channels = { orders: { id: number }; audit: string }
+ * const notifier = createNotifier<Channels>({ connection: process.env.DATABASE_URL })
+ * await notifier.notify('orders', { id: 1 }) // 'order' or { id: '1' } would not compile
+ * await notifier.close()
  */
-export async function notify(
-  queryable: Queryable,
-  channel: string,
-  payload?: unknown,
-): Promise<void> {
-  const text = encodePayload(payload, checkChannel(channel));
-  await queryable.query(NOTIFY_SQL, [channel, text]);
+export function createNotifier<Channels extends ChannelMap = ChannelMap>(
+  options: NotifierOptions = {},
+): Notifier<Channels> {
+  return new Notifier<Channels>(options);
 }

@@ -56,8 +56,11 @@ export interface BufferOptions {
   overflow?: OverflowPolicy;
 }
 
-/** Where errors that no call can reject go: handler failures, decode failures, lost connections. */
-export type ErrorHandler = (error: Error) => void;
+/**
+ * Where errors that no call can reject go: handler failures, decode failures, lost connections.
+ * `E` is what it receives: the notifier's handler always gets a `PgNotifyError`.
+ */
+export type ErrorHandler<E extends Error = Error> = (error: E) => void;
 
 /** Options of {@link createListener}. Every field is optional. */
 export interface ListenerOptions<Channels extends ChannelMap = ChannelMap> {

@@ -38,7 +38,11 @@ export function checkChannel(channel: unknown): string {
   return channel;
 }
 
-/** Checks an encoded payload against PostgreSQL's limits and returns it. */
+/**
+ * Checks payload text against PostgreSQL's limits and returns it: fewer than 8000 UTF-8 bytes
+ * (else `PGNOTIFY_PAYLOAD_TOO_LARGE`), no NUL and no lone UTF-16 surrogate (else
+ * `PGNOTIFY_INVALID_PAYLOAD`: text columns cannot hold the one, UTF-8 cannot carry the other).
+ */
 export function checkPayload(payload: string, channel?: string): string {
   checkPayloadSize(payload, channel);
   if (payload.includes('\0')) {
@@ -83,14 +87,17 @@ export function quoteIdent(name: string): string {
   return `"${name.replaceAll('"', '""')}"`;
 }
 
-/** One simple-query string that LISTENs to every channel: one round trip whatever the count. */
+/**
+ * One simple-query string that LISTENs to every channel given, each quoted: one round trip
+ * whatever the count ('' for none). The names must have passed {@link checkChannel}.
+ */
 export function listenSql(channels: Iterable<string>): string {
   let sql = '';
   for (const channel of channels) sql += `LISTEN ${quoteIdent(channel)};`;
   return sql;
 }
 
-/** One simple-query string that UNLISTENs every channel given. */
+/** One simple-query string that UNLISTENs every channel given, each quoted ('' for none). */
 export function unlistenSql(channels: Iterable<string>): string {
   let sql = '';
   for (const channel of channels) sql += `UNLISTEN ${quoteIdent(channel)};`;

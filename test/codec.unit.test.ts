@@ -155,6 +155,46 @@ describe('encodePayload', () => {
     throwsCode(() => encodePayload(Symbol('s'), 'c'), ErrorCode.INVALID_PAYLOAD);
   });
 
+  test('NaN, Infinity, -Infinity, Map and Set are INVALID_PAYLOAD at any depth, path named', () => {
+    const cases: [unknown, RegExp][] = [
+      [Number.NaN, /payload is NaN, which JSON would send as null/],
+      [Number.POSITIVE_INFINITY, /payload is Infinity/],
+      [Number.NEGATIVE_INFINITY, /payload is -Infinity/],
+      [new Map([['a', 1]]), /payload is a Map, which JSON would send as \{\}.*Object\.fromEntries/],
+      [new Set([1]), /payload is a Set.*\[\.\.\.set\]/],
+      [{ total: Number.NaN }, /payload\.total is NaN/],
+      [[1, 2, Number.POSITIVE_INFINITY], /payload\[2\] is Infinity/],
+      [{ 'a b': [{ tags: new Set() }] }, /payload\["a b"\]\[0\]\.tags is a Set/],
+      [{ ok: 1, deep: { deeper: [{ m: new Map() }] } }, /payload\.deep\.deeper\[0\]\.m is a Map/],
+      [[[Number.NEGATIVE_INFINITY]], /payload\[0\]\[0\] is -Infinity/],
+    ];
+    for (const [payload, message] of cases) {
+      const error = throwsCode(() => encodePayload(payload, 'orders'), ErrorCode.INVALID_PAYLOAD);
+      assert.match(error.message, message);
+      assert.equal(error.channel, 'orders');
+    }
+  });
+
+  test('what JSON encodes faithfully still passes: finite numbers, toJSON, Map with toJSON', () => {
+    assert.equal(
+      encodePayload({ n: -0, big: 1e308, small: 5e-324 }, 'c'),
+      '{"n":0,"big":1e+308,"small":5e-324}',
+    );
+    assert.equal(encodePayload(new Date(0), 'c'), '"1970-01-01T00:00:00.000Z"');
+    // An object that encodes itself is taken as it encodes, whatever it holds.
+    const custom = { toJSON: () => ({ entries: 1 }), inner: new Map() };
+    assert.equal(encodePayload(custom, 'c'), '{"entries":1}');
+    // Properties JSON skips are not checked either: they are not sent.
+    const hidden = Object.defineProperty({ a: 1 }, 'nan', { value: Number.NaN, enumerable: false });
+    assert.equal(encodePayload(hidden, 'c'), '{"a":1}');
+    assert.equal(encodePayload({ [Symbol('s')]: Number.NaN, b: [null] }, 'c'), '{"b":[null]}');
+    // A Map with enumerable properties of its own is written as them, as JSON does.
+    const tagged = Object.assign(new Map([['lost', 1]]), { kind: 'tagged' });
+    assert.equal(encodePayload(tagged, 'c'), '{"kind":"tagged"}');
+    assert.equal(encodePayload({ empty: {}, list: [] }, 'c'), '{"empty":{},"list":[]}');
+    assert.equal(encodePayload({ s: 'null {}' }, 'c'), '{"s":"null {}"}');
+  });
+
   test('a string with NUL is INVALID_PAYLOAD', () => {
     throwsCode(() => encodePayload('a\0b', 'c'), ErrorCode.INVALID_PAYLOAD);
   });

@@ -9,6 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import {
@@ -17,6 +18,7 @@ import {
   ErrorCode,
   type Listener,
   type Notification,
+  type Notifier,
   notify,
   PgNotifyError,
   type Subscription,
@@ -48,6 +50,11 @@ after(async () => {
   await admin?.end().catch(() => undefined);
 });
 
+/** "1 notification", "2 notifications". */
+function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? '' : 's'}`;
+}
+
 function rand(bytes = 4): string {
   return randomBytes(bytes).toString('hex');
 }
@@ -75,7 +82,7 @@ async function feed(prefix = 'n'): Promise<Feed> {
     async atLeast(count) {
       await waitFor(() => got.length >= count, {
         ...DEADLINE,
-        message: `${count} notification(s) on ${channel} (have ${got.length})`,
+        message: `${plural(count, 'notification')} on ${channel} (have ${got.length})`,
       });
     },
   };
@@ -163,9 +170,29 @@ describe('encoding', () => {
     const channel = uniqueChannel('bad');
     const circular: Record<string, unknown> = {};
     circular.self = circular;
-    for (const payload of [circular, 10n, () => 1, Symbol('s'), 'nul\0inside', 'lone \uD800']) {
+    const lossy = [
+      Number.NaN,
+      Number.POSITIVE_INFINITY,
+      { total: Number.NEGATIVE_INFINITY },
+      new Map([['a', 1]]),
+      { tags: new Set(['a']) },
+      [1, [Number.NaN]],
+    ];
+    for (const payload of [
+      circular,
+      10n,
+      () => 1,
+      Symbol('s'),
+      'nul\0inside',
+      'lone \uD800',
+      ...lossy,
+    ]) {
       await assert.rejects(notifier.notify(channel, payload), code(ErrorCode.INVALID_PAYLOAD));
       await assert.rejects(notify(admin, channel, payload), code(ErrorCode.INVALID_PAYLOAD));
+      await assert.rejects(
+        notifier.notifyMany(channel, ['fine', payload]),
+        code(ErrorCode.INVALID_PAYLOAD),
+      );
     }
   });
 });
@@ -340,7 +367,8 @@ describe('standalone notify(client, …) in a transaction', () => {
       const f = await feed('commit');
       await client.query('BEGIN');
       await notify(client, f.channel, { in: 'tx' });
-      await new Promise<void>((resolve) => setTimeout(resolve, 200));
+      // Anything committed before the barrier's sentinel arrives before it.
+      await barrier();
       assert.deepEqual(f.raws(), [], 'nothing before COMMIT');
       await client.query('COMMIT');
       await f.atLeast(1);
@@ -368,6 +396,120 @@ describe('standalone notify(client, …) in a transaction', () => {
   });
 });
 
+describe('standalone notify(client, …) failures', () => {
+  test('in an aborted transaction (25P02): PGNOTIFY_NOTIFY_FAILED with cause, sqlState and the fix', async () => {
+    const client = await adminClient();
+    try {
+      const f = await feed('aborted');
+      await client.query('BEGIN');
+      await client.query('select 1/0').catch(() => undefined);
+      const error = await notify(client, f.channel, { id: 1 }).then(
+        () => assert.fail('notify in an aborted transaction resolved'),
+        (e: unknown) => e,
+      );
+      code(ErrorCode.NOTIFY_FAILED)(error);
+      const failure = error as PgNotifyError;
+      assert.equal(failure.sqlState, '25P02');
+      assert.ok(failure.cause instanceof pg.DatabaseError);
+      assert.equal(failure.channel, f.channel);
+      assert.equal(failure.retryable, false);
+      assert.match(failure.message, /aborted/);
+      assert.match(failure.message, /ROLLBACK/);
+      await client.query('ROLLBACK');
+      // The same client works again once the transaction is rolled back.
+      await notify(client, f.channel, 'after rollback');
+      await f.atLeast(1);
+      await barrier();
+      assert.deepEqual(f.raws(), ['after rollback']);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  });
+
+  test('on an ended client: PGNOTIFY_NOTIFY_FAILED with the pg error as cause', async () => {
+    const client = await adminClient();
+    await client.end();
+    const error = await notify(client, uniqueChannel('ended'), 'x').then(
+      () => assert.fail('notify on an ended client resolved'),
+      (e: unknown) => e,
+    );
+    code(ErrorCode.NOTIFY_FAILED)(error);
+    const failure = error as PgNotifyError;
+    assert.ok(failure.cause instanceof Error);
+    assert.equal(failure.sqlState, undefined);
+    assert.match(failure.message, /client is closed.*pass a connected client/);
+  });
+
+  test('any other server error is wrapped with its SQLSTATE', async () => {
+    const client = await adminClient();
+    try {
+      await client.query('SET statement_timeout = 1');
+      // A queryable of your own is anything with query(): this one's statement gets cancelled.
+      const slow = { query: () => client.query('select pg_catalog.pg_sleep(1)') };
+      const error = await notify(slow, 'c', 'x').then(
+        () => assert.fail('resolved'),
+        (e: unknown) => e,
+      );
+      code(ErrorCode.NOTIFY_FAILED)(error);
+      assert.equal((error as PgNotifyError).sqlState, '57014');
+      assert.ok((error as PgNotifyError).cause instanceof pg.DatabaseError);
+      assert.match((error as Error).message, /SQLSTATE 57014.*nothing was sent/);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
+  });
+
+  test('not a queryable: refused before anything is sent', async () => {
+    for (const queryable of [undefined, null, {}, { query: 1 }]) {
+      await assert.rejects(
+        notify(queryable as never, uniqueChannel('q'), 'x'),
+        code(ErrorCode.INVALID_OPTION),
+      );
+    }
+  });
+});
+
+describe('channel checks', () => {
+  /** A notifier whose pool can never connect: a call that reaches the pool fails NOTIFY_FAILED. */
+  async function unreachable(): Promise<Notifier> {
+    return createNotifier({
+      connection: { connectionString: closedPortUrl(await freePort()), max: 1 },
+      onError: () => undefined,
+    });
+  }
+  /** notify() with the channel map set aside, as a JavaScript caller sees it. */
+  const untyped = (notifier: Notifier) =>
+    notifier.notify.bind(notifier) as (channel: unknown, payload?: unknown) => Promise<void>;
+  const invalid = [undefined, null, '', 42, 'x'.repeat(64), 'nul\0', 'lone \uD800'];
+
+  test('a first call with an invalid channel is refused before anything is sent', async () => {
+    for (const channel of invalid) {
+      await using notifier = await unreachable();
+      await assert.rejects(untyped(notifier)(channel, 'x'), code(ErrorCode.INVALID_CHANNEL));
+    }
+  });
+
+  test('every call checks its channel, whatever the calls before it were', async () => {
+    await using notifier = await unreachable();
+    const send = untyped(notifier);
+    // After refused calls only, after a call that reached the pool, and repeated: a check never
+    // depends on an earlier call's channel.
+    for (const channel of [...invalid, ...invalid]) {
+      await assert.rejects(send(channel, 'x'), code(ErrorCode.INVALID_CHANNEL));
+    }
+    await assert.rejects(send('valid', 'x'), code(ErrorCode.NOTIFY_FAILED));
+    for (const channel of invalid) {
+      await assert.rejects(send(channel, 'x'), code(ErrorCode.INVALID_CHANNEL));
+    }
+    // In one tick too: each call of a forming batch is checked alone.
+    const codes = await Promise.allSettled([send(undefined), send('valid'), send(undefined)]);
+    assert.deepEqual(
+      codes.map((r) => (r.status === 'rejected' ? (r.reason as PgNotifyError).code : 'ok')),
+      [ErrorCode.INVALID_CHANNEL, ErrorCode.NOTIFY_FAILED, ErrorCode.INVALID_CHANNEL],
+    );
+  });
+});
+
 describe('pools and close()', () => {
   test('with { pool }: close() leaves your pool running; notify after close rejects', async () => {
     const pool = new pg.Pool({ connectionString: databaseUrl(), max: 2 });
@@ -387,23 +529,94 @@ describe('pools and close()', () => {
     }
   });
 
-  test('with { connection }: close() ends its own pool', async () => {
+  test('with { connection }: close() resolves only once every pooled socket has closed', async () => {
     const app = `pgn_notifier_${rand(6)}`;
+    const sockets: net.Socket[] = [];
     const notifier = createNotifier({
-      connection: { connectionString: databaseUrl(), application_name: app },
+      connection: {
+        connectionString: databaseUrl(),
+        application_name: app,
+        // Watch the pool's sockets: pg calls this once per connection.
+        stream: () => {
+          const socket = new net.Socket();
+          sockets.push(socket);
+          return socket;
+        },
+      },
     });
     try {
       const f = await feed('owned');
       await notifier.notify(f.channel, 'x');
-      assert.equal((await backendPids(app)).length, 1, 'the notifier holds one pooled connection');
+      const open = (await backendPids(app)).length;
+      assert.ok(open >= 1, 'the notifier holds a pooled connection');
+      assert.equal(sockets.length, open);
+      const first = notifier.close();
+      const second = notifier.close();
+      assert.equal(first, second, 'a second close() returns the same promise');
+      await first;
+      assert.deepEqual(
+        sockets.map((socket) => socket.closed),
+        sockets.map(() => true),
+        'every socket closed when close() resolved',
+      );
+      assert.equal((await backendPids(app)).length, 0, 'no backend of the notifier is left');
       await notifier.close();
-      await waitFor(async () => (await backendPids(app)).length === 0, {
-        ...DEADLINE,
-        message: "the notifier's pooled connection to close",
-      });
       await assert.rejects(notifier.notify(f.channel, 'late'), code(ErrorCode.CLOSED));
+      await assert.rejects(notifier.notifyMany(f.channel, ['late']), code(ErrorCode.CLOSED));
     } finally {
       await notifier.close();
+    }
+  });
+
+  test('close() destroys a socket whose peer never answers the goodbye, after timeoutMs', async () => {
+    // A relay that, once muted, neither forwards nor answers anything, a FIN included.
+    const target = new URL(databaseUrl());
+    const muted = new Set<net.Socket>();
+    let mute = false;
+    const relay = net.createServer({ allowHalfOpen: true }, (socket) => {
+      const upstream = net.connect(Number(target.port || 5432), target.hostname || '127.0.0.1');
+      socket.on('error', () => undefined);
+      upstream.on('error', () => undefined);
+      socket.on('data', (chunk) => mute || upstream.write(chunk));
+      upstream.on('data', (chunk) => mute || socket.write(chunk));
+      socket.on('end', () => (mute ? muted.add(socket) : upstream.end()));
+      socket.on('close', () => upstream.destroy());
+    });
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+    const url = new URL(databaseUrl());
+    url.hostname = '127.0.0.1';
+    url.port = String((relay.address() as net.AddressInfo).port);
+    const sockets: net.Socket[] = [];
+    const notifier = createNotifier({
+      connection: {
+        connectionString: url.toString(),
+        max: 1,
+        // Connecting on a loaded machine may take a while; only the goodbye must time out.
+        connectionTimeoutMillis: 10_000,
+        stream: () => {
+          const socket = new net.Socket();
+          sockets.push(socket);
+          return socket;
+        },
+      },
+      timeoutMs: 1500,
+    });
+    try {
+      const f = await feed('mute');
+      await notifier.notify(f.channel, 'x');
+      mute = true;
+      const started = Date.now();
+      await notifier.close();
+      assert.ok(Date.now() - started >= 1400, 'close() waited timeoutMs for the goodbye first');
+      assert.equal(muted.size, 1, 'the relay got the goodbye and kept quiet');
+      assert.deepEqual(
+        sockets.map((socket) => socket.closed),
+        [true],
+      );
+    } finally {
+      await notifier.close();
+      for (const socket of muted) socket.destroy();
+      await new Promise((resolve) => relay.close(resolve));
     }
   });
 
@@ -524,6 +737,7 @@ describe('failures', () => {
         code(ErrorCode.NOTIFY_FAILED)(r.reason);
         assert.equal((r.reason as PgNotifyError).sqlState, '25P02');
         assert.equal((r.reason as PgNotifyError).retryable, true);
+        assert.match((r.reason as Error).message, /a batch of 4 notifications.*roll back/);
       }
       // pg's pool discards a client whose query failed: the next call gets a fresh connection.
       await notifier.notify(f.channel, 'recovered');

@@ -1,0 +1,78 @@
+/**
+ * A batch of the notifier: calls that go out as one statement, and that statement.
+ */
+import { NOTIFY_BATCH_SQL, NOTIFY_SQL } from './sql.js';
+
+/**
+ * Calls that go out as one statement. It is open (calls join it) until the send loop takes
+ * it. Every call of a batch shares its outcome: the batch settles one promise, from which
+ * each call's own is derived, and its JSON parameters are built as calls join, not at send
+ * time.
+ * @internal
+ */
+export class Batch {
+  /**
+   * The payloads in call order, as the elements of a JSON array: JSON strings, or when `json`,
+   * the JSON text the client encoded (see NOTIFY_BATCH_SQL).
+   */
+  readonly payloads: string[] = [];
+  /**
+   * The channels as JSON strings, once the batch holds more than one channel: a batch on one
+   * channel (the common case) never encodes its channel.
+   */
+  channels: string[] | undefined;
+  /**
+   * Payload (as its element, which is one-to-one with the text) → the channel, or the
+   * channels, it already goes to in this batch: PostgreSQL folds repeated pairs into one.
+   */
+  private readonly seen = new Map<string, string | Set<string>>();
+  readonly done: Promise<void>;
+  resolve!: () => void;
+  reject!: (error: Error) => void;
+
+  constructor(
+    readonly channel: string,
+    /** Whether the elements are JSON values as encoded, not JSON strings. */
+    readonly json: boolean,
+    readonly firstPayload: string,
+    payloadJson: string,
+  ) {
+    this.payloads.push(payloadJson);
+    this.seen.set(payloadJson, channel);
+    this.done = new Promise<void>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+    // Callers get promises derived from this one; it is never the one left unhandled.
+    this.done.catch(() => undefined);
+  }
+
+  /** Adds a call, or returns false when the batch already holds this (channel, payload). */
+  add(channel: string, payloadJson: string): boolean {
+    const seen = this.seen.get(payloadJson);
+    if (seen === undefined) this.seen.set(payloadJson, channel);
+    else if (typeof seen === 'string') {
+      if (seen === channel) return false;
+      this.seen.set(payloadJson, new Set([seen, channel]));
+    } else {
+      if (seen.has(channel)) return false;
+      seen.add(channel);
+    }
+    if (this.channels === undefined && channel !== this.channel) {
+      this.channels = new Array<string>(this.payloads.length).fill(JSON.stringify(this.channel));
+    }
+    this.channels?.push(JSON.stringify(channel));
+    this.payloads.push(payloadJson);
+    return true;
+  }
+
+  /** The statement and parameters that send this batch. */
+  query(): [text: string, values: string[]] {
+    const payloads = this.payloads;
+    if (payloads.length === 1) return [NOTIFY_SQL, [this.channel, this.firstPayload]];
+    const sql = NOTIFY_BATCH_SQL[this.json ? 'json' : 'text'];
+    const array = `[${payloads.join(',')}]`;
+    if (this.channels === undefined) return [sql.one, [this.channel, array]];
+    return [sql.many, [`[${this.channels.join(',')}]`, array]];
+  }
+}
