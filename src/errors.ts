@@ -45,6 +45,15 @@ export const ErrorCode = {
   UNKNOWN_SUBSCRIBER: 'PGNOTIFY_UNKNOWN_SUBSCRIBER',
   /** Sending a notification failed on the server. */
   NOTIFY_FAILED: 'PGNOTIFY_NOTIFY_FAILED',
+  /**
+   * The durable journal's schema is not installed (or not at the version this library needs)
+   * in the database. Fix: run `pgnotify setup` or `installSchema()` once.
+   */
+  SCHEMA_MISSING: 'PGNOTIFY_SCHEMA_MISSING',
+  /** A string given as a journal cursor was not made by pgnotify (or is out of range). */
+  INVALID_CURSOR: 'PGNOTIFY_INVALID_CURSOR',
+  /** Reading, pruning or keeping cursors in the journal failed on the server (see `cause`). */
+  JOURNAL_FAILED: 'PGNOTIFY_JOURNAL_FAILED',
 } as const;
 
 /** One of the {@link ErrorCode} values. */
