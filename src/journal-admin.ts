@@ -57,7 +57,7 @@ export async function prune(queryable: Queryable, options: PruneOptions): Promis
     );
   }
   // Deletes the chosen victims, then moves each touched channel's watermark forward (never back).
-  const tail = `, d AS (DELETE FROM ${q}.journal AS j USING v WHERE j.id = v.id RETURNING v.channel, v.seq, j.id),
+  const tail = `, d AS (DELETE FROM ${q}.journal AS j USING v WHERE j.xid = v.xid AND j.id = v.id RETURNING v.channel, v.seq, j.id),
 w AS (SELECT DISTINCT ON (channel) channel, seq, id, pg_catalog.count(*) OVER (PARTITION BY channel) AS n
   FROM d ORDER BY channel, seq DESC, id DESC),
 u AS (INSERT INTO ${q}.pruned AS p (channel, seq, id, count) SELECT channel, seq, id, n FROM w
@@ -66,10 +66,10 @@ u AS (INSERT INTO ${q}.pruned AS p (channel, seq, id, count) SELECT channel, seq
     id = CASE WHEN (excluded.seq, excluded.id) > (p.seq, p.id) THEN excluded.id ELSE p.id END)
 SELECT pg_catalog.count(*)::integer AS n, pg_catalog.max(seq) AS top FROM d`;
   const from = `FROM ${q}.commits AS c JOIN ${q}.journal AS j ON j.xid = c.xid`;
-  const byAge = `WITH v AS (SELECT j.id, j.channel, c.seq ${from}
+  const byAge = `WITH v AS (SELECT j.xid, j.id, j.channel, c.seq ${from}
   WHERE c.committed_at < pg_catalog.now() - $1::bigint * interval '1 millisecond'
   ORDER BY c.seq, j.id LIMIT $2)${tail}`;
-  const byCount = `WITH v AS (SELECT j.id, j.channel, c.seq ${from}
+  const byCount = `WITH v AS (SELECT j.xid, j.id, j.channel, c.seq ${from}
   WHERE j.channel = $1 AND (c.seq, j.id) <= ($3::bigint, $4::bigint) ORDER BY c.seq, j.id LIMIT $2)${tail}`;
   let rows = 0;
   let statements = 0;
@@ -237,7 +237,23 @@ export async function detectPooler(
   sender: Queryable,
   options: { timeoutMs?: number } = {},
 ): Promise<PoolerReport> {
-  const timeoutMs = intOption('timeoutMs', options.timeoutMs, 2000, 1);
+  try {
+    return await probe(client, sender, intOption('timeoutMs', options.timeoutMs, 2000, 1));
+  } catch (error) {
+    if (error instanceof PgNotifyError) throw error;
+    throw new PgNotifyError(
+      ErrorCode.CONNECTION_FAILED,
+      `the LISTEN probe failed: ${(error as Error).message}`,
+      { cause: error, retryable: true },
+    );
+  }
+}
+
+async function probe(
+  client: pg.Client | pg.PoolClient,
+  sender: Queryable,
+  timeoutMs: number,
+): Promise<PoolerReport> {
   const given = (client as unknown as { processID?: number | null }).processID ?? null;
   const pidRes = (await client.query('SELECT pg_catalog.pg_backend_pid() AS pid')) as {
     rows: { pid: number }[];
@@ -245,12 +261,11 @@ export async function detectPooler(
   const pooler = given !== null && pidRes.rows[0]?.pid !== given;
   const channel = `pgnotify.probe.${process.pid}.${Math.random().toString(36).slice(2, 10)}`;
   let onNotification: ((m: pg.Notification) => void) | undefined;
+  let timer: NodeJS.Timeout | undefined;
   const arrived = new Promise<boolean>((resolve) => {
-    const timer = setTimeout(() => resolve(false), timeoutMs);
+    timer = setTimeout(() => resolve(false), timeoutMs);
     onNotification = (m) => {
-      if (m.channel !== channel) return;
-      clearTimeout(timer);
-      resolve(true);
+      if (m.channel === channel) resolve(true);
     };
     client.on('notification', onNotification);
   });
@@ -260,6 +275,7 @@ export async function detectPooler(
     const listenWorks = await arrived;
     return { pooler, listenWorks, mode: listenWorks ? 'listen' : 'poll' };
   } finally {
+    clearTimeout(timer);
     if (onNotification !== undefined) client.off('notification', onNotification);
     await client.query(`UNLISTEN "${channel}"`).catch(() => undefined);
   }
