@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type pg from 'pg';
 import { installSchema, type JournalRow, readJournal, resolveCursor } from '../src/journal.js';
+import { journalNames } from '../src/journal-sql.js';
 import { appendDurable, appendDurableBatch } from '../src/journal-write.js';
 import { waitFor } from './helpers/db.js';
 import { connect, dropSchema, readAll, testPool, uniqueSchema } from './helpers/journal.js';
@@ -94,6 +95,45 @@ describe('journal order', () => {
       );
     } finally {
       await Promise.all([t1.end(), t2.end()]);
+    }
+  });
+
+  test('functions with a SET clause and an early, rolled-back trigger firing still sequence once', async () => {
+    const { q } = journalNames(schema);
+    const client = await connect();
+    try {
+      const start = await resolveCursor(pool, 'now', { schema });
+      // A SET clause undoes the transaction-local marker when the function returns, so the
+      // trigger is queued again: the second firing must find the commit already numbered.
+      await client.query(
+        `CREATE FUNCTION ${q}.put(p text) RETURNS void LANGUAGE sql SET search_path = pg_catalog
+         AS $$ INSERT INTO ${q}.journal (channel, payload) VALUES ('fn', p) $$`,
+      );
+      await client.query('BEGIN');
+      await client.query(`SELECT ${q}.put('a')`);
+      await client.query(`SELECT ${q}.put('b')`);
+      await appendDurable(client, 'fn', 'c', schema);
+      await client.query('COMMIT');
+      // Fired early inside a savepoint that is rolled back: it fires again at COMMIT.
+      await client.query('BEGIN');
+      await appendDurable(client, 'fn', 'd', schema);
+      await client.query('SAVEPOINT s');
+      await client.query('SET CONSTRAINTS ALL IMMEDIATE');
+      await client.query('ROLLBACK TO s');
+      await client.query('COMMIT');
+      const rows = await readAll(pool, schema, start);
+      assert.deepEqual(
+        rows.map((r) => r.payload),
+        ['a', 'b', 'c', 'd'],
+      );
+      assert.equal(new Set(rows.slice(0, 3).map((r) => r.cursor.slice(0, 19))).size, 1);
+      const orphans = await pool.query(
+        `SELECT count(*)::int AS n FROM ${q}.journal j
+         WHERE NOT EXISTS (SELECT 1 FROM ${q}.commits c WHERE c.xid = j.xid)`,
+      );
+      assert.equal(orphans.rows[0].n, 0);
+    } finally {
+      await client.end();
     }
   });
 
