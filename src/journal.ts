@@ -18,7 +18,7 @@ import {
   parseCursor,
   START_CURSOR,
 } from './journal-cursor.js';
-import { DEFAULT_SCHEMA, installSql, journalStatements } from './journal-sql.js';
+import { DEFAULT_SCHEMA, installSql, journalNames, journalStatements } from './journal-sql.js';
 import type { Queryable } from './notifier.js';
 import { intOption } from './options.js';
 import { checkChannel } from './sql.js';
@@ -53,6 +53,12 @@ export interface InstallResult {
  * await installSchema({ connection: process.env.DATABASE_URL })
  */
 export async function installSchema(options: InstallSchemaOptions = {}): Promise<InstallResult> {
+  if (options.client !== undefined && options.connection !== undefined) {
+    throw new PgNotifyError(
+      ErrorCode.INVALID_OPTION,
+      'installSchema: give connection or client, not both',
+    );
+  }
   const schema = options.schema ?? DEFAULT_SCHEMA;
   const script = installSql(schema, undefined, { forClient: true });
   const run = async (client: Queryable) => {
@@ -69,7 +75,15 @@ export async function installSchema(options: InstallSchemaOptions = {}): Promise
       typeof connection === 'string' ? { connectionString: connection } : { ...connection };
     const client = new pg.Client({ application_name: 'pgnotify-setup', ...config });
     client.on('error', () => undefined);
-    await client.connect();
+    try {
+      await client.connect();
+    } catch (error) {
+      throw new PgNotifyError(
+        ErrorCode.CONNECTION_FAILED,
+        `installSchema could not connect: ${toError(error).message}`,
+        { cause: error, retryable: true },
+      );
+    }
     try {
       return await run(client);
     } finally {
@@ -221,6 +235,14 @@ export async function readJournal(
     });
   }
   return { rows, gaps, next, caughtUp };
+}
+
+/**
+ * The channel every durable write in `schema` wakes listeners on (its payload is the channel
+ * written to): one LISTEN covers all durable traffic of a schema. `'pgnotify.wake'` by default.
+ */
+export function wakeChannel(schema: string = DEFAULT_SCHEMA): string {
+  return journalNames(schema).wakeChannel;
 }
 
 /** Options shared by the cursor calls. */

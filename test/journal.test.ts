@@ -6,13 +6,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type pg from 'pg';
-import { ErrorCode } from '../src/errors.js';
+import { ErrorCode, type PgNotifyError } from '../src/errors.js';
 import {
   installSchema,
   loadCursor,
   readJournal,
   resolveCursor,
   saveCursor,
+  wakeChannel,
 } from '../src/journal.js';
 import { durableStatus, prune } from '../src/journal-admin.js';
 import { compareCursors, parseCursor, START_CURSOR } from '../src/journal-cursor.js';
@@ -133,6 +134,19 @@ describe('installSchema', () => {
     );
     assert.ok(Buffer.byteLength(journalNames(s).wakeChannel) <= 63);
     assert.ok(!installSql(s).split('\n')[0]?.includes('DROP'));
+  });
+
+  test('refuses both connection and client, and reports a failed connect', async () => {
+    await assert.rejects(
+      installSchema({ client: pool, connection: databaseUrl(), schema }),
+      isCode(ErrorCode.INVALID_OPTION),
+    );
+    await assert.rejects(
+      installSchema({ connection: 'postgres://nobody@127.0.0.1:1/none', schema }),
+      (e: Error) => isCode(ErrorCode.CONNECTION_FAILED)(e) && (e as PgNotifyError).retryable,
+    );
+    assert.equal(wakeChannel(), 'pgnotify.wake');
+    assert.equal(wakeChannel(schema), `${schema}.wake`);
   });
 
   test('a missing schema is PGNOTIFY_SCHEMA_MISSING with the fix', async () => {
