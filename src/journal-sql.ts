@@ -215,7 +215,8 @@ export interface JournalStatements {
    * Many rows in one statement, in array order. `text`: $2 a JSON array of JSON strings; `json`:
    * $2 a JSON array of JSON values whose text is stored verbatim. `one`: $1 the channel; `many`:
    * $1 a JSON array of channels parallel to $2. $3 the wake channel. One wake-up per distinct
-   * channel (and PostgreSQL folds repeats across statements of one transaction).
+   * channel (and PostgreSQL folds repeats across statements of one transaction). Never send an
+   * empty array with `one`: it would wake listeners for nothing.
    */
   readonly appendBatch: {
     readonly text: { readonly one: string; readonly many: string };
@@ -238,25 +239,25 @@ export function journalStatements(schema: string = DEFAULT_SCHEMA): JournalState
   const cached = statementsCache.get(schema);
   if (cached !== undefined) return cached;
   const { q } = journalNames(schema);
-  const wake = (rows: string) =>
-    `SELECT pg_catalog.count(pg_catalog.pg_notify($3, d.channel)) AS n FROM (SELECT DISTINCT channel FROM ${rows}) AS d`;
-  const batch = (channel: string, elements: string, value: string) =>
-    `WITH ins AS (INSERT INTO ${q}.journal (channel, payload) SELECT ${channel}, ${value} FROM ${elements} RETURNING channel) ${wake('ins')}`;
+  // No RETURNING: it needs SELECT on the journal, and publishers have only INSERT. A
+  // data-modifying CTE runs to completion whether or not the query reads it.
+  const wakeOne = 'SELECT pg_catalog.pg_notify($3, $1)';
+  const wakeMany =
+    'SELECT pg_catalog.count(pg_catalog.pg_notify($3, d.c)) AS n FROM (SELECT DISTINCT e.c' +
+    ' FROM pg_catalog.json_array_elements_text($1::json) AS e(c)) AS d';
+  const insert = (rows: string) =>
+    `WITH ins AS (INSERT INTO ${q}.journal (channel, payload) ${rows})`;
   const textEl = 'pg_catalog.json_array_elements_text($2::json)';
   const jsonEl = 'pg_catalog.json_array_elements($2::json)';
-  const many = (el: string) =>
-    `ROWS FROM (pg_catalog.json_array_elements_text($1::json), ${el}) AS e(c, p)`;
+  const one = (el: string, value: string) =>
+    `${insert(`SELECT $1, ${value} FROM ${el} AS e(p)`)} ${wakeOne}`;
+  const many = (el: string, value: string) =>
+    `${insert(`SELECT e.c, ${value} FROM ROWS FROM (pg_catalog.json_array_elements_text($1::json), ${el}) AS e(c, p)`)} ${wakeMany}`;
   const statements: JournalStatements = {
-    append: `WITH ins AS (INSERT INTO ${q}.journal (channel, payload) VALUES ($1, $2) RETURNING channel) SELECT pg_catalog.pg_notify($3, ins.channel) FROM ins`,
+    append: `${insert('VALUES ($1, $2)')} ${wakeOne}`,
     appendBatch: {
-      text: {
-        one: batch('$1', `${textEl} AS e(p)`, 'e.p'),
-        many: batch('e.c', many(textEl), 'e.p'),
-      },
-      json: {
-        one: batch('$1', `${jsonEl} AS e(p)`, 'e.p::text'),
-        many: batch('e.c', many(jsonEl), 'e.p::text'),
-      },
+      text: { one: one(textEl, 'e.p'), many: many(textEl, 'e.p') },
+      json: { one: one(jsonEl, 'e.p::text'), many: many(jsonEl, 'e.p::text') },
     },
     // One statement, so one snapshot: the head, the prune watermarks past the cursor and the
     // page agree. The page keeps rows while the running byte total stays within the budget,

@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { type JournalRow, readJournal } from '../../src/journal.js';
+import type { Queryable } from '../../src/notifier.js';
 import { quoteIdent } from '../../src/sql.js';
 import { databaseUrl } from './db.js';
 
@@ -31,7 +32,7 @@ export async function dropSchema(pool: pg.Pool, schema: string): Promise<void> {
 
 /** Every row after `after`, page by page. */
 export async function readAll(
-  pool: pg.Pool,
+  pool: Queryable,
   schema: string,
   after = 'start',
   options: { channels?: string[]; limitRows?: number; limitBytes?: number } = {},
