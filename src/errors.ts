@@ -9,7 +9,10 @@ import type { StandardSchemaV1 } from '@standard-schema/spec';
 export const ErrorCode = {
   /** A channel name is empty, longer than 63 UTF-8 bytes, contains NUL or is not well-formed. */
   INVALID_CHANNEL: 'PGNOTIFY_INVALID_CHANNEL',
-  /** A payload is 8000 bytes or more once encoded (UTF-8 bytes, not characters). */
+  /**
+   * A payload is 8000 bytes or more once encoded (UTF-8 bytes, not characters); for a durable
+   * payload, more than 64 MiB.
+   */
   PAYLOAD_TOO_LARGE: 'PGNOTIFY_PAYLOAD_TOO_LARGE',
   /** A payload cannot be encoded: circular, BigInt, a function, NUL characters. */
   INVALID_PAYLOAD: 'PGNOTIFY_INVALID_PAYLOAD',

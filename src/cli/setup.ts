@@ -16,11 +16,13 @@ import {
   reportFailure,
 } from './common.js';
 
+/** Options of `pgnotify setup`, as commander parses them. */
 export interface SetupOptions {
   schema: string;
   print?: boolean;
 }
 
+/** Options of `pgnotify prune`, as commander parses them (durations already in ms). */
 export interface PruneCommandOptions {
   schema: string;
   maxAge?: number;
@@ -41,6 +43,7 @@ export function duration(value: string): number {
   return ms;
 }
 
+/** Registers `setup` and `prune` on the `pgnotify` program. */
 export function registerSetup(program: Command): void {
   program
     .command('setup')
