@@ -10,7 +10,16 @@
  * commit is visible (CommitTransaction runs ProcArrayEndTransaction before it releases
  * locks), so when a transaction holds seq N, every transaction with a smaller seq is already
  * visible to any snapshot that sees N: a reader ordering by (seq, row id) never has a row
- * appear behind its cursor.
+ * appear behind its cursor. The same holds on a hot standby: commit records reach the WAL in
+ * seq order, under the lock.
+ *
+ * What it costs and where it bends: durable commits of one schema serialize from the trigger to
+ * the end of the commit (notifying commits already serialize on PostgreSQL's notify queue lock
+ * for most of that span). `SET CONSTRAINTS ALL IMMEDIATE` fires the trigger early and holds
+ * every later durable commit back until the transaction ends, as does a prepared (2PC)
+ * transaction until COMMIT PREPARED. Publishers with `synchronous_commit = off` can lose their
+ * newest commits in a server crash after readers saw them, and those positions can be handed
+ * out again: a cursor kept outside the database (an SSE client's) could then skip. Keep it on.
  */
 import { createHash } from 'node:crypto';
 import { ErrorCode, PgNotifyError } from './errors.js';
