@@ -9,7 +9,10 @@ import type { StandardSchemaV1 } from '@standard-schema/spec';
 export const ErrorCode = {
   /** A channel name is empty, longer than 63 UTF-8 bytes, contains NUL or is not well-formed. */
   INVALID_CHANNEL: 'PGNOTIFY_INVALID_CHANNEL',
-  /** A payload is 8000 bytes or more once encoded (UTF-8 bytes, not characters). */
+  /**
+   * A payload is 8000 bytes or more once encoded (UTF-8 bytes, not characters); for a durable
+   * payload, more than 64 MiB.
+   */
   PAYLOAD_TOO_LARGE: 'PGNOTIFY_PAYLOAD_TOO_LARGE',
   /** A payload cannot be encoded: circular, BigInt, a function, NUL characters. */
   INVALID_PAYLOAD: 'PGNOTIFY_INVALID_PAYLOAD',
@@ -45,6 +48,15 @@ export const ErrorCode = {
   UNKNOWN_SUBSCRIBER: 'PGNOTIFY_UNKNOWN_SUBSCRIBER',
   /** Sending a notification failed on the server. */
   NOTIFY_FAILED: 'PGNOTIFY_NOTIFY_FAILED',
+  /**
+   * The durable journal's schema is not installed (or not at the version this library needs)
+   * in the database. Fix: run `pgnotify setup` or `installSchema()` once.
+   */
+  SCHEMA_MISSING: 'PGNOTIFY_SCHEMA_MISSING',
+  /** A string given as a journal cursor was not made by pgnotify (or is out of range). */
+  INVALID_CURSOR: 'PGNOTIFY_INVALID_CURSOR',
+  /** Reading, pruning or keeping cursors in the journal failed on the server (see `cause`). */
+  JOURNAL_FAILED: 'PGNOTIFY_JOURNAL_FAILED',
 } as const;
 
 /** One of the {@link ErrorCode} values. */

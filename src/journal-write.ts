@@ -1,0 +1,179 @@
+/**
+ * Writing durable messages: the payload rules (up to 64 MiB, byte-exact) and the statements that
+ * insert journal rows together with their wake-up NOTIFY. `notify(client, …, { durable: true })`
+ * and the notifier's durable batches call these.
+ */
+import { describe, ErrorCode, PgNotifyError, toError } from './errors.js';
+import { journalError } from './journal.js';
+import { DEFAULT_SCHEMA, journalNames, journalStatements } from './journal-sql.js';
+import type { Queryable } from './notifier.js';
+import { checkChannel } from './sql.js';
+
+/** Largest durable payload, in UTF-8 bytes: 64 MiB. (Plain NOTIFY keeps its 7 999.) */
+export const MAX_DURABLE_PAYLOAD_BYTES = 64 * 1024 * 1024;
+/** Largest JSON text one batched append may send (PostgreSQL caps a value at 1 GB). */
+export const MAX_DURABLE_BATCH_BYTES = 256 * 1024 * 1024;
+
+/**
+ * Checks a durable payload's text and returns it: `PGNOTIFY_PAYLOAD_TOO_LARGE` over
+ * {@link MAX_DURABLE_PAYLOAD_BYTES}, `PGNOTIFY_INVALID_PAYLOAD` for NUL or a lone surrogate
+ * (PostgreSQL text holds neither). Stored byte-exact otherwise.
+ */
+export function checkDurablePayload(payload: string, channel?: string): string {
+  const details = channel === undefined ? {} : { channel };
+  if (typeof payload !== 'string') {
+    throw new PgNotifyError(
+      ErrorCode.INVALID_PAYLOAD,
+      `expected a payload string, got ${describe(payload)}`,
+      details,
+    );
+  }
+  if (payload.length * 3 > MAX_DURABLE_PAYLOAD_BYTES) {
+    const bytes = Buffer.byteLength(payload);
+    if (bytes > MAX_DURABLE_PAYLOAD_BYTES) {
+      throw new PgNotifyError(
+        ErrorCode.PAYLOAD_TOO_LARGE,
+        `durable payload is ${bytes} bytes; the limit is ${MAX_DURABLE_PAYLOAD_BYTES} (64 MiB)`,
+        details,
+      );
+    }
+  }
+  if (payload.includes('\0')) {
+    throw new PgNotifyError(
+      ErrorCode.INVALID_PAYLOAD,
+      'payload contains a NUL character, which PostgreSQL text cannot hold',
+      details,
+    );
+  }
+  if (!payload.isWellFormed()) {
+    throw new PgNotifyError(
+      ErrorCode.INVALID_PAYLOAD,
+      'payload contains a lone UTF-16 surrogate, which cannot be sent as UTF-8',
+      details,
+    );
+  }
+  return payload;
+}
+
+/** A value as durable payload text: strings as they are, `undefined` as '', anything else JSON. */
+export function encodeDurablePayload(payload: unknown, channel: string): string {
+  if (typeof payload === 'string') return checkDurablePayload(payload, channel);
+  if (payload === undefined) return '';
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(payload);
+  } catch (cause) {
+    throw new PgNotifyError(
+      ErrorCode.INVALID_PAYLOAD,
+      `payload cannot be encoded as JSON: ${toError(cause).message}`,
+      { cause, channel },
+    );
+  }
+  if (text === undefined) {
+    throw new PgNotifyError(
+      ErrorCode.INVALID_PAYLOAD,
+      `payload of type ${typeof payload} cannot be encoded as JSON`,
+      { channel },
+    );
+  }
+  return checkDurablePayload(text, channel);
+}
+
+/**
+ * Writes one durable message in `queryable`'s transaction: the journal row and the wake-up
+ * `pg_notify(<wake channel>, channel)`, in one statement. Visible to readers on COMMIT, never on
+ * rollback; repeated wake-ups of one channel in one transaction fold into one.
+ * @example
+ * await client.query('BEGIN')
+ * await appendDurable(client, 'orders', JSON.stringify(order))
+ * await client.query('COMMIT')
+ */
+export async function appendDurable(
+  queryable: Queryable,
+  channel: string,
+  payload: string,
+  schema: string = DEFAULT_SCHEMA,
+): Promise<void> {
+  checkDurablePayload(payload, checkChannel(channel));
+  const { wakeChannel } = journalNames(schema);
+  try {
+    await queryable.query(journalStatements(schema).append, [channel, payload, wakeChannel]);
+  } catch (error) {
+    throw journalError(error, 'durable notify failed', schema, ErrorCode.NOTIFY_FAILED, channel);
+  }
+}
+
+/**
+ * Writes many durable messages in one statement, in array order: on one channel, or with
+ * `channel` an array parallel to `payloads`. One wake-up per distinct channel. Every payload is
+ * checked before anything is sent. Duplicates are distinct messages (they are not folded).
+ * @example
+ * await appendDurableBatch(pool, 'orders', ['a', 'b', 'c'])
+ */
+export async function appendDurableBatch(
+  queryable: Queryable,
+  channel: string | readonly string[],
+  payloads: readonly string[],
+  schema: string = DEFAULT_SCHEMA,
+): Promise<void> {
+  if (!Array.isArray(payloads)) {
+    throw new PgNotifyError(
+      ErrorCode.INVALID_PAYLOAD,
+      `expected an array of payloads, got ${describe(payloads)}`,
+    );
+  }
+  const many = typeof channel !== 'string';
+  if (many && channel.length !== payloads.length) {
+    throw new PgNotifyError(
+      ErrorCode.INVALID_OPTION,
+      `expected one channel per payload (${payloads.length}), got ${channel.length}`,
+    );
+  }
+  if (many) for (const c of channel) checkChannel(c);
+  else checkChannel(channel);
+  for (let i = 0; i < payloads.length; i++) {
+    checkDurablePayload(payloads[i] as string, many ? channel[i] : channel);
+  }
+  if (payloads.length === 0) return;
+  const array = JSON.stringify(payloads);
+  if (array.length > MAX_DURABLE_BATCH_BYTES) {
+    throw new PgNotifyError(
+      ErrorCode.PAYLOAD_TOO_LARGE,
+      `batch is ${array.length} bytes as JSON; split it (limit ${MAX_DURABLE_BATCH_BYTES})`,
+    );
+  }
+  const sql = journalStatements(schema).appendBatch.text;
+  try {
+    await queryable.query(many ? sql.many : sql.one, [
+      many ? JSON.stringify(channel) : channel,
+      array,
+      journalNames(schema).wakeChannel,
+    ]);
+  } catch (error) {
+    throw journalError(error, 'durable notify failed', schema, ErrorCode.NOTIFY_FAILED);
+  }
+}
+
+/** Options of {@link notifyDurable}. */
+export interface DurableNotifyOptions {
+  /** The journal's schema. Default `'pgnotify'`. */
+  schema?: string;
+}
+
+/**
+ * `notify(client, channel, payload, { durable: true })`: encodes like `notify()` (strings as
+ * they are, other values as JSON) but up to 64 MiB, then {@link appendDurable}.
+ */
+export function notifyDurable(
+  queryable: Queryable,
+  channel: string,
+  payload?: unknown,
+  options: DurableNotifyOptions = {},
+): Promise<void> {
+  try {
+    const text = encodeDurablePayload(payload, checkChannel(channel));
+    return appendDurable(queryable, channel, text, options.schema);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}

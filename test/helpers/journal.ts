@@ -1,0 +1,59 @@
+/**
+ * Journal test helpers: a schema of its own per test file and run (parallel runs and passes
+ * never collide), installed once and dropped at the end, and a full read of the journal.
+ */
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { type JournalRow, readJournal } from '../../src/journal.js';
+import type { Queryable } from '../../src/notifier.js';
+import { quoteIdent } from '../../src/sql.js';
+import { databaseUrl } from './db.js';
+
+/** A schema name unique to this process and call: `pgn_<prefix>_<pid>_<random>`. */
+export function uniqueSchema(prefix: string): string {
+  return `pgn_${prefix}_${process.pid.toString(36)}_${randomBytes(4).toString('hex')}`;
+}
+
+/** A pool on this pass's server that never crashes the process on a dropped connection. */
+export function testPool(max = 4): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: databaseUrl(),
+    max,
+    application_name: 'pgnotify-test-journal',
+  });
+  pool.on('error', () => undefined);
+  return pool;
+}
+
+/** Drops `schema` and everything in it. */
+export async function dropSchema(pool: pg.Pool, schema: string): Promise<void> {
+  await pool.query(`DROP SCHEMA IF EXISTS ${quoteIdent(schema)} CASCADE`);
+}
+
+/** Every row after `after`, page by page. */
+export async function readAll(
+  pool: Queryable,
+  schema: string,
+  after = 'start',
+  options: { channels?: string[]; limitRows?: number; limitBytes?: number } = {},
+): Promise<JournalRow[]> {
+  const rows: JournalRow[] = [];
+  let cursor = after;
+  for (;;) {
+    const page = await readJournal(pool, { schema, after: cursor, ...options });
+    rows.push(...page.rows);
+    cursor = page.next;
+    if (page.caughtUp) return rows;
+  }
+}
+
+/** A connected client (errors swallowed: fault tests may kill it). */
+export async function connect(): Promise<pg.Client> {
+  const client = new pg.Client({
+    connectionString: databaseUrl(),
+    application_name: 'pgnotify-test-journal',
+  });
+  client.on('error', () => undefined);
+  await client.connect();
+  return client;
+}
