@@ -1,0 +1,529 @@
+/**
+ * `pgnotify/sse`: a browser bridge. Server-Sent Events for any Node HTTP server from one
+ * listener (one PostgreSQL backend) whatever the number of clients.
+ *
+ * Fan-out: every channel with clients is ONE subscription on the listener (a hub); a
+ * notification is framed and encoded once and the same bytes are written to each client.
+ * Durable channels get a subscription per client instead (replay from its cursor), through
+ * `openDurable` in sse-durable.ts.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { describe, ErrorCode, toError } from './errors.js';
+import type { Gap, Listener, ListenerState, Notification, Subscription } from './index.js';
+import { PgNotifyError } from './index.js';
+import { NodeSink, type Sink, SseClient, WebSink } from './sse-client.js';
+import { openDurable } from './sse-durable.js';
+import {
+  type Admitted,
+  admit,
+  type Refusal,
+  type SseAuthorize,
+  sseRequest,
+  toHeaders,
+} from './sse-request.js';
+import { gapFrame, HEARTBEAT, liveMarker, notificationFrame, openFrame } from './sse-wire.js';
+
+export type { SseAuthorize, SseDenial, SseRequest } from './sse-request.js';
+export type { SseEndReason, SseGap, SseGapReason } from './sse-wire.js';
+
+/** Options of {@link createSseHandler}. Every field is optional; with none, nothing is allowed. */
+export interface SseOptions {
+  /**
+   * Channels clients may ask for: a list, or a predicate. Default: none, unless `authorize`
+   * is set (then `authorize` alone decides). With both, a channel must pass both.
+   */
+  channels?: readonly string[] | ((channel: string) => boolean);
+  /**
+   * Decides per request and channel, before anything is streamed: `true` allows; `false` is
+   * 403; `{ status, reason }` answers that 4xx status (401 adds `WWW-Authenticate: Bearer`)
+   * with `reason` as the body. A throw is reported to `onError` and answered 500.
+   * Default: none (the `channels` allow-list alone decides).
+   */
+  authorize?: SseAuthorize;
+  /**
+   * Which channels are durable (`true`: all): a client gets `id:` cursors on them and resumes
+   * from `Last-Event-ID` with exactly what it missed. Default `false`. Until the listener has
+   * durable subscriptions, durable channels are served like plain ones.
+   */
+  durable?: boolean | readonly string[];
+  /** Interval of comment heartbeats (`:`), which keep proxies from closing idle streams. Default 15 000 ms. */
+  heartbeatMs?: number;
+  /** The `retry:` sent to clients: how long EventSource waits before reconnecting. Default 2 000 ms. */
+  retryMs?: number;
+  /** Channels one request may ask for (`?channel=` repeated); more is a 400. Default 32. */
+  maxChannelsPerRequest?: number;
+  /** Open streams this handler serves; past it a request gets 503 with `Retry-After`. Default 10 000. */
+  maxClients?: number;
+  /**
+   * Events one client may have not read yet; past it the stream ends with `event: end`
+   * (`reason: 'slow-client'`). Default 1 000.
+   */
+  maxQueuedEvents?: number;
+  /** Bytes one client may have not read yet (Node's buffer, not the kernel's); as above. Default 1 MiB. */
+  maxQueuedBytes?: number;
+  /**
+   * Origins allowed to read the stream cross-origin (exact `scheme://host[:port]`, or `'*'`).
+   * Default: CORS off (no `Access-Control-*` header: browsers allow same-origin only).
+   */
+  cors?: readonly string[];
+  /**
+   * The path served (node:http form: other paths get 404, or `next()` when given). Default:
+   * every path it is handed (the framework routes).
+   */
+  path?: string;
+  /** Receives errors no request can report (a throwing `authorize`). Default: a stderr line. */
+  onError?: (error: Error) => void;
+}
+
+/** Counters of a handler. */
+export interface SseStats {
+  /** Streams open now. */
+  readonly clients: number;
+  /** Channels with at least one live client (one listener subscription each). */
+  readonly channels: number;
+  /** Notification events written to clients (one notification to three clients counts three). */
+  readonly events: number;
+  /** Streams ended because the client did not read fast enough. */
+  readonly slowClients: number;
+}
+
+/**
+ * The bridge: call it as a node:http / Express / Connect handler, or use `fetch` for
+ * `Request → Response` frameworks (Hono, Next.js route handlers, Bun, Deno).
+ */
+export interface SseHandler {
+  /** node:http form. With `path` set, other paths call `next()` when given, else get 404. */
+  (req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void): void;
+  /** Fetch form: a streaming `Response` (or a plain-text refusal). */
+  fetch(request: Request): Promise<Response>;
+  /**
+   * Ends every stream with `event: end` (`reason: 'shutdown'`, a jittered `retry:` so clients
+   * reconnect spread out, to another instance) and removes every subscription; later requests
+   * get 503. Safe twice. Does not stop the listener.
+   */
+  close(): Promise<void>;
+  /** Counters for health checks. */
+  stats(): SseStats;
+  /** `await using sse = createSseHandler(…)` closes it at the end of the block. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+interface Hub {
+  readonly clients: Set<SseClient>;
+  subscription: Subscription<unknown> | undefined;
+  ready: Promise<void>;
+}
+
+const STREAM_HEADERS = {
+  'Content-Type': 'text/event-stream; charset=utf-8',
+  'Cache-Control': 'no-cache',
+  'X-Accel-Buffering': 'no',
+  Connection: 'keep-alive',
+} as const;
+
+let handlers = 0;
+
+function positive(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw new PgNotifyError(
+      ErrorCode.INVALID_OPTION,
+      `option ${name}: expected an integer >= 1, got ${describe(value)}`,
+    );
+  }
+  return value;
+}
+
+function check(ok: boolean, name: string, expected: string, value: unknown): void {
+  if (!ok) {
+    throw new PgNotifyError(
+      ErrorCode.INVALID_OPTION,
+      `option ${name}: expected ${expected}, got ${describe(value)}`,
+    );
+  }
+}
+
+const isStringList = (v: unknown): v is readonly string[] =>
+  Array.isArray(v) && v.every((item) => typeof item === 'string');
+
+/**
+ * Serves `listener`'s notifications as Server-Sent Events: `GET /events?channel=a&channel=b`.
+ * Each notification is one event with `data: {"channel","payload","pid","receivedAt"}`; a loss
+ * is `event: gap`; a stream the server ends gets `event: end`. Start the listener yourself.
+ * Throws `PGNOTIFY_INVALID_OPTION` on a bad option.
+ * @example
+ * const listener = createListener({ connection })
+ * await listener.start()
+ * const sse = createSseHandler(listener, { channels: ['orders'], path: '/events' })
+ * http.createServer(sse).listen(3000)             // or app.get('/events', sse) in Express
+ * // Hono: app.get('/events', (c) => sse.fetch(c.req.raw))
+ */
+export function createSseHandler(listener: Listener, options: SseOptions = {}): SseHandler {
+  const heartbeatMs = positive('heartbeatMs', options.heartbeatMs, 15_000);
+  const retryMs = positive('retryMs', options.retryMs, 2000);
+  const maxClients = positive('maxClients', options.maxClients, 10_000);
+  const limits = {
+    retryMs,
+    maxQueuedEvents: positive('maxQueuedEvents', options.maxQueuedEvents, 1000),
+    maxQueuedBytes: positive('maxQueuedBytes', options.maxQueuedBytes, 1024 * 1024),
+  };
+  const { channels, authorize, cors, path, durable = false } = options;
+  check(
+    channels === undefined || typeof channels === 'function' || isStringList(channels),
+    'channels',
+    'a list of names or a function',
+    channels,
+  );
+  check(
+    authorize === undefined || typeof authorize === 'function',
+    'authorize',
+    'a function',
+    authorize,
+  );
+  check(cors === undefined || isStringList(cors), 'cors', 'a list of origins', cors);
+  check(
+    path === undefined || (typeof path === 'string' && path.startsWith('/')),
+    'path',
+    "a path starting with '/'",
+    path,
+  );
+  check(
+    typeof durable === 'boolean' || isStringList(durable),
+    'durable',
+    'a boolean or a list of names',
+    durable,
+  );
+  check(
+    options.onError === undefined || typeof options.onError === 'function',
+    'onError',
+    'a function',
+    options.onError,
+  );
+  const onError =
+    options.onError ?? ((error: Error) => process.stderr.write(`pgnotify sse: ${error.message}\n`));
+  const config = {
+    channels,
+    authorize,
+    cors,
+    maxChannelsPerRequest: positive('maxChannelsPerRequest', options.maxChannelsPerRequest, 32),
+  };
+  const isDurable = (channel: string): boolean =>
+    durable === true || (Array.isArray(durable) && durable.includes(channel));
+  const idPrefix = `sse${++handlers}:`;
+
+  const clients = new Set<SseClient>();
+  const hubs = new Map<string, Hub>();
+  const durableSubs = new Map<SseClient, Promise<Subscription<unknown> | undefined>>();
+  const unsubscribing = new Set<Promise<void>>();
+  let opening = 0;
+  let hubCount = 0;
+  let events = 0;
+  let slowClients = 0;
+  let heartbeat: NodeJS.Timeout | undefined;
+  let closed = false;
+
+  const report = (error: unknown): void => {
+    try {
+      onError(toError(error));
+    } catch {
+      // A throwing onError must not take a stream or the process down.
+    }
+  };
+
+  function join(channel: string, client: SseClient): Promise<void> {
+    let hub = hubs.get(channel);
+    if (hub === undefined) {
+      const created: Hub = {
+        clients: new Set(),
+        subscription: undefined,
+        ready: Promise.resolve(),
+      };
+      hub = created;
+      hubs.set(channel, created);
+      created.ready = listener
+        .subscribe(
+          channel,
+          (n: Notification<unknown>) => {
+            // One frame, encoded once, for every client of the channel.
+            const frame = Buffer.from(notificationFrame(n));
+            events += created.clients.size;
+            for (const c of created.clients) c.send(frame);
+          },
+          { id: `${idPrefix}${channel}#${++hubCount}`, concurrency: 0 },
+        )
+        .then(
+          (subscription) => {
+            created.subscription = subscription;
+          },
+          (error: unknown) => {
+            if (hubs.get(channel) === created) hubs.delete(channel);
+            throw error;
+          },
+        );
+    }
+    hub.clients.add(client);
+    return hub.ready;
+  }
+
+  function leave(channel: string, client: SseClient): void {
+    const hub = hubs.get(channel);
+    if (hub === undefined || !hub.clients.delete(client) || hub.clients.size > 0) return;
+    hubs.delete(channel);
+    const done = hub.ready.then(() => hub.subscription?.unsubscribe()).catch(report);
+    unsubscribing.add(done);
+    void done.finally(() => unsubscribing.delete(done));
+  }
+
+  function gone(client: SseClient, reason: string): void {
+    clients.delete(client);
+    if (reason === 'slow-client') slowClients++;
+    for (const channel of client.live) leave(channel, client);
+    const sub = durableSubs.get(client);
+    if (sub !== undefined) {
+      durableSubs.delete(client);
+      void sub.then((s) => s?.unsubscribe()).catch(report);
+    }
+    if (clients.size === 0 && heartbeat !== undefined) {
+      clearInterval(heartbeat);
+      heartbeat = undefined;
+    }
+  }
+
+  function onGap(gap: Gap): void {
+    const lost = new Set(gap.channels);
+    for (const client of clients) {
+      const mine = client.live.filter((channel) => lost.has(channel));
+      if (mine.length === 0) continue;
+      client.send(
+        gapFrame({
+          reason: 'connection',
+          channels: mine,
+          message: `the listener's connection was lost for ${gap.downtimeMs} ms: ${gap.cause.message}`,
+          disconnectedAt: gap.disconnectedAt,
+          reconnectedAt: gap.reconnectedAt,
+          downtimeMs: gap.downtimeMs,
+        }),
+      );
+    }
+  }
+  function onState(state: ListenerState): void {
+    if (state !== 'stopped' && state !== 'failed') return;
+    for (const client of [...clients]) client.end('listener-stopped', `the listener is ${state}`);
+  }
+  listener.on('gap', onGap);
+  listener.on('state', onState);
+
+  /**
+   * Registers a client at once (so a peer that leaves meanwhile is cleaned up), joins its
+   * channels, and opens the stream once they are listened to (`opened`).
+   */
+  function attach(sink: Sink, admitted: Admitted): { client: SseClient; opened: Promise<void> } {
+    const wanted = admitted.channels;
+    const after = admitted.lastEventId;
+    const durableWanted = wanted.filter(isDurable);
+    let client!: SseClient;
+    const pending =
+      durableWanted.length === 0
+        ? undefined
+        : openDurable(listener, durableWanted, after, {
+            deliver: (n) => {
+              events++;
+              client.send(notificationFrame(n));
+            },
+            gap: (gap) =>
+              client.send(
+                gapFrame({
+                  reason: 'expired',
+                  channels: gap.channels,
+                  message: 'the journal no longer holds what this cursor missed',
+                  ...(after === undefined ? {} : { after }),
+                }),
+              ),
+          });
+    // Without durable subscriptions, durable channels are served live like the rest.
+    const live = pending === undefined ? wanted : wanted.filter((c) => !isDurable(c));
+    client = new SseClient(sink, wanted, live, limits, gone);
+    clients.add(client);
+    heartbeat ??= setInterval(() => {
+      for (const c of clients) c.send(HEARTBEAT);
+    }, heartbeatMs);
+    if (pending !== undefined) {
+      durableSubs.set(
+        client,
+        pending.then(
+          (s) => s.subscription,
+          () => undefined,
+        ),
+      );
+    }
+    const opened = (async () => {
+      let cursor: string | undefined;
+      try {
+        await Promise.all(live.map((channel) => join(channel, client)));
+        if (pending !== undefined) cursor = (await pending).cursor;
+      } catch (error) {
+        client.closed();
+        throw error;
+      }
+      if (client.gone) return;
+      const marker = after === undefined && live.length > 0 ? liveMarker(Date.now()) : undefined;
+      client.start({ ...STREAM_HEADERS, ...admitted.cors }, openFrame(retryMs, cursor ?? marker));
+      if (after !== undefined && live.length > 0) {
+        client.send(
+          gapFrame({
+            reason: 'resume',
+            channels: live,
+            message:
+              'reconnected on channels that are not durable: what was sent meanwhile is lost',
+            after,
+          }),
+        );
+      }
+    })();
+    return { client, opened };
+  }
+
+  /** Admission with the client limit; a slot is reserved while `authorize` runs. */
+  async function decide(
+    method: string,
+    request: ReturnType<typeof sseRequest>,
+  ): Promise<Admitted | Refusal> {
+    if (closed) return { status: 503, reason: 'shutting down', headers: { 'Retry-After': '1' } };
+    if (method === 'GET' && clients.size + opening >= maxClients) {
+      return {
+        status: 503,
+        reason: `too many clients (at most ${maxClients})`,
+        headers: { 'Retry-After': '5' },
+      };
+    }
+    opening++;
+    try {
+      return await admit(config, method, request, report);
+    } finally {
+      opening--;
+    }
+  }
+
+  const failure = (error: unknown): Refusal => {
+    const closedError = error instanceof PgNotifyError && error.code === ErrorCode.CLOSED;
+    if (!closedError) report(error);
+    return {
+      status: closedError ? 503 : 500,
+      reason: closedError ? 'the listener is stopped' : 'cannot subscribe',
+      headers: { 'Retry-After': '5' },
+    };
+  };
+
+  async function serveNode(
+    req: IncomingMessage,
+    res: ServerResponse,
+    next?: (error?: unknown) => void,
+  ): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (path !== undefined && url.pathname !== path) {
+      if (next !== undefined) next();
+      else writeRefusal(res, { status: 404, reason: 'not found', headers: {} });
+      return;
+    }
+    const decision = await decide(req.method ?? 'GET', sseRequest(url, toHeaders(req), req));
+    if ('status' in decision) {
+      writeRefusal(res, decision);
+      return;
+    }
+    if (res.destroyed) return;
+    res.socket?.setNoDelay(true);
+    const { client, opened } = attach(new NodeSink(res), decision);
+    res.on('close', () => client.closed());
+    try {
+      await opened;
+    } catch (error) {
+      writeRefusal(res, failure(error));
+    }
+  }
+
+  const handler = ((
+    req: IncomingMessage,
+    res: ServerResponse,
+    next?: (error?: unknown) => void,
+  ) => {
+    serveNode(req, res, next).catch((error: unknown) => {
+      report(error);
+      if (!res.headersSent)
+        writeRefusal(res, { status: 500, reason: 'internal error', headers: {} });
+      else res.destroy();
+    });
+  }) as SseHandler;
+
+  handler.fetch = async (request: Request): Promise<Response> => {
+    const url = new URL(request.url);
+    if (path !== undefined && url.pathname !== path)
+      return refusalResponse({ status: 404, reason: 'not found', headers: {} });
+    const decision = await decide(request.method, sseRequest(url, request.headers, request));
+    if ('status' in decision) return refusalResponse(decision);
+    let client: SseClient | undefined;
+    const sink = new WebSink(() => client?.closed());
+    const attached = attach(sink, decision);
+    client = attached.client;
+    const onAbort = (): void => attached.client.closed();
+    request.signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      await attached.opened;
+    } catch (error) {
+      request.signal.removeEventListener('abort', onAbort);
+      return refusalResponse(failure(error));
+    }
+    if (request.signal.aborted) client.closed();
+    return new Response(sink.stream, {
+      status: 200,
+      headers: { ...STREAM_HEADERS, ...decision.cors },
+    });
+  };
+
+  handler.close = async (): Promise<void> => {
+    if (!closed) {
+      closed = true;
+      listener.off('gap', onGap);
+      listener.off('state', onState);
+    }
+    for (const client of [...clients]) {
+      client.end(
+        'shutdown',
+        'the server is shutting down: reconnect',
+        retryMs + Math.floor(Math.random() * retryMs),
+      );
+    }
+    const subs = [...hubs.values()].map((hub) =>
+      hub.ready.then(() => hub.subscription?.unsubscribe()),
+    );
+    hubs.clear();
+    await Promise.allSettled([...subs, ...durableSubs.values(), ...unsubscribing]);
+  };
+  handler.stats = () => ({ clients: clients.size, channels: hubs.size, events, slowClients });
+  handler[Symbol.asyncDispose] = () => handler.close();
+  return handler;
+}
+
+function writeRefusal(res: ServerResponse, refusal: Refusal): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = refusal.status === 204 ? '' : `${refusal.reason}\n`;
+  res.writeHead(refusal.status, {
+    ...refusal.headers,
+    'Content-Type': 'text/plain; charset=utf-8',
+    'Cache-Control': 'no-store',
+  });
+  res.end(body);
+}
+
+function refusalResponse(refusal: Refusal): Response {
+  return new Response(refusal.status === 204 ? null : `${refusal.reason}\n`, {
+    status: refusal.status,
+    headers: {
+      ...refusal.headers,
+      'Content-Type': 'text/plain; charset=utf-8',
+      'Cache-Control': 'no-store',
+    },
+  });
+}
