@@ -12,6 +12,7 @@ import { registerDemo } from './demo.js';
 import { registerDoctor } from './doctor.js';
 import { registerListen } from './listen.js';
 import { registerNotify } from './notify.js';
+import { registerServe } from './serve.js';
 
 // Two levels up from src/cli/ and from dist/cli/ alike.
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
@@ -31,6 +32,7 @@ registerNotify(program);
 registerDemo(program);
 registerDoctor(program);
 registerBench(program);
+registerServe(program);
 
 try {
   await program.parseAsync(process.argv);
