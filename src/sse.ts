@@ -8,72 +8,18 @@
  * `openDurable` in sse-durable.ts.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { describe, ErrorCode, toError } from './errors.js';
+import { ErrorCode, toError } from './errors.js';
 import type { Gap, Listener, ListenerState, Notification, Subscription } from './index.js';
 import { PgNotifyError } from './index.js';
 import { NodeSink, type Sink, SseClient, WebSink } from './sse-client.js';
 import { openDurable } from './sse-durable.js';
-import {
-  type Admitted,
-  admit,
-  type Refusal,
-  type SseAuthorize,
-  sseRequest,
-  toHeaders,
-} from './sse-request.js';
+import { resolveSseOptions, type SseOptions } from './sse-options.js';
+import { type Admitted, admit, type Refusal, sseRequest, toHeaders } from './sse-request.js';
 import { gapFrame, HEARTBEAT, liveMarker, notificationFrame, openFrame } from './sse-wire.js';
 
+export type { SseOptions } from './sse-options.js';
 export type { SseAuthorize, SseDenial, SseRequest } from './sse-request.js';
 export type { SseEndReason, SseGap, SseGapReason } from './sse-wire.js';
-
-/** Options of {@link createSseHandler}. Every field is optional; with none, nothing is allowed. */
-export interface SseOptions {
-  /**
-   * Channels clients may ask for: a list, or a predicate. Default: none, unless `authorize`
-   * is set (then `authorize` alone decides). With both, a channel must pass both.
-   */
-  channels?: readonly string[] | ((channel: string) => boolean);
-  /**
-   * Decides per request and channel, before anything is streamed: `true` allows; `false` is
-   * 403; `{ status, reason }` answers that 4xx status (401 adds `WWW-Authenticate: Bearer`)
-   * with `reason` as the body. A throw is reported to `onError` and answered 500.
-   * Default: none (the `channels` allow-list alone decides).
-   */
-  authorize?: SseAuthorize;
-  /**
-   * Which channels are durable (`true`: all): a client gets `id:` cursors on them and resumes
-   * from `Last-Event-ID` with exactly what it missed. Default `false`. Until the listener has
-   * durable subscriptions, durable channels are served like plain ones.
-   */
-  durable?: boolean | readonly string[];
-  /** Interval of comment heartbeats (`:`), which keep proxies from closing idle streams. Default 15 000 ms. */
-  heartbeatMs?: number;
-  /** The `retry:` sent to clients: how long EventSource waits before reconnecting. Default 2 000 ms. */
-  retryMs?: number;
-  /** Channels one request may ask for (`?channel=` repeated); more is a 400. Default 32. */
-  maxChannelsPerRequest?: number;
-  /** Open streams this handler serves; past it a request gets 503 with `Retry-After`. Default 10 000. */
-  maxClients?: number;
-  /**
-   * Events one client may have not read yet; past it the stream ends with `event: end`
-   * (`reason: 'slow-client'`). Default 1 000.
-   */
-  maxQueuedEvents?: number;
-  /** Bytes one client may have not read yet (Node's buffer, not the kernel's); as above. Default 1 MiB. */
-  maxQueuedBytes?: number;
-  /**
-   * Origins allowed to read the stream cross-origin (exact `scheme://host[:port]`, or `'*'`).
-   * Default: CORS off (no `Access-Control-*` header: browsers allow same-origin only).
-   */
-  cors?: readonly string[];
-  /**
-   * The path served (node:http form: other paths get 404, or `next()` when given). Default:
-   * every path it is handed (the framework routes).
-   */
-  path?: string;
-  /** Receives errors no request can report (a throwing `authorize`). Default: a stderr line. */
-  onError?: (error: Error) => void;
-}
 
 /** Counters of a handler. */
 export interface SseStats {
@@ -121,30 +67,10 @@ const STREAM_HEADERS = {
   Connection: 'keep-alive',
 } as const;
 
+/** The answer to a request whose stream was ended (shutdown, listener stopped) while opening. */
+const GONE: Refusal = { status: 503, reason: 'shutting down', headers: { 'Retry-After': '1' } };
+
 let handlers = 0;
-
-function positive(name: string, value: unknown, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
-    throw new PgNotifyError(
-      ErrorCode.INVALID_OPTION,
-      `option ${name}: expected an integer >= 1, got ${describe(value)}`,
-    );
-  }
-  return value;
-}
-
-function check(ok: boolean, name: string, expected: string, value: unknown): void {
-  if (!ok) {
-    throw new PgNotifyError(
-      ErrorCode.INVALID_OPTION,
-      `option ${name}: expected ${expected}, got ${describe(value)}`,
-    );
-  }
-}
-
-const isStringList = (v: unknown): v is readonly string[] =>
-  Array.isArray(v) && v.every((item) => typeof item === 'string');
 
 /**
  * Serves `listener`'s notifications as Server-Sent Events: `GET /events?channel=a&channel=b`.
@@ -159,54 +85,8 @@ const isStringList = (v: unknown): v is readonly string[] =>
  * // Hono: app.get('/events', (c) => sse.fetch(c.req.raw))
  */
 export function createSseHandler(listener: Listener, options: SseOptions = {}): SseHandler {
-  const heartbeatMs = positive('heartbeatMs', options.heartbeatMs, 15_000);
-  const retryMs = positive('retryMs', options.retryMs, 2000);
-  const maxClients = positive('maxClients', options.maxClients, 10_000);
-  const limits = {
-    retryMs,
-    maxQueuedEvents: positive('maxQueuedEvents', options.maxQueuedEvents, 1000),
-    maxQueuedBytes: positive('maxQueuedBytes', options.maxQueuedBytes, 1024 * 1024),
-  };
-  const { channels, authorize, cors, path, durable = false } = options;
-  check(
-    channels === undefined || typeof channels === 'function' || isStringList(channels),
-    'channels',
-    'a list of names or a function',
-    channels,
-  );
-  check(
-    authorize === undefined || typeof authorize === 'function',
-    'authorize',
-    'a function',
-    authorize,
-  );
-  check(cors === undefined || isStringList(cors), 'cors', 'a list of origins', cors);
-  check(
-    path === undefined || (typeof path === 'string' && path.startsWith('/')),
-    'path',
-    "a path starting with '/'",
-    path,
-  );
-  check(
-    typeof durable === 'boolean' || isStringList(durable),
-    'durable',
-    'a boolean or a list of names',
-    durable,
-  );
-  check(
-    options.onError === undefined || typeof options.onError === 'function',
-    'onError',
-    'a function',
-    options.onError,
-  );
-  const onError =
-    options.onError ?? ((error: Error) => process.stderr.write(`pgnotify sse: ${error.message}\n`));
-  const config = {
-    channels,
-    authorize,
-    cors,
-    maxChannelsPerRequest: positive('maxChannelsPerRequest', options.maxChannelsPerRequest, 32),
-  };
+  const { heartbeatMs, retryMs, maxClients, limits, config, path, durable, onError } =
+    resolveSseOptions(options);
   const isDurable = (channel: string): boolean =>
     durable === true || (Array.isArray(durable) && durable.includes(channel));
   const idPrefix = `sse${++handlers}:`;
@@ -315,9 +195,10 @@ export function createSseHandler(listener: Listener, options: SseOptions = {}): 
 
   /**
    * Registers a client at once (so a peer that leaves meanwhile is cleaned up), joins its
-   * channels, and opens the stream once they are listened to (`opened`).
+   * channels, and opens the stream once they are listened to (`opened`: false when the client
+   * left or was ended before that: no stream was started).
    */
-  function attach(sink: Sink, admitted: Admitted): { client: SseClient; opened: Promise<void> } {
+  function attach(sink: Sink, admitted: Admitted): { client: SseClient; opened: Promise<boolean> } {
     const wanted = admitted.channels;
     const after = admitted.lastEventId;
     const durableWanted = wanted.filter(isDurable);
@@ -365,7 +246,7 @@ export function createSseHandler(listener: Listener, options: SseOptions = {}): 
         client.closed();
         throw error;
       }
-      if (client.gone) return;
+      if (client.gone) return false;
       const marker = after === undefined && live.length > 0 ? liveMarker(Date.now()) : undefined;
       client.start({ ...STREAM_HEADERS, ...admitted.cors }, openFrame(retryMs, cursor ?? marker));
       if (after !== undefined && live.length > 0) {
@@ -379,6 +260,7 @@ export function createSseHandler(listener: Listener, options: SseOptions = {}): 
           }),
         );
       }
+      return true;
     })();
     return { client, opened };
   }
@@ -435,7 +317,7 @@ export function createSseHandler(listener: Listener, options: SseOptions = {}): 
     const { client, opened } = attach(new NodeSink(res), decision);
     res.on('close', () => client.closed());
     try {
-      await opened;
+      if (!(await opened) && !res.destroyed) writeRefusal(res, GONE);
     } catch (error) {
       writeRefusal(res, failure(error));
     }
@@ -466,12 +348,14 @@ export function createSseHandler(listener: Listener, options: SseOptions = {}): 
     client = attached.client;
     const onAbort = (): void => attached.client.closed();
     request.signal.addEventListener('abort', onAbort, { once: true });
+    let started: boolean;
     try {
-      await attached.opened;
+      started = await attached.opened;
     } catch (error) {
       request.signal.removeEventListener('abort', onAbort);
       return refusalResponse(failure(error));
     }
+    if (!started) return refusalResponse(GONE);
     if (request.signal.aborted) client.closed();
     return new Response(sink.stream, {
       status: 200,
