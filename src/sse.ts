@@ -11,7 +11,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ErrorCode, toError } from './errors.js';
 import type { Gap, Listener, ListenerState, Notification, Subscription } from './index.js';
 import { PgNotifyError } from './index.js';
-import { NodeSink, type Sink, SseClient, WebSink } from './sse-client.js';
+import { Frame, NodeSink, type Sink, SseClient, WebSink } from './sse-client.js';
 import { openDurable } from './sse-durable.js';
 import { resolveSseOptions, type SseOptions } from './sse-options.js';
 import { type Admitted, admit, type Refusal, sseRequest, toHeaders } from './sse-request.js';
@@ -70,6 +70,8 @@ const STREAM_HEADERS = {
 /** The answer to a request whose stream was ended (shutdown, listener stopped) while opening. */
 const GONE: Refusal = { status: 503, reason: 'shutting down', headers: { 'Retry-After': '1' } };
 
+const heartbeatFrame = Frame.of(HEARTBEAT);
+
 let handlers = 0;
 
 /**
@@ -125,7 +127,7 @@ export function createSseHandler(listener: Listener, options: SseOptions = {}): 
           channel,
           (n: Notification<unknown>) => {
             // One frame, encoded once, for every client of the channel.
-            const frame = Buffer.from(notificationFrame(n));
+            const frame = Frame.of(notificationFrame(n));
             events += created.clients.size;
             for (const c of created.clients) c.send(frame);
           },
@@ -226,7 +228,7 @@ export function createSseHandler(listener: Listener, options: SseOptions = {}): 
     client = new SseClient(sink, wanted, live, limits, gone);
     clients.add(client);
     heartbeat ??= setInterval(() => {
-      for (const c of clients) c.send(HEARTBEAT);
+      for (const c of clients) c.send(heartbeatFrame);
     }, heartbeatMs);
     if (pending !== undefined) {
       durableSubs.set(

@@ -259,20 +259,25 @@ describe('slow clients', () => {
       slow.socket.pause();
       const fast = await countingClient(bridge.port, q(ch));
       await waitFor(() => bridge.sse.stats().clients === 2);
-      const total = 3000;
-      // ~21 MB: more than the kernel's socket buffers of the paused client can absorb.
-      await admin.query(
-        `select pg_notify($1, i || repeat('x', 7000)) from generate_series(1, ${total}) i`,
-        [ch],
-      );
-      await waitFor(() => bridge.sse.stats().slowClients === 1, {
-        timeoutMs: 20_000,
-        message: 'the slow client to be ended',
-      });
-      await waitFor(() => fast.count() === total, {
-        timeoutMs: 20_000,
-        message: `${total} events on the fast client (has ${fast.count()})`,
-      });
+      // Batches of 100 notifications of ~7 kB, each sent once the fast client has the previous
+      // one: the paused client's kernel buffers fill, then its Node buffer passes the limit.
+      let total = 0;
+      let endedAt: number | undefined;
+      for (let batch = 0; batch < 80; batch++) {
+        await admin.query(
+          `select pg_notify($1, i || repeat('x', 7000)) from generate_series(1, 100) i`,
+          [ch],
+        );
+        total += 100;
+        await waitFor(() => fast.count() === total, {
+          timeoutMs: 20_000,
+          message: `${total} events on the fast client (has ${fast.count()})`,
+        });
+        // Five more batches after the slow client was ended: the others go on.
+        if (endedAt === undefined && bridge.sse.stats().slowClients === 1) endedAt = batch;
+        if (endedAt !== undefined && batch >= endedAt + 5) break;
+      }
+      assert.equal(bridge.sse.stats().slowClients, 1, 'the slow client was ended');
       assert.equal(bridge.sse.stats().clients, 1);
       assert.equal(bridge.listener.stats().dropped, 0);
       slow.socket.resume();
