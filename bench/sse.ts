@@ -1,17 +1,19 @@
 /**
  * SSE bridge benchmark (issue 15 item 8), self-contained:
  *
- *   DATABASE_URL=postgres://… node --import tsx bench/sse.ts [--clients 1000,10000] [--rounds 2]
- *        [--seconds 10] [--deliveries 40000]
+ *   DATABASE_URL=postgres://… node --import tsx bench/sse.ts [--clients 1000,10000] [--rounds 3]
+ *        [--seconds 10] [--deliveries 20000]
  *
- * For each client count and round, two servers are measured in turn, each in its own process:
+ * For each client count and round, two servers are measured, each in its own process:
  *   bridge  createListener + createSseHandler (this library)
  *   floor   a minimal hand-written fan-out: one pg.Client LISTEN, JSON.stringify once per
  *           notification, `res.write(frame)` to every open node:http response
- * N clients (raw HTTP/1.1 sockets in one child process) connect to the server; once idle, the
- * server's RSS per client is taken (after a forced GC), and its backends are counted in
- * pg_stat_activity. Then the parent sends notifications for `--seconds` at a rate giving
- * `--deliveries` client deliveries per second; each payload carries its send time, taken right
+ * Both servers run at once, each with its own N clients (raw HTTP/1.1 sockets in a child
+ * process), and get the same notifications: their CPU figures come from the same seconds of a
+ * shared machine. Once the clients are idle, each server's RSS and heap per client are taken
+ * (after a forced GC), and its backends are counted in pg_stat_activity. Then the parent sends
+ * notifications for `--seconds` at a rate giving `--deliveries` client deliveries per second
+ * to each server; each payload carries its send time, taken right
  * before the autocommit `pg_notify` (≈ commit), and the clients record send → receipt for every
  * delivery (p50/p99 over all of them). The server's own CPU (user+system) over the sending
  * phase divided by deliveries is "CPU per delivered event"; bridge/floor is the ratio (target
@@ -41,7 +43,8 @@ function serveCommands(): void {
   createInterface({ input: process.stdin }).on('line', (line) => {
     if (line === 'rss') {
       (globalThis as { gc?: () => void }).gc?.();
-      say({ rss: process.memoryUsage().rss });
+      const memory = process.memoryUsage();
+      say({ rss: memory.rss, heap: memory.heapUsed + memory.external });
     } else if (line === 'cpu-start') {
       cpu = process.cpuUsage();
       say({ ok: true });
@@ -63,14 +66,14 @@ async function listen(server: http.Server): Promise<void> {
 async function serverBridge(): Promise<void> {
   const { createListener } = await import('../src/index.js');
   const { createSseHandler } = await import('../src/sse.js');
-  const listener = createListener({ connection: url, applicationName: APP });
+  const listener = createListener({ connection: url, applicationName: `${APP}-bridge` });
   await listener.start();
   const sse = createSseHandler(listener, { channels: [CHANNEL], maxClients: 100_000 });
   await listen(http.createServer(sse));
 }
 
 async function serverFloor(): Promise<void> {
-  const client = new pg.Client({ connectionString: url, application_name: APP });
+  const client = new pg.Client({ connectionString: url, application_name: `${APP}-floor` });
   await client.connect();
   await client.query(`LISTEN ${CHANNEL}`);
   const open = new Set<http.ServerResponse>();
@@ -154,6 +157,8 @@ class Child {
   readonly proc: ChildProcess;
   #waiting: { resolve: (value: Record<string, number>) => void; reject: (e: Error) => void }[] = [];
   #exited: Error | undefined;
+  /** Lines that arrived before anyone waited for them. */
+  #lines: Record<string, number>[] = [];
   constructor(args: string[], gc = false) {
     const script = fileURLToPath(import.meta.url);
     this.proc = spawn(
@@ -165,7 +170,10 @@ class Child {
       },
     );
     createInterface({ input: this.proc.stdout as NodeJS.ReadableStream }).on('line', (line) => {
-      this.#waiting.shift()?.resolve(JSON.parse(line) as Record<string, number>);
+      const value = JSON.parse(line) as Record<string, number>;
+      const waiter = this.#waiting.shift();
+      if (waiter === undefined) this.#lines.push(value);
+      else waiter.resolve(value);
     });
     this.proc.on('exit', (code, signal) => {
       this.#exited = new Error(`${args[0]} exited (${code ?? signal})`);
@@ -173,6 +181,8 @@ class Child {
     });
   }
   next(): Promise<Record<string, number>> {
+    const line = this.#lines.shift();
+    if (line !== undefined) return Promise.resolve(line);
     if (this.#exited !== undefined) return Promise.reject(this.#exited);
     return new Promise((resolve, reject) => this.#waiting.push({ resolve, reject }));
   }
@@ -186,11 +196,29 @@ class Child {
   }
 }
 
+const perClientKb = (after = 0, before = 0, n = 1): number =>
+  Math.round((after - before) / n / 102.4) / 10;
+
+/** Opens one stream, waits for its first bytes, and closes it. */
+function warmUp(port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.once('data', () => {
+      socket.destroy();
+      resolve();
+    });
+    socket.on('error', reject);
+    socket.write(`GET /events?channel=${CHANNEL} HTTP/1.1\r\nHost: b\r\n\r\n`);
+  });
+}
+
 interface Result {
   mode: string;
   clients: number;
   backends: number;
   rssPerClientKb: number;
+  /** V8 heap used + external (Buffers) per client: what RSS is made of, without the allocator's slack. */
+  heapPerClientKb: number;
   events: number;
   delivered: number;
   cpuUsPerDelivery: number;
@@ -198,109 +226,145 @@ interface Result {
   p99Ms: number;
 }
 
-async function measure(
-  mode: 'bridge' | 'floor',
-  n: number,
-  seconds: number,
-  perSecond: number,
-): Promise<Result> {
+const MODES = ['bridge', 'floor'] as const;
+type Mode = (typeof MODES)[number];
+
+/**
+ * Both servers at once, each with its own N clients, fed by the same notifications: the two
+ * CPU figures come from the same seconds of a shared machine, so their ratio holds even when
+ * the machine's load moves the absolute figures.
+ */
+async function measurePair(n: number, seconds: number, perSecond: number): Promise<Result[]> {
   const admin = new pg.Client({ connectionString: url });
   await admin.connect();
-  const server = new Child([`server-${mode}`], true);
-  let crowd: Child | undefined;
+  const servers = new Map<Mode, Child>(MODES.map((m) => [m, new Child([`server-${m}`], true)]));
+  const crowds = new Map<Mode, Child>();
   try {
-    const { port } = await server.next();
-    await new Promise((r) => setTimeout(r, 500));
-    const before = (await server.ask('rss')).rss ?? 0;
     const rate = Math.max(1, Math.round(perSecond / n));
     const events = rate * seconds;
-    crowd = new Child([
-      'clients',
-      '--n',
-      String(n),
-      '--port',
-      String(port),
-      '--capacity',
-      String(events * n),
-    ]);
-    const { connected } = await crowd.next();
-    if (connected !== n) throw new Error(`only ${connected} of ${n} clients connected`);
+    const before = new Map<Mode, Record<string, number>>();
+    for (const mode of MODES) {
+      const server = servers.get(mode) as Child;
+      const { port } = await server.next();
+      // One client first, so code loaded on first use (URL, Headers) is not counted per client.
+      await warmUp(Number(port));
+      await new Promise((r) => setTimeout(r, 300));
+      before.set(mode, await server.ask('rss'));
+      const crowd = new Child([
+        'clients',
+        '--n',
+        `${n}`,
+        '--port',
+        `${port}`,
+        '--capacity',
+        `${events * n}`,
+      ]);
+      crowds.set(mode, crowd);
+      const { connected } = await crowd.next();
+      if (connected !== n) throw new Error(`${mode}: only ${connected} of ${n} clients connected`);
+    }
     await new Promise((r) => setTimeout(r, 2000));
-    const after = (await server.ask('rss')).rss ?? 0;
-    const backends = Number(
-      (
-        await admin.query(
-          'select count(*) as n from pg_stat_activity where application_name = $1',
-          [APP],
-        )
-      ).rows[0]?.n,
-    );
-    await server.ask('cpu-start');
+    const after = new Map<Mode, Record<string, number>>();
+    for (const mode of MODES) after.set(mode, await (servers.get(mode) as Child).ask('rss'));
+    const backends = new Map<Mode, number>();
+    for (const mode of MODES) {
+      const { rows } = await admin.query<{ n: string }>(
+        'select count(*) as n from pg_stat_activity where application_name = $1',
+        [`${APP}-${mode}`],
+      );
+      backends.set(mode, Number(rows[0]?.n));
+    }
+    for (const server of servers.values()) await server.ask('cpu-start');
     const sender = new pg.Client({ connectionString: url });
     await sender.connect();
     const started = now();
     for (let i = 0; i < events; i++) {
-      const due = started + (i * 1000) / rate;
-      const wait = due - now();
+      const wait = started + (i * 1000) / rate - now();
       if (wait > 0) await new Promise((r) => setTimeout(r, wait));
       await sender.query('select pg_notify($1, $2)', [CHANNEL, `{"t":${now()},"i":${i}}`]);
     }
-    const deadline = now() + 60_000;
-    for (;;) {
-      const { received = 0 } = await crowd.ask('count');
-      if (received >= events * n || now() > deadline) break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    const { cpuUs = 0 } = await server.ask('cpu-end');
     await sender.end();
-    const report = await crowd.ask('report');
-    const delivered = report.received ?? 0;
-    return {
-      mode,
-      clients: n,
-      backends,
-      rssPerClientKb: Math.round((after - before) / n / 102.4) / 10,
-      events,
-      delivered,
-      cpuUsPerDelivery: Math.round((cpuUs / delivered) * 100) / 100,
-      p50Ms: Math.round((report.p50 ?? 0) * 10) / 10,
-      p99Ms: Math.round((report.p99 ?? 0) * 10) / 10,
-    };
+    const deadline = now() + 60_000;
+    const cpu = new Map<Mode, number>();
+    while (cpu.size < MODES.length) {
+      for (const mode of MODES) {
+        if (cpu.has(mode)) continue;
+        const { received = 0 } = await (crowds.get(mode) as Child).ask('count');
+        if (received >= events * n || now() > deadline) {
+          cpu.set(mode, (await (servers.get(mode) as Child).ask('cpu-end')).cpuUs ?? 0);
+        }
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const results: Result[] = [];
+    for (const mode of MODES) {
+      const report = await (crowds.get(mode) as Child).ask('report');
+      const delivered = report.received ?? 0;
+      results.push({
+        mode,
+        clients: n,
+        backends: backends.get(mode) ?? 0,
+        rssPerClientKb: perClientKb(after.get(mode)?.rss, before.get(mode)?.rss, n),
+        heapPerClientKb: perClientKb(after.get(mode)?.heap, before.get(mode)?.heap, n),
+        events,
+        delivered,
+        cpuUsPerDelivery: Math.round(((cpu.get(mode) ?? 0) / delivered) * 100) / 100,
+        p50Ms: Math.round((report.p50 ?? 0) * 10) / 10,
+        p99Ms: Math.round((report.p99 ?? 0) * 10) / 10,
+      });
+    }
+    return results;
   } finally {
-    crowd?.kill();
-    server.kill();
+    for (const child of [...crowds.values(), ...servers.values()]) child.kill();
     await admin.end();
   }
 }
 
 async function main(): Promise<void> {
   const sizes = arg('clients', '1000,10000').split(',').map(Number);
-  const rounds = Number(arg('rounds', '2'));
+  const rounds = Number(arg('rounds', '3'));
   const seconds = Number(arg('seconds', '10'));
-  const perSecond = Number(arg('deliveries', '40000'));
+  const perSecond = Number(arg('deliveries', '20000'));
   const results: Result[] = [];
+  const ratios: { clients: number; round: number; ratio: number }[] = [];
   for (const n of sizes) {
     for (let round = 1; round <= rounds; round++) {
-      // Alternate which goes first, so drift on a shared machine does not favour one.
-      const order =
-        round % 2 === 1 ? (['floor', 'bridge'] as const) : (['bridge', 'floor'] as const);
-      const pair: Partial<Record<'bridge' | 'floor', Result>> = {};
-      for (const mode of order) {
-        const result = await measure(mode, n, seconds, perSecond);
-        pair[mode] = result;
-        results.push(result);
-        say(result);
-      }
-      const ratio = (pair.bridge?.cpuUsPerDelivery ?? 0) / (pair.floor?.cpuUsPerDelivery ?? 1);
-      say({ clients: n, round, cpuRatioBridgeOverFloor: Math.round(ratio * 100) / 100 });
+      const pair = await measurePair(n, seconds, perSecond);
+      for (const result of pair) say(result);
+      results.push(...pair);
+      const [bridge, floor] = pair;
+      const ratio =
+        Math.round(((bridge?.cpuUsPerDelivery ?? 0) / (floor?.cpuUsPerDelivery ?? 1)) * 100) / 100;
+      ratios.push({ clients: n, round, ratio });
+      say({ clients: n, round, cpuRatioBridgeOverFloor: ratio });
     }
   }
   console.log(
-    '\nmode    clients  backends  RSS/idle client  events  delivered  CPU µs/delivery  p50 ms  p99 ms',
+    '\nmode    clients  backends  RSS/idle client  heap/idle client  events  delivered  CPU µs/delivery  p50 ms  p99 ms',
   );
   for (const r of results) {
     console.log(
-      `${r.mode.padEnd(7)} ${String(r.clients).padStart(7)}  ${String(r.backends).padStart(8)}  ${`${r.rssPerClientKb} KB`.padStart(15)}  ${String(r.events).padStart(6)}  ${String(r.delivered).padStart(9)}  ${String(r.cpuUsPerDelivery).padStart(15)}  ${String(r.p50Ms).padStart(6)}  ${String(r.p99Ms).padStart(6)}`,
+      [
+        r.mode.padEnd(7),
+        `${r.clients}`.padStart(7),
+        `${r.backends}`.padStart(8),
+        `${r.rssPerClientKb} KB`.padStart(15),
+        `${r.heapPerClientKb} KB`.padStart(16),
+        `${r.events}`.padStart(6),
+        `${r.delivered}`.padStart(9),
+        `${r.cpuUsPerDelivery}`.padStart(15),
+        `${r.p50Ms}`.padStart(6),
+        `${r.p99Ms}`.padStart(6),
+      ].join('  '),
+    );
+  }
+  for (const n of sizes) {
+    const mine = ratios
+      .filter((r) => r.clients === n)
+      .map((r) => r.ratio)
+      .sort((a, b) => a - b);
+    console.log(
+      `CPU bridge/floor at ${n} clients: median ${mine[Math.floor(mine.length / 2)]} (rounds: ${mine.join(', ')}; target <= 1.2)`,
     );
   }
 }

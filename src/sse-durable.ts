@@ -43,7 +43,8 @@ export const DURABLE_SUBSCRIPTIONS = false;
  * })
  * return { subscription, cursor: after === undefined ? <the cursor of 'now'> : undefined }
  * ```
- * A malformed `after` should reject with a `PgNotifyError` (the bridge answers 400).
+ * A malformed `after` should reject with `PGNOTIFY_INVALID_OPTION` (the bridge answers 400
+ * with its message). A `live-<ms>` id (a plain stream's marker) arrives here as `undefined`.
  */
 export function openDurable(
   listener: Listener,

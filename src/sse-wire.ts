@@ -55,6 +55,11 @@ export function liveMarker(openedAt: number): string {
   return `live-${openedAt}`;
 }
 
+/** Whether `id` is a {@link liveMarker} (not a journal cursor: a durable replay starts from now). */
+export function isLiveMarker(id: string | undefined): boolean {
+  return id !== undefined && /^live-\d+$/.test(id);
+}
+
 /** Whether `id` can go in an `id:` field: no CR, LF or NUL (EventSource ignores such ids). */
 export function isValidEventId(id: string): boolean {
   return !/[\r\n\0]/.test(id);

@@ -15,7 +15,14 @@ import { Frame, NodeSink, type Sink, SseClient, WebSink } from './sse-client.js'
 import { openDurable } from './sse-durable.js';
 import { resolveSseOptions, type SseOptions } from './sse-options.js';
 import { type Admitted, admit, type Refusal, sseRequest, toHeaders } from './sse-request.js';
-import { gapFrame, HEARTBEAT, liveMarker, notificationFrame, openFrame } from './sse-wire.js';
+import {
+  gapFrame,
+  HEARTBEAT,
+  isLiveMarker,
+  liveMarker,
+  notificationFrame,
+  openFrame,
+} from './sse-wire.js';
 
 export type { SseOptions } from './sse-options.js';
 export type { SseAuthorize, SseDenial, SseRequest } from './sse-request.js';
@@ -208,7 +215,7 @@ export function createSseHandler(listener: Listener, options: SseOptions = {}): 
     const pending =
       durableWanted.length === 0
         ? undefined
-        : openDurable(listener, durableWanted, after, {
+        : openDurable(listener, durableWanted, isLiveMarker(after) ? undefined : after, {
             deliver: (n) => {
               events++;
               client.send(notificationFrame(n));
@@ -288,14 +295,17 @@ export function createSseHandler(listener: Listener, options: SseOptions = {}): 
     }
   }
 
+  /** The answer when subscribing failed: 503 stopped listener, 400 a refused cursor, else 500. */
   const failure = (error: unknown): Refusal => {
-    const closedError = error instanceof PgNotifyError && error.code === ErrorCode.CLOSED;
-    if (!closedError) report(error);
-    return {
-      status: closedError ? 503 : 500,
-      reason: closedError ? 'the listener is stopped' : 'cannot subscribe',
-      headers: { 'Retry-After': '5' },
-    };
+    const code = error instanceof PgNotifyError ? error.code : undefined;
+    if (code === ErrorCode.CLOSED) {
+      return { status: 503, reason: 'the listener is stopped', headers: { 'Retry-After': '5' } };
+    }
+    if (code === ErrorCode.INVALID_OPTION) {
+      return { status: 400, reason: (error as Error).message, headers: {} };
+    }
+    report(error);
+    return { status: 500, reason: 'cannot subscribe', headers: { 'Retry-After': '5' } };
   };
 
   async function serveNode(
