@@ -600,6 +600,38 @@ describe('fetch form', () => {
   });
 });
 
+describe('node:http form', () => {
+  test('with path set, other paths call next() when given, else get 404', async () => {
+    const ch = uniqueChannel('path');
+    const bridge = await startBridge({ channels: [ch], path: '/events' });
+    let nexted = 0;
+    const server = http.createServer((req, res) =>
+      bridge.sse(req, res, () => {
+        nexted++;
+        res.end('next');
+      }),
+    );
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (server.address() as { port: number }).port;
+      const other = await RawSse.open(port, `/other?channel=${ch}`);
+      await waitFor(() => other.body === 'next');
+      assert.equal(nexted, 1);
+      const missing = await RawSse.open(bridge.port, `/other?channel=${ch}`);
+      await waitFor(() => missing.ended);
+      assert.equal(missing.status, 404);
+      const served = await RawSse.open(port, q(ch));
+      assert.equal(served.status, 200);
+      served.close();
+      other.close();
+    } finally {
+      server.closeAllConnections();
+      server.close();
+      await bridge.close();
+    }
+  });
+});
+
 describe('options', () => {
   test('bad options throw PGNOTIFY_INVALID_OPTION', async () => {
     const bridge = await startBridge({ channels: [] });

@@ -22,6 +22,7 @@ import {
 import { formatError, formatGap } from './format.js';
 import { INSPECTOR_HTML } from './inspector.js';
 
+/** The options of `pgnotify serve`, as commander parses them. */
 export interface ServeOptions {
   port: number;
   host: string;
@@ -32,6 +33,7 @@ export interface ServeOptions {
 
 const MAX_BODY_BYTES = 16 * 1024;
 
+/** Adds `serve` to the `pgnotify` program. */
 export function registerServe(program: Command): void {
   program
     .command('serve')
