@@ -600,6 +600,37 @@ describe('fetch form', () => {
   });
 });
 
+describe('fetch form under @hono/node-server', () => {
+  test('a client that disconnects is cleaned up (the Response body is cancelled)', async () => {
+    const { serve } = await import('@hono/node-server');
+    const ch = uniqueChannel('hono');
+    const bridge = await startBridge({ channels: [ch] });
+    const server = serve({
+      fetch: (request: Request) => bridge.sse.fetch(request),
+      port: 0,
+      hostname: '127.0.0.1',
+    });
+    await new Promise((resolve) => server.once('listening', resolve));
+    try {
+      const port = (server.address() as { port: number }).port;
+      const client = await RawSse.open(port, q(ch));
+      await waitFor(() => client.body.includes('retry:'));
+      await notify(ch, 'via hono');
+      const [, n] = await client.waitEvents(2);
+      assert.equal(JSON.parse(n?.data ?? '').payload, 'via hono');
+      assert.equal(bridge.listener.subscribers().length, 1);
+      client.close();
+      await waitFor(() => bridge.sse.stats().clients === 0, {
+        message: 'the client to be removed',
+      });
+      await waitFor(() => bridge.listener.subscribers().length === 0);
+    } finally {
+      server.close();
+      await bridge.close();
+    }
+  });
+});
+
 describe('node:http form', () => {
   test('with path set, other paths call next() when given, else get 404', async () => {
     const ch = uniqueChannel('path');
