@@ -18,12 +18,18 @@ export interface DurableStream {
   readonly cursor: string | undefined;
 }
 
+/** The part of a durable subscription's gap the bridge reads. */
+export type DurableGap = Partial<Pick<Gap, 'channels'>> & { readonly channel?: string };
+
 /** What a durable stream reports back to its client. */
 export interface DurableSink {
   /** Each notification, replayed or live; `n.cursor` becomes the event's `id:`. */
   deliver(notification: Notification<unknown>): void;
-  /** A loss the journal cannot fill (a cursor older than retention: kind `'expired'`). */
-  gap(gap: Gap): void;
+  /**
+   * A loss the journal cannot fill (a cursor older than retention: kind `'expired'`), for the
+   * channels it names (`channels`, or the journal's one `channel`; neither: all of the stream's).
+   */
+  gap(gap: DurableGap): void;
 }
 
 /** Whether the listener in this build has durable subscriptions (flip when they land). */
@@ -36,15 +42,18 @@ export const DURABLE_SUBSCRIPTIONS = false;
  *
  * The wiring once they land (the listener API of issue 14):
  * ```ts
+ * // Resolve 'now' first (resolveCursor(pool, 'now') in journal.ts), so the stream's first
+ * // id names its starting point and a reconnect before any event misses nothing.
+ * const start = after ?? (await resolveCursor(pool, 'now'))
  * const subscription = await listener.subscribe(channels, sink.deliver, {
- *   durable: { after: after ?? 'now' },
+ *   durable: { after: start },
  *   concurrency: 0,
  *   onGap: sink.gap,
  * })
- * return { subscription, cursor: after === undefined ? <the cursor of 'now'> : undefined }
+ * return { subscription, cursor: after === undefined ? start : undefined }
  * ```
- * A malformed `after` should reject with `PGNOTIFY_INVALID_OPTION` (the bridge answers 400
- * with its message). A `live-<ms>` id (a plain stream's marker) arrives here as `undefined`.
+ * A malformed `after` should reject with `PGNOTIFY_INVALID_CURSOR` (or `INVALID_OPTION`): the
+ * bridge answers 400 with its message. A `live-<ms>` id (a plain stream's marker) arrives here as `undefined`.
  */
 export function openDurable(
   listener: Listener,

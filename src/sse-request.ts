@@ -3,7 +3,7 @@
  * `channels` allow-list, the `authorize` hook and CORS. Pure of I/O apart from the hook, and
  * shared by the node:http and fetch forms. Nothing is streamed before this says yes.
  */
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { shorten, toError } from './errors.js';
 import { checkChannel, PgNotifyError } from './index.js';
 
@@ -177,4 +177,31 @@ export async function admit(
     return refuse(500, 'authorization failed', cors);
   }
   return { channels, lastEventId: after, cors };
+}
+
+/** Writes a refusal as plain text (or drops a response whose headers already went). */
+export function writeRefusal(res: ServerResponse, refusal: Refusal): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = refusal.status === 204 ? '' : `${refusal.reason}\n`;
+  res.writeHead(refusal.status, {
+    ...refusal.headers,
+    'Content-Type': 'text/plain; charset=utf-8',
+    'Cache-Control': 'no-store',
+  });
+  res.end(body);
+}
+
+/** A refusal as a plain-text web `Response`. */
+export function refusalResponse(refusal: Refusal): Response {
+  return new Response(refusal.status === 204 ? null : `${refusal.reason}\n`, {
+    status: refusal.status,
+    headers: {
+      ...refusal.headers,
+      'Content-Type': 'text/plain; charset=utf-8',
+      'Cache-Control': 'no-store',
+    },
+  });
 }

@@ -14,7 +14,15 @@ import { PgNotifyError } from './index.js';
 import { Frame, NodeSink, type Sink, SseClient, WebSink } from './sse-client.js';
 import { openDurable } from './sse-durable.js';
 import { resolveSseOptions, type SseOptions } from './sse-options.js';
-import { type Admitted, admit, type Refusal, sseRequest, toHeaders } from './sse-request.js';
+import {
+  type Admitted,
+  admit,
+  type Refusal,
+  refusalResponse,
+  sseRequest,
+  toHeaders,
+  writeRefusal,
+} from './sse-request.js';
 import {
   gapFrame,
   HEARTBEAT,
@@ -78,6 +86,12 @@ const STREAM_HEADERS = {
 const GONE: Refusal = { status: 503, reason: 'shutting down', headers: { 'Retry-After': '1' } };
 
 const heartbeatFrame = Frame.of(HEARTBEAT);
+
+/**
+ * Codes of a subscribe refused for what the client sent (a malformed or foreign durable
+ * cursor): a 400 with the message. `PGNOTIFY_INVALID_CURSOR` comes with durable subscriptions.
+ */
+const BAD_REQUEST = new Set<string>([ErrorCode.INVALID_OPTION, 'PGNOTIFY_INVALID_CURSOR']);
 
 let handlers = 0;
 
@@ -224,7 +238,8 @@ export function createSseHandler(listener: Listener, options: SseOptions = {}): 
               client.send(
                 gapFrame({
                   reason: 'expired',
-                  channels: gap.channels,
+                  channels:
+                    gap.channels ?? (gap.channel === undefined ? durableWanted : [gap.channel]),
                   message: 'the journal no longer holds what this cursor missed',
                   ...(after === undefined ? {} : { after }),
                 }),
@@ -301,7 +316,7 @@ export function createSseHandler(listener: Listener, options: SseOptions = {}): 
     if (code === ErrorCode.CLOSED) {
       return { status: 503, reason: 'the listener is stopped', headers: { 'Retry-After': '5' } };
     }
-    if (code === ErrorCode.INVALID_OPTION) {
+    if (code !== undefined && BAD_REQUEST.has(code)) {
       return { status: 400, reason: (error as Error).message, headers: {} };
     }
     report(error);
@@ -397,29 +412,4 @@ export function createSseHandler(listener: Listener, options: SseOptions = {}): 
   handler.stats = () => ({ clients: clients.size, channels: hubs.size, events, slowClients });
   handler[Symbol.asyncDispose] = () => handler.close();
   return handler;
-}
-
-function writeRefusal(res: ServerResponse, refusal: Refusal): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  const body = refusal.status === 204 ? '' : `${refusal.reason}\n`;
-  res.writeHead(refusal.status, {
-    ...refusal.headers,
-    'Content-Type': 'text/plain; charset=utf-8',
-    'Cache-Control': 'no-store',
-  });
-  res.end(body);
-}
-
-function refusalResponse(refusal: Refusal): Response {
-  return new Response(refusal.status === 204 ? null : `${refusal.reason}\n`, {
-    status: refusal.status,
-    headers: {
-      ...refusal.headers,
-      'Content-Type': 'text/plain; charset=utf-8',
-      'Cache-Control': 'no-store',
-    },
-  });
 }
