@@ -1,10 +1,11 @@
 #!/bin/sh
 # Debian packages some tests need, installed when missing (the lead calls this from .ci/run):
 #   pgbouncer  test/journal-pgbouncer.test.ts (journal reads and LISTEN through transaction pooling)
+#   chromium   test/sse-browser.test.ts (an EventSource and the inspector page in a real browser)
 # A package that cannot be installed (no apt, no root, no network) is reported, not fatal: the
 # tests that need it print a SKIP line with the reason.
 set -u
-PACKAGES="pgbouncer"
+PACKAGES="pgbouncer chromium"
 
 missing=""
 for package in $PACKAGES; do

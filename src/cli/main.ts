@@ -12,6 +12,7 @@ import { registerDemo } from './demo.js';
 import { registerDoctor } from './doctor.js';
 import { registerListen } from './listen.js';
 import { registerNotify } from './notify.js';
+import { registerServe } from './serve.js';
 import { registerSetup } from './setup.js';
 
 // Two levels up from src/cli/ and from dist/cli/ alike.
@@ -33,6 +34,7 @@ registerDemo(program);
 registerDoctor(program);
 registerBench(program);
 registerSetup(program);
+registerServe(program);
 
 try {
   await program.parseAsync(process.argv);

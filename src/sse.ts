@@ -1,0 +1,415 @@
+/**
+ * `pgnotify/sse`: a browser bridge. Server-Sent Events for any Node HTTP server from one
+ * listener (one PostgreSQL backend) whatever the number of clients.
+ *
+ * Fan-out: every channel with clients is ONE subscription on the listener (a hub); a
+ * notification is framed and encoded once and the same bytes are written to each client.
+ * Durable channels get a subscription per client instead (replay from its cursor), through
+ * `openDurable` in sse-durable.ts.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ErrorCode, toError } from './errors.js';
+import type { Gap, Listener, ListenerState, Notification, Subscription } from './index.js';
+import { PgNotifyError } from './index.js';
+import { Frame, NodeSink, type Sink, SseClient, WebSink } from './sse-client.js';
+import { openDurable } from './sse-durable.js';
+import { resolveSseOptions, type SseOptions } from './sse-options.js';
+import {
+  type Admitted,
+  admit,
+  type Refusal,
+  refusalResponse,
+  sseRequest,
+  toHeaders,
+  writeRefusal,
+} from './sse-request.js';
+import {
+  gapFrame,
+  HEARTBEAT,
+  isLiveMarker,
+  liveMarker,
+  notificationFrame,
+  openFrame,
+} from './sse-wire.js';
+
+export type { SseOptions } from './sse-options.js';
+export type { SseAuthorize, SseDenial, SseRequest } from './sse-request.js';
+export type { SseEndReason, SseGap, SseGapReason } from './sse-wire.js';
+
+/** Counters of a handler. */
+export interface SseStats {
+  /** Streams open now. */
+  readonly clients: number;
+  /** Channels with at least one live client (one listener subscription each). */
+  readonly channels: number;
+  /** Notification events written to clients (one notification to three clients counts three). */
+  readonly events: number;
+  /** Streams ended because the client did not read fast enough. */
+  readonly slowClients: number;
+}
+
+/**
+ * The bridge: call it as a node:http / Express / Connect handler, or use `fetch` for
+ * `Request → Response` frameworks (Hono, Next.js route handlers, Bun, Deno).
+ */
+export interface SseHandler {
+  /** node:http form. With `path` set, other paths call `next()` when given, else get 404. */
+  (req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void): void;
+  /** Fetch form: a streaming `Response` (or a plain-text refusal). */
+  fetch(request: Request): Promise<Response>;
+  /**
+   * Ends every stream with `event: end` (`reason: 'shutdown'`, a jittered `retry:` so clients
+   * reconnect spread out, to another instance) and removes every subscription; later requests
+   * get 503. Safe twice. Does not stop the listener.
+   */
+  close(): Promise<void>;
+  /** Counters for health checks. */
+  stats(): SseStats;
+  /** `await using sse = createSseHandler(…)` closes it at the end of the block. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+interface Hub {
+  readonly clients: Set<SseClient>;
+  subscription: Subscription<unknown> | undefined;
+  ready: Promise<void>;
+}
+
+const STREAM_HEADERS = {
+  'Content-Type': 'text/event-stream; charset=utf-8',
+  'Cache-Control': 'no-cache',
+  'X-Accel-Buffering': 'no',
+  Connection: 'keep-alive',
+} as const;
+
+/** The answer to a request whose stream was ended (shutdown, listener stopped) while opening. */
+const GONE: Refusal = { status: 503, reason: 'shutting down', headers: { 'Retry-After': '1' } };
+
+const heartbeatFrame = Frame.of(HEARTBEAT);
+
+/**
+ * Codes of a subscribe refused for what the client sent (a malformed or foreign durable
+ * cursor): a 400 with the message. `PGNOTIFY_INVALID_CURSOR` comes with durable subscriptions.
+ */
+const BAD_REQUEST = new Set<string>([ErrorCode.INVALID_OPTION, 'PGNOTIFY_INVALID_CURSOR']);
+
+let handlers = 0;
+
+/**
+ * Serves `listener`'s notifications as Server-Sent Events: `GET /events?channel=a&channel=b`.
+ * Each notification is one event with `data: {"channel","payload","pid","receivedAt"}`; a loss
+ * is `event: gap`; a stream the server ends gets `event: end`. Start the listener yourself.
+ * Throws `PGNOTIFY_INVALID_OPTION` on a bad option.
+ * @example
+ * const listener = createListener({ connection })
+ * await listener.start()
+ * const sse = createSseHandler(listener, { channels: ['orders'], path: '/events' })
+ * http.createServer(sse).listen(3000)             // or app.get('/events', sse) in Express
+ * // Hono: app.get('/events', (c) => sse.fetch(c.req.raw))
+ */
+export function createSseHandler(listener: Listener, options: SseOptions = {}): SseHandler {
+  const { heartbeatMs, retryMs, maxClients, limits, config, path, durable, onError } =
+    resolveSseOptions(options);
+  const isDurable = (channel: string): boolean =>
+    durable === true || (Array.isArray(durable) && durable.includes(channel));
+  const idPrefix = `sse${++handlers}:`;
+
+  const clients = new Set<SseClient>();
+  const hubs = new Map<string, Hub>();
+  const durableSubs = new Map<SseClient, Promise<Subscription<unknown> | undefined>>();
+  const unsubscribing = new Set<Promise<void>>();
+  let opening = 0;
+  let hubCount = 0;
+  let events = 0;
+  let slowClients = 0;
+  let heartbeat: NodeJS.Timeout | undefined;
+  let closed = false;
+
+  const report = (error: unknown): void => {
+    try {
+      onError(toError(error));
+    } catch {
+      // A throwing onError must not take a stream or the process down.
+    }
+  };
+
+  function join(channel: string, client: SseClient): Promise<void> {
+    let hub = hubs.get(channel);
+    if (hub === undefined) {
+      const created: Hub = {
+        clients: new Set(),
+        subscription: undefined,
+        ready: Promise.resolve(),
+      };
+      hub = created;
+      hubs.set(channel, created);
+      created.ready = listener
+        .subscribe(
+          channel,
+          (n: Notification<unknown>) => {
+            // One frame, encoded once, for every client of the channel.
+            const frame = Frame.of(notificationFrame(n));
+            events += created.clients.size;
+            for (const c of created.clients) c.send(frame);
+          },
+          { id: `${idPrefix}${channel}#${++hubCount}`, concurrency: 0 },
+        )
+        .then(
+          (subscription) => {
+            created.subscription = subscription;
+          },
+          (error: unknown) => {
+            if (hubs.get(channel) === created) hubs.delete(channel);
+            throw error;
+          },
+        );
+    }
+    hub.clients.add(client);
+    return hub.ready;
+  }
+
+  function leave(channel: string, client: SseClient): void {
+    const hub = hubs.get(channel);
+    if (hub === undefined || !hub.clients.delete(client) || hub.clients.size > 0) return;
+    hubs.delete(channel);
+    const done = hub.ready.then(() => hub.subscription?.unsubscribe()).catch(report);
+    unsubscribing.add(done);
+    void done.finally(() => unsubscribing.delete(done));
+  }
+
+  function gone(client: SseClient, reason: string): void {
+    clients.delete(client);
+    if (reason === 'slow-client') slowClients++;
+    for (const channel of client.live) leave(channel, client);
+    const sub = durableSubs.get(client);
+    if (sub !== undefined) {
+      durableSubs.delete(client);
+      void sub.then((s) => s?.unsubscribe()).catch(report);
+    }
+    if (clients.size === 0 && heartbeat !== undefined) {
+      clearInterval(heartbeat);
+      heartbeat = undefined;
+    }
+  }
+
+  function onGap(gap: Gap): void {
+    const lost = new Set(gap.channels);
+    for (const client of clients) {
+      const mine = client.live.filter((channel) => lost.has(channel));
+      if (mine.length === 0) continue;
+      client.send(
+        gapFrame({
+          reason: 'connection',
+          channels: mine,
+          message: `the listener's connection was lost for ${gap.downtimeMs} ms: ${gap.cause.message}`,
+          disconnectedAt: gap.disconnectedAt,
+          reconnectedAt: gap.reconnectedAt,
+          downtimeMs: gap.downtimeMs,
+        }),
+      );
+    }
+  }
+  function onState(state: ListenerState): void {
+    if (state !== 'stopped' && state !== 'failed') return;
+    for (const client of [...clients]) client.end('listener-stopped', `the listener is ${state}`);
+  }
+  listener.on('gap', onGap);
+  listener.on('state', onState);
+
+  /**
+   * Registers a client at once (so a peer that leaves meanwhile is cleaned up), joins its
+   * channels, and opens the stream once they are listened to (`opened`: false when the client
+   * left or was ended before that: no stream was started).
+   */
+  function attach(sink: Sink, admitted: Admitted): { client: SseClient; opened: Promise<boolean> } {
+    const wanted = admitted.channels;
+    const after = admitted.lastEventId;
+    const durableWanted = wanted.filter(isDurable);
+    let client!: SseClient;
+    const pending =
+      durableWanted.length === 0
+        ? undefined
+        : openDurable(listener, durableWanted, isLiveMarker(after) ? undefined : after, {
+            deliver: (n) => {
+              events++;
+              client.send(notificationFrame(n));
+            },
+            gap: (gap) =>
+              client.send(
+                gapFrame({
+                  reason: 'expired',
+                  channels:
+                    gap.channels ?? (gap.channel === undefined ? durableWanted : [gap.channel]),
+                  message: 'the journal no longer holds what this cursor missed',
+                  ...(after === undefined ? {} : { after }),
+                }),
+              ),
+          });
+    // Without durable subscriptions, durable channels are served live like the rest.
+    const live = pending === undefined ? wanted : wanted.filter((c) => !isDurable(c));
+    client = new SseClient(sink, wanted, live, limits, gone);
+    clients.add(client);
+    heartbeat ??= setInterval(() => {
+      for (const c of clients) c.send(heartbeatFrame);
+    }, heartbeatMs);
+    if (pending !== undefined) {
+      durableSubs.set(
+        client,
+        pending.then(
+          (s) => s.subscription,
+          () => undefined,
+        ),
+      );
+    }
+    const opened = (async () => {
+      let cursor: string | undefined;
+      try {
+        await Promise.all(live.map((channel) => join(channel, client)));
+        if (pending !== undefined) cursor = (await pending).cursor;
+      } catch (error) {
+        client.closed();
+        throw error;
+      }
+      if (client.gone) return false;
+      const marker = after === undefined && live.length > 0 ? liveMarker(Date.now()) : undefined;
+      client.start({ ...STREAM_HEADERS, ...admitted.cors }, openFrame(retryMs, cursor ?? marker));
+      if (after !== undefined && live.length > 0) {
+        client.send(
+          gapFrame({
+            reason: 'resume',
+            channels: live,
+            message:
+              'reconnected on channels that are not durable: what was sent meanwhile is lost',
+            after,
+          }),
+        );
+      }
+      return true;
+    })();
+    return { client, opened };
+  }
+
+  /** Admission with the client limit; a slot is reserved while `authorize` runs. */
+  async function decide(
+    method: string,
+    request: ReturnType<typeof sseRequest>,
+  ): Promise<Admitted | Refusal> {
+    if (closed) return { status: 503, reason: 'shutting down', headers: { 'Retry-After': '1' } };
+    if (method === 'GET' && clients.size + opening >= maxClients) {
+      return {
+        status: 503,
+        reason: `too many clients (at most ${maxClients})`,
+        headers: { 'Retry-After': '5' },
+      };
+    }
+    opening++;
+    try {
+      return await admit(config, method, request, report);
+    } finally {
+      opening--;
+    }
+  }
+
+  /** The answer when subscribing failed: 503 stopped listener, 400 a refused cursor, else 500. */
+  const failure = (error: unknown): Refusal => {
+    const code = error instanceof PgNotifyError ? error.code : undefined;
+    if (code === ErrorCode.CLOSED) {
+      return { status: 503, reason: 'the listener is stopped', headers: { 'Retry-After': '5' } };
+    }
+    if (code !== undefined && BAD_REQUEST.has(code)) {
+      return { status: 400, reason: (error as Error).message, headers: {} };
+    }
+    report(error);
+    return { status: 500, reason: 'cannot subscribe', headers: { 'Retry-After': '5' } };
+  };
+
+  async function serveNode(
+    req: IncomingMessage,
+    res: ServerResponse,
+    next?: (error?: unknown) => void,
+  ): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    if (path !== undefined && url.pathname !== path) {
+      if (next !== undefined) next();
+      else writeRefusal(res, { status: 404, reason: 'not found', headers: {} });
+      return;
+    }
+    const decision = await decide(req.method ?? 'GET', sseRequest(url, toHeaders(req), req));
+    if ('status' in decision) {
+      writeRefusal(res, decision);
+      return;
+    }
+    if (res.destroyed) return;
+    res.socket?.setNoDelay(true);
+    const { client, opened } = attach(new NodeSink(res), decision);
+    res.on('close', () => client.closed());
+    try {
+      if (!(await opened) && !res.destroyed) writeRefusal(res, GONE);
+    } catch (error) {
+      writeRefusal(res, failure(error));
+    }
+  }
+
+  const handler = ((
+    req: IncomingMessage,
+    res: ServerResponse,
+    next?: (error?: unknown) => void,
+  ) => {
+    serveNode(req, res, next).catch((error: unknown) => {
+      report(error);
+      if (!res.headersSent)
+        writeRefusal(res, { status: 500, reason: 'internal error', headers: {} });
+      else res.destroy();
+    });
+  }) as SseHandler;
+
+  handler.fetch = async (request: Request): Promise<Response> => {
+    const url = new URL(request.url);
+    if (path !== undefined && url.pathname !== path)
+      return refusalResponse({ status: 404, reason: 'not found', headers: {} });
+    const decision = await decide(request.method, sseRequest(url, request.headers, request));
+    if ('status' in decision) return refusalResponse(decision);
+    let client: SseClient | undefined;
+    const sink = new WebSink(() => client?.closed());
+    const attached = attach(sink, decision);
+    client = attached.client;
+    const onAbort = (): void => attached.client.closed();
+    request.signal.addEventListener('abort', onAbort, { once: true });
+    let started: boolean;
+    try {
+      started = await attached.opened;
+    } catch (error) {
+      request.signal.removeEventListener('abort', onAbort);
+      return refusalResponse(failure(error));
+    }
+    if (!started) return refusalResponse(GONE);
+    if (request.signal.aborted) client.closed();
+    return new Response(sink.stream, {
+      status: 200,
+      headers: { ...STREAM_HEADERS, ...decision.cors },
+    });
+  };
+
+  handler.close = async (): Promise<void> => {
+    if (!closed) {
+      closed = true;
+      listener.off('gap', onGap);
+      listener.off('state', onState);
+    }
+    for (const client of [...clients]) {
+      client.end(
+        'shutdown',
+        'the server is shutting down: reconnect',
+        retryMs + Math.floor(Math.random() * retryMs),
+      );
+    }
+    const subs = [...hubs.values()].map((hub) =>
+      hub.ready.then(() => hub.subscription?.unsubscribe()),
+    );
+    hubs.clear();
+    await Promise.allSettled([...subs, ...durableSubs.values(), ...unsubscribing]);
+  };
+  handler.stats = () => ({ clients: clients.size, channels: hubs.size, events, slowClients });
+  handler[Symbol.asyncDispose] = () => handler.close();
+  return handler;
+}
