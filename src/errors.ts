@@ -45,6 +45,16 @@ export const ErrorCode = {
   UNKNOWN_SUBSCRIBER: 'PGNOTIFY_UNKNOWN_SUBSCRIBER',
   /** Sending a notification failed on the server. */
   NOTIFY_FAILED: 'PGNOTIFY_NOTIFY_FAILED',
+  /**
+   * The server refused LISTEN/UNLISTEN on a live connection (e.g. a permission or a
+   * statement error). The connection stays; the channels are tried again with the next batch.
+   */
+  LISTEN_FAILED: 'PGNOTIFY_LISTEN_FAILED',
+  /**
+   * `next()`, `withGaps()` or `for await` on a subscription that has a handler: its
+   * notifications go to the handler, so there is nothing to iterate.
+   */
+  NOT_ITERABLE: 'PGNOTIFY_NOT_ITERABLE',
 } as const;
 
 /** One of the {@link ErrorCode} values. */

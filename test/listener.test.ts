@@ -508,7 +508,7 @@ describe('subscribers', () => {
     const s1 = await listener.subscribe(channel, first.handler);
     const s2 = await listener.subscribe(channel, second.handler);
     await s1.unsubscribe();
-    assert.equal(s1.closed, true);
+    assert.equal(s1.ended, true);
     assert.equal(infoOf(listener, channel)?.listening, true, 'one subscriber is left');
     await send(channel, 'one left');
     await second.atLeast(1);
@@ -950,7 +950,7 @@ describe('payloads', () => {
       await listener.start();
       await notifier.notifyStop(subStop);
       await barrier(listener);
-      assert.equal(feed.closed, true, 'the subscription ended on its stop channel');
+      assert.equal(feed.ended, true, 'the subscription ended on its stop channel');
       // The listener stops as the stop notification is read, before anything sent after it.
       await notifier.notifyStop(listenerStop);
       await send(after, 'after');

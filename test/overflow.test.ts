@@ -162,7 +162,7 @@ describe('bounded buffers under a burst', () => {
     await listener.start();
     await burst(ch, 50);
     await received(listener, 50);
-    await waitFor(() => feed.closed, { message: 'the subscription to end' });
+    await waitFor(() => feed.ended, { message: 'the subscription to end' });
     assert.equal(
       listener.subscribers().some((s) => s.id === 'strict'),
       false,

@@ -314,7 +314,7 @@ describe('a terminated backend', () => {
     assert.equal((gap as Gap).kind, 'gap');
     assert.deepEqual((gap as Gap).channels, [ch]);
     assert.equal((last as Notification).payload, 'after');
-    assert.equal(feed.closed, true, 'break unsubscribes');
+    assert.equal(feed.ended, true, 'break unsubscribes');
   });
 
   test('a batch in flight when the backend dies resolves after the reconnection', async () => {
@@ -524,7 +524,7 @@ describe('network faults', () => {
     // Nothing is listened to during the outage, and the next connection will not LISTEN
     // these channels: there is nothing to wait for.
     await within(sub.unsubscribe(), 2000, 'unsubscribe() during the outage');
-    assert.equal(sub.closed, true);
+    assert.equal(sub.ended, true);
     let got: unknown;
     await within(
       (async () => {
@@ -537,7 +537,7 @@ describe('network faults', () => {
       'break out of a loop during the outage',
     );
     assert.equal(got, 'queued');
-    assert.equal(feed.closed, true);
+    assert.equal(feed.ended, true);
     assert.equal(listener.state, 'reconnecting');
   });
 
@@ -568,7 +568,7 @@ describe('network faults', () => {
     p.refuse(false);
     const sub = await within(subscribed, 10_000, 'subscribe() during reconnect');
     const [gap] = await gapEvent;
-    assert.equal(sub.closed, false);
+    assert.equal(sub.ended, false);
     assert.equal(listener.state, 'listening');
     assert.deepEqual(gap.channels, [old], 'the new channel lost nothing');
     await notify(ch, 'new-after');
@@ -645,7 +645,7 @@ describe('failures', () => {
       isCode(ErrorCode.CONNECTION_LOST)(outcome),
       `the loop ends with the failure: ${outcome}`,
     );
-    assert.equal(feed.closed, true);
+    assert.equal(feed.ended, true);
     await assert.rejects(feed.next(), isCode(ErrorCode.CONNECTION_LOST));
   });
 
