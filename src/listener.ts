@@ -29,7 +29,7 @@ import type {
 
 type Listeners = { [E in keyof ListenerEvents]?: ((...args: ListenerEvents[E]) => void)[] };
 
-/** What pgnotify's own modules (durable channels) reach inside a listener. Not public. */
+/** @internal What pgnotify's own modules (durable channels) reach inside a listener. */
 export interface ListenerInternals {
   readonly session: Session;
   readonly subscribers: Subscribers;

@@ -19,7 +19,7 @@ import type {
 } from './types.js';
 
 /**
- * Routes one notification through a router; resolves once every handler it ran has settled.
+ * @internal Routes one notification through a router; resolves once every handler it ran has settled.
  * Internal: how `route()` (and tests) drive a Router, which shows no such method.
  */
 export let routeNotification: <P, N>(
@@ -195,7 +195,7 @@ function invalidArg(name: string, expected: string, got: unknown): PgNotifyError
   );
 }
 
-/** What `route()` needs of the listener. */
+/** @internal What `route()` needs of the listener. */
 export interface RouteHost {
   subscribe(channel: string, handler: Handler, options: SubscribeOptions): Promise<unknown>;
   unsubscribe(id: SubscriberId): Promise<void>;
@@ -207,7 +207,7 @@ export interface RouteHost {
 }
 
 /**
- * A router subscribed to `channel`: returns at once; `ready` resolves once the channel is
+ * @internal A router subscribed to `channel`: returns at once; `ready` resolves once the channel is
  * listened to, and `unsubscribe()` ends it.
  */
 export function createRoute<P>(

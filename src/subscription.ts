@@ -15,7 +15,7 @@ import type {
   WaitOptions,
 } from './types.js';
 
-/** What a subscription tells its listener. */
+/** @internal What a subscription tells its listener. */
 export interface SubscriptionOwner {
   unsubscribe(id: SubscriberId): Promise<void>;
   reportHandlerError(error: unknown, subscriberId: SubscriberId, notification: Notification): void;
@@ -23,7 +23,7 @@ export interface SubscriptionOwner {
   reportError(error: Error): void;
 }
 
-/** Internal knobs of a subscription, resolved by the listener. */
+/** @internal Knobs of a subscription, resolved by the listener. */
 export interface SubscriptionSetup<T> {
   id: SubscriberId;
   handler: Handler<T> | undefined;

@@ -195,6 +195,62 @@ const isSetup = (text: string): boolean => text.includes('set_config');
 // ---- backend termination --------------------------------------------------------------------
 
 describe('a terminated backend', () => {
+  test('a withGaps() loop that is not reading gets the gap despite drop-oldest overflow after it', async () => {
+    const { listener, errors } = rig({ buffer: { max: 5, overflow: 'drop-oldest' } });
+    const channel = uniqueChannel('gap_overflow');
+    const feed = await listener.subscribe(channel);
+    await listener.start();
+    const loop = feed.withGaps();
+    // The loop reads one item, then its consumer is busy: nothing takes from the buffer.
+    const first = loop.next();
+    await notify(channel, 'before');
+    assert.equal(((await first).value as Notification).raw, 'before');
+
+    const gapEvent = onceEvent<[Gap]>(listener, 'gap', { timeoutMs: 10_000 });
+    assert.equal(await terminate(listener.pid as number), true);
+    await gapEvent;
+    for (let i = 1; i <= 10; i++) await notify(channel, String(i));
+    await waitFor(() => feed.dropped === 5, { timeoutMs: 10_000, message: '5 dropped' });
+
+    const items: (Notification | Gap)[] = [];
+    for (let i = 0; i < 6; i++)
+      items.push((await within(loop.next(), 5_000, `item ${i + 1}`)).value as Notification | Gap);
+    assert.equal(items[0]?.kind, 'gap', 'the gap comes first, where the outage was');
+    assert.deepEqual((items[0] as Gap).channels, [channel]);
+    assert.deepEqual(
+      items.slice(1).map((n) => (n as Notification).raw),
+      ['6', '7', '8', '9', '10'],
+      'drop-oldest dropped the oldest notifications, never the gap',
+    );
+    assert.equal(feed.poll(), undefined);
+    assert.ok(errors.some(isCode(ErrorCode.BUFFER_OVERFLOW)));
+    await loop.return(undefined);
+  });
+
+  test('route() reports a gap to its onGap, like subscribe()', async () => {
+    const { listener } = rig();
+    const channel = uniqueChannel('route_gap');
+    const gaps: Gap[] = [];
+    const routed: unknown[] = [];
+    const route = listener.route(channel, { onGap: (gap) => gaps.push(gap) });
+    route.on('ping', (data) => routed.push(data));
+    await listener.start();
+    await route.ready;
+    const gapEvent = onceEvent<[Gap]>(listener, 'gap', { timeoutMs: 10_000 });
+    assert.equal(await terminate(listener.pid as number), true);
+    const [gap] = await gapEvent;
+    await waitFor(() => gaps.length === 1, { timeoutMs: 10_000, message: 'onGap called' });
+    assert.deepEqual(gaps[0]?.channels, [channel]);
+    assert.equal(gaps[0]?.disconnectedAt, gap.disconnectedAt);
+    await notify(channel, JSON.stringify({ action: 'ping', data: 1 }));
+    await waitFor(() => routed.length === 1, {
+      timeoutMs: 10_000,
+      message: 'routed after the gap',
+    });
+    await route.unsubscribe();
+    assert.deepEqual(listener.subscribers(), []);
+  });
+
   test('is replaced: events in order, a gap per subscription, delivery afterwards', async () => {
     const { listener, errors, events } = rig();
     const chA = uniqueChannel('term_a');
