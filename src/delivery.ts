@@ -43,6 +43,12 @@ export class Delivery<R extends Recipient = Recipient> {
   /** Deliveries made, payloads that failed to decode, payloads that failed their schema. */
   readonly counters = { delivered: 0, decodeErrors: 0, validationErrors: 0 };
   readonly #index = new Map<string, Entry<R>>();
+  /**
+   * The entry the last notification went to; cleared by every update. Bursts stay on one
+   * channel, and comparing with its channel is cheaper than hashing the fresh string pg
+   * makes for every notification (the fresh string itself is never stored).
+   */
+  #last: Entry<R> | undefined;
   readonly #decoder: DecodeFunction;
   readonly #schemas: ReadonlyMap<string, Schema>;
   readonly #report: (error: Error) => void;
@@ -62,6 +68,7 @@ export class Delivery<R extends Recipient = Recipient> {
 
   /** Re-derives the index entries of `channels` from the registry's `recipients`. */
   update(channels: Iterable<string>, recipients: (channel: string) => R[]): void {
+    this.#last = undefined;
     for (const channel of channels) {
       const list = recipients(channel);
       if (list.length === 0) {
@@ -87,8 +94,12 @@ export class Delivery<R extends Recipient = Recipient> {
 
   /** One notification as read from the server. */
   deliver(channel: string, raw: string, pid: number, receivedAt: number): void {
-    const entry = this.#index.get(channel);
-    if (entry === undefined) return;
+    let entry = this.#last;
+    if (entry === undefined || entry.channel !== channel) {
+      entry = this.#index.get(channel);
+      if (entry === undefined) return;
+      this.#last = entry;
+    }
     if (!entry.plain || this.#chain !== undefined) {
       this.#deliverChecked(entry, raw, pid, receivedAt);
       return;

@@ -64,6 +64,20 @@ interface Attached {
   end(): void;
 }
 
+let clockValue = 0;
+let clockFresh = false;
+const expireClock = (): void => {
+  clockFresh = false;
+};
+function clock(): number {
+  if (!clockFresh) {
+    clockValue = Date.now();
+    clockFresh = true;
+    queueMicrotask(expireClock);
+  }
+  return clockValue;
+}
+
 export class Session {
   state: ListenerState = 'idle';
   /** Backend process id of the current connection. */
@@ -268,7 +282,7 @@ export class Session {
     const attached: Attached = {
       early: [],
       notification: (message) => {
-        const now = Date.now();
+        const now = clock();
         this.#heartbeat.lastActivity = now;
         const payload = message.payload ?? '';
         if (client === this.#client)
