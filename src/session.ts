@@ -69,7 +69,13 @@ let clockFresh = false;
 const expireClock = (): void => {
   clockFresh = false;
 };
-function clock(): number {
+
+/**
+ * `Date.now()` read once per turn of the event loop: pg emits every notification of one
+ * socket read synchronously, so they share one reading (when the chunk was read). The reading
+ * expires at the next microtask checkpoint, so a later read is never stale.
+ */
+export function clock(): number {
   if (!clockFresh) {
     clockValue = Date.now();
     clockFresh = true;

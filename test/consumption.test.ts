@@ -809,12 +809,18 @@ describe('idleTimeoutMs and onIdle', () => {
         idle.open();
       },
     });
-    for (const payload of items(10)) {
-      await send(channel, payload);
-      await sleep(30);
+    // Traffic for twice the idle timeout, each notification sent once the previous one
+    // arrived (a round trip apart, far below the timeout).
+    const until = Date.now() + 600;
+    for (let sent = 1; Date.now() < until; sent++) {
+      await send(channel, String(sent));
+      await waitFor(() => feed.buffered + got.length >= sent, {
+        ...DEADLINE,
+        message: `notification ${sent} arrived`,
+      });
+      for (let n = feed.poll(); n !== undefined; n = feed.poll()) got.push(n.raw);
     }
     assert.equal(idleCalls, 0, 'no idle tick during continuous traffic');
-    for (let n = feed.poll(); n !== undefined; n = feed.poll()) got.push(n.raw);
     await idle.opened;
     assert.equal(idleCalls, 1);
     assert.ok(got.length > 0, 'traffic did reach the subscription');

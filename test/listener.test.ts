@@ -109,9 +109,11 @@ async function barrier(listener: Listener): Promise<void> {
   }
 }
 
-/** Asserts (with a short quiet window, then a barrier) that `check` still holds. */
-async function stillQuiet(listener: Listener, check: () => void, ms = 200): Promise<void> {
-  await new Promise<void>((resolve) => setTimeout(resolve, ms));
+/**
+ * Asserts that `check` still holds once everything committed before the call has been read
+ * (the barrier: a notification sent after it arrives after every earlier one).
+ */
+async function stillQuiet(listener: Listener, check: () => void): Promise<void> {
   check();
   await barrier(listener);
   check();
