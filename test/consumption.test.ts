@@ -13,7 +13,6 @@ import { getEventListeners } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import type pg from 'pg';
 import {
-  createListener,
   createNotifier,
   ErrorCode,
   handles,
@@ -26,6 +25,7 @@ import {
   ValidationError,
 } from '../src/index.js';
 import { adminClient, databaseUrl, uniqueChannel, waitFor } from './helpers/db.js';
+import { listenerRig, barrier as rigBarrier } from './helpers/rig.js';
 
 const DEADLINE = { timeoutMs: 10_000 };
 
@@ -60,28 +60,16 @@ async function burst(items: readonly (readonly [channel: string, payload: string
 
 /** A started listener whose errors are collected; `await using` stops it. */
 async function started(
-  options: ListenerOptions = {},
+  options: Omit<ListenerOptions, 'onError'> = {},
 ): Promise<Listener & { errors: Error[] } & AsyncDisposable> {
-  const errors: Error[] = [];
-  const listener = createListener({
-    connection: databaseUrl(),
-    onError: (error) => errors.push(error),
-    ...options,
-  });
+  const { listener, errors } = listenerRig(options);
   await listener.start();
   return Object.assign(listener, { errors });
 }
 
 /** Waits until every notification committed before the call has been read by `listener`. */
-async function barrier(listener: Listener): Promise<void> {
-  const channel = uniqueChannel('barrier');
-  const feed = await listener.subscribe(channel, { decode: 'text' });
-  try {
-    await send(channel, 'sentinel');
-    assert.equal((await feed.next(DEADLINE))?.raw, 'sentinel', 'the barrier arrived');
-  } finally {
-    await feed.unsubscribe();
-  }
+function barrier(listener: Listener): Promise<void> {
+  return rigBarrier(listener, send);
 }
 
 function sleep(ms: number): Promise<void> {

@@ -36,6 +36,7 @@ import {
   withAdmin,
 } from './helpers/db.js';
 import { freePort } from './helpers/embedded.js';
+import { collect, barrier as rigBarrier } from './helpers/rig.js';
 import { runScript, type ScriptOutcome } from './helpers/script.js';
 
 const DEADLINE = { timeoutMs: 10_000 };
@@ -67,46 +68,13 @@ function rand(bytes = 3): string {
   return randomBytes(bytes).toString('hex');
 }
 
-interface Collector<T = unknown> {
-  readonly got: Notification<T>[];
-  readonly handler: (n: Notification<T>) => void;
-  /** Resolves once at least `count` notifications arrived. */
-  atLeast(count: number, what?: string): Promise<void>;
-  raws(): string[];
-}
-
-function collect<T = unknown>(): Collector<T> {
-  const got: Notification<T>[] = [];
-  return {
-    got,
-    handler: (n) => {
-      got.push(n);
-    },
-    async atLeast(count, what = `${count} notification(s)`) {
-      await waitFor(() => got.length >= count, { ...DEADLINE, message: what });
-    },
-    raws: () => got.map((n) => n.raw),
-  };
-}
-
 function listen(options: ListenerOptions = {}): Listener {
   return createListener({ connection: databaseUrl(), ...options });
 }
 
-/**
- * Waits until every notification committed before the call has been read by `listener`:
- * sends one on a fresh sentinel channel and waits for it.
- */
-async function barrier(listener: Listener): Promise<void> {
-  const channel = uniqueChannel('barrier');
-  const feed = await listener.subscribe(channel, { decode: 'text' });
-  try {
-    await send(channel, 'sentinel');
-    const n = await feed.next(DEADLINE);
-    assert.equal(n?.raw, 'sentinel', 'the barrier notification arrived');
-  } finally {
-    await feed.unsubscribe();
-  }
+/** Waits until every notification committed before the call has been read by `listener`. */
+function barrier(listener: Listener): Promise<void> {
+  return rigBarrier(listener, send);
 }
 
 /**

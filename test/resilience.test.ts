@@ -9,7 +9,6 @@ import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import {
-  createListener,
   ErrorCode,
   type Gap,
   type Listener,
@@ -29,6 +28,7 @@ import {
 } from './helpers/db.js';
 import { freePort } from './helpers/embedded.js';
 import { type Proxy as FaultProxy, startProxy } from './helpers/proxy.js';
+import { collect, listenerRig } from './helpers/rig.js';
 import { type PrivateServer, startPrivateServer } from './helpers/server.js';
 
 const URL_ = databaseUrl();
@@ -60,15 +60,7 @@ interface Rig {
 
 /** A listener on the test server (unless `connection` says otherwise), stopped after the test. */
 function rig(options: Omit<ListenerOptions, 'onError'> = {}): Rig {
-  const errors: PgNotifyError[] = [];
-  const listener = createListener({
-    connection: URL_,
-    applicationName: APP,
-    ...options,
-    onError: (error) => {
-      errors.push(error as PgNotifyError);
-    },
-  });
+  const { listener, errors } = listenerRig({ applicationName: APP, ...options });
   defer(() => listener.stop());
   return { listener, errors, events: record(listener) };
 }
@@ -101,21 +93,8 @@ interface ReconnectingInfo {
 }
 
 /** Collects notifications handed to a handler. */
-function inbox() {
-  const got: Notification[] = [];
-  return {
-    got,
-    handler: (n: Notification): void => {
-      got.push(n);
-    },
-    payloads: (): unknown[] => got.map((n) => n.payload),
-    wait: (payload: unknown, timeoutMs = 10_000) =>
-      waitFor(() => got.some((n) => n.payload === payload), {
-        timeoutMs,
-        message: `delivery of ${JSON.stringify(payload)}`,
-      }),
-  };
-}
+/** A handler that collects what it is given. */
+const inbox = collect;
 
 async function proxy(): Promise<FaultProxy> {
   const url = new URL(URL_);
