@@ -48,6 +48,30 @@ export async function makeClient(
   return new pg.Client(config);
 }
 
+/** What the session handles of a client's events. */
+export interface ClientHandlers {
+  notification(message: pg.Notification): void;
+  error(error: Error): void;
+  end(): void;
+}
+
+/**
+ * Attaches handlers to a client's events; returns what detaches them. A no-op 'error'
+ * listener stays: a dropped client may still emit 'error', and with no listener at all that
+ * would crash the process.
+ */
+export function attach(client: pg.Client, handlers: ClientHandlers): () => void {
+  client.on('notification', handlers.notification);
+  client.on('error', handlers.error);
+  client.on('end', handlers.end);
+  return () => {
+    client.off('notification', handlers.notification);
+    client.off('error', handlers.error);
+    client.off('end', handlers.end);
+    client.on('error', noop);
+  };
+}
+
 /** The backend pid pg read from BackendKeyData at connect (not in pg's type declarations). */
 export function backendPid(client: pg.Client): number | undefined {
   return (client as unknown as { processID?: number | null }).processID ?? undefined;

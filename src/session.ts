@@ -10,6 +10,7 @@ import { ErrorCode, listenerClosedError, PgNotifyError, toError } from './errors
 import { Heartbeat, type Timers } from './heartbeat.js';
 import { type Deferred, deferred, ListenSet, type Query } from './listen-set.js';
 import {
+  attach,
   backendPid,
   closeClient,
   connectAndRun,
@@ -17,7 +18,6 @@ import {
   destroySocket,
   isRetryable,
   makeClient,
-  noop,
 } from './pg-client.js';
 import { listenSql, SESSION_SETUP_SQL } from './sql.js';
 import type {
@@ -55,14 +55,8 @@ export interface SessionConfig {
   timers?: Timers;
 }
 
-/** Per-client event handlers, kept so they can be detached when the client is dropped. */
-interface Attached {
-  /** Notifications read before the client was adopted; replayed after the connect/gap report. */
-  early: [channel: string, payload: string, pid: number, receivedAt: number][];
-  notification(message: pg.Notification): void;
-  error(error: Error): void;
-  end(): void;
-}
+/** Notifications read before their client was adopted; replayed after the connect/gap report. */
+type Early = [channel: string, payload: string, pid: number, receivedAt: number][];
 
 let clockValue = 0;
 let clockFresh = false;
@@ -97,7 +91,8 @@ export class Session {
   #query: Query | undefined;
   /** The client of a connection attempt in progress, so stop() can abort it. */
   #connecting: pg.Client | undefined;
-  readonly #attached = new WeakMap<pg.Client, Attached>();
+  /** Per client: what detaches its handlers, and what it read before it was adopted. */
+  readonly #attached = new WeakMap<pg.Client, { detach(): void; early: Early }>();
   #connectWaiters: Deferred[] = [];
   #cancelBackoff: (() => void) | undefined;
   readonly #heartbeat: Heartbeat;
@@ -285,8 +280,8 @@ export class Session {
     const client = await makeClient(this.#config.connection, this.#config.applicationName);
     if (this.state === 'stopped') throw listenerClosedError();
     this.#connecting = client;
-    const attached: Attached = {
-      early: [],
+    const early: Early = [];
+    const detach = attach(client, {
       notification: (message) => {
         const now = clock();
         this.#heartbeat.lastActivity = now;
@@ -295,15 +290,12 @@ export class Session {
           this.#hooks.notification(message.channel, payload, message.processId, now);
         // LISTEN is live but the connection is not adopted yet: hold these until the
         // connected/gap reports went out, so nothing overtakes the gap.
-        else attached.early.push([message.channel, payload, message.processId, now]);
+        else early.push([message.channel, payload, message.processId, now]);
       },
       error: (error) => this.#lost(client, error),
       end: () => this.#lost(client, new Error('the server closed the connection')),
-    };
-    this.#attached.set(client, attached);
-    client.on('notification', attached.notification);
-    client.on('error', attached.error);
-    client.on('end', attached.end);
+    });
+    this.#attached.set(client, { detach, early });
     const channels = this.#config.wanted();
     this.listening.connecting();
     try {
@@ -324,17 +316,10 @@ export class Session {
     return client;
   }
 
-  /** Stops reacting to a client's events; keeps a no-op 'error' listener. */
+  /** Stops reacting to a client's events (a no-op 'error' listener stays). */
   #detach(client: pg.Client): void {
-    const attached = this.#attached.get(client);
-    if (attached !== undefined) {
-      client.off('notification', attached.notification);
-      client.off('error', attached.error);
-      client.off('end', attached.end);
-      this.#attached.delete(client);
-    }
-    // A dropped client may still emit 'error'; with no listener that would crash the process.
-    client.on('error', noop);
+    this.#attached.get(client)?.detach();
+    this.#attached.delete(client);
   }
 
   /** The current connection is gone: report, then reconnect or fail. */

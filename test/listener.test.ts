@@ -25,6 +25,7 @@ import {
   PgNotifyError,
   type Queryable,
 } from '../src/index.js';
+import { internalsOf } from '../src/listener.js';
 import {
   adminClient,
   backendPids,
@@ -1181,5 +1182,20 @@ describe('a process using pgnotify exits by itself', () => {
     assert.equal(result.timedOut, false, `the script did not exit within 20 s\n${detail}`);
     assert.equal(result.code, 0, detail);
     assert.match(result.stdout, /^caught PGNOTIFY_CONNECTION_FAILED$/m, detail);
+  });
+});
+
+describe("internals for pgnotify's own modules", () => {
+  test('session.query() waits for the connection, runs on the listener backend, rejects once stopped', async () => {
+    const listener = listen({ onError: () => undefined });
+    const { session } = internalsOf(listener);
+    const early = session.query<{ pid: number }>('select pg_backend_pid() as pid');
+    await listener.start();
+    const { rows } = await early;
+    assert.equal(rows[0]?.pid, listener.pid, 'queued before start, run on the listener connection');
+    const { rows: echoed } = await session.query<{ v: string }>('select $1::text as v', ['x']);
+    assert.equal(echoed[0]?.v, 'x');
+    await listener.stop();
+    await assert.rejects(session.query('select 1'), code(ErrorCode.CLOSED));
   });
 });
