@@ -268,7 +268,7 @@ export class Subscription<T = unknown> implements AsyncIterable<Notification<T>>
     if (this.stopChannel !== undefined && notification.channel === this.stopChannel) {
       // The stop notification: ends the subscription and removes it from the listener.
       this.end();
-      void this.#owner.unsubscribe(this.id).catch(() => undefined);
+      this.#leave();
       return;
     }
     if (this.#idleTimer !== undefined) this.#lastActivity = notification.receivedAt;
@@ -281,6 +281,14 @@ export class Subscription<T = unknown> implements AsyncIterable<Notification<T>>
     const waiter = this.#waiters[0];
     if (waiter !== undefined) waiter.resolve(notification);
     else this.#push(notification);
+  }
+
+  /**
+   * Ended from inside delivery (a stop notification, an overflow error): leaves the listener
+   * once the delivery in progress is done, so delivery never calls back into the registry.
+   */
+  #leave(): void {
+    queueMicrotask(() => void this.#owner.unsubscribe(this.id).catch(() => undefined));
   }
 
   #armIdle(delayMs: number, idleMs: number, onIdle: (info: { idleMs: number }) => unknown): void {
@@ -394,7 +402,7 @@ export class Subscription<T = unknown> implements AsyncIterable<Notification<T>>
         this.#owner.reportOverflow(this as Subscription<unknown>, 1);
         this.end(error);
         this.#owner.reportError(error);
-        void this.#owner.unsubscribe(this.id).catch(() => undefined);
+        this.#leave();
         return false;
       }
     }
