@@ -39,6 +39,7 @@ export interface DeliveryOptions {
   report(error: Error): void;
 }
 
+/** The listener's delivery: one per listener, fed by the session's notification hook. */
 export class Delivery<R extends Recipient = Recipient> {
   /** Deliveries made, payloads that failed to decode, payloads that failed their schema. */
   readonly counters = { delivered: 0, decodeErrors: 0, validationErrors: 0 };

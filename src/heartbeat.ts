@@ -41,6 +41,7 @@ interface HeartbeatRow {
   usage: number | string;
 }
 
+/** The heartbeat of one session; started on each new connection, stopped when it is lost. */
 export class Heartbeat {
   /** When the server last sent anything (ms since the epoch); every notification sets it. */
   lastActivity = 0;

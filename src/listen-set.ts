@@ -47,6 +47,7 @@ export interface ListenSetHost {
   lost(query: Query, cause: unknown): void;
 }
 
+/** The LISTEN set of one session, across its connections. */
 export class ListenSet {
   #confirmed = new Set<string>();
   /** Channels whose wanted state may differ from the confirmed one: the next batch's work. */

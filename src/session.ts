@@ -78,6 +78,7 @@ export function clock(): number {
   return clockValue;
 }
 
+/** The connection of one listener, across reconnections. */
 export class Session {
   state: ListenerState = 'idle';
   /** Backend process id of the current connection. */

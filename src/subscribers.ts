@@ -36,6 +36,7 @@ export interface SubscribersHost {
   report(error: Error): void;
 }
 
+/** The subscribers of one listener: the registry, the delivery derived from it, the reports. */
 export class Subscribers {
   readonly registry = new Registry<AnySubscription>();
   readonly delivery: Delivery<AnySubscription>;
