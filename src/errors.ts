@@ -49,6 +49,16 @@ export const ErrorCode = {
   /** Sending a notification failed on the server. */
   NOTIFY_FAILED: 'PGNOTIFY_NOTIFY_FAILED',
   /**
+   * The server refused LISTEN/UNLISTEN on a live connection (e.g. a permission or a
+   * statement error). The connection stays; the channels are tried again with the next batch.
+   */
+  LISTEN_FAILED: 'PGNOTIFY_LISTEN_FAILED',
+  /**
+   * `next()`, `withGaps()` or `for await` on a subscription that has a handler: its
+   * notifications go to the handler, so there is nothing to iterate.
+   */
+  NOT_ITERABLE: 'PGNOTIFY_NOT_ITERABLE',
+  /**
    * The durable journal's schema is not installed (or not at the version this library needs)
    * in the database. Fix: run `pgnotify setup` or `installSchema()` once.
    */

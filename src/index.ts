@@ -1,36 +1,49 @@
 /**
- * pgnotify's public API, listed by hand. Everything else (the registry, the session, the
- * SQL builders, the handler runner) is deliberately private and may change in any release.
+ * pgnotify's public API, listed by hand: values from the modules that define them, every
+ * type from types.ts.
+ *
+ * Deliberately private (may change in any release): the registry, delivery, the session and
+ * its LISTEN set, the heartbeat, the handler runner, pg-client, the SQL builders beyond
+ * `checkChannel`, option resolution, and the internal members of Listener, Subscription and
+ * Router (hidden from the published declarations).
  */
 
-export type { Decode, DecodeFunction, Schema } from './codec.js';
-export type { ActionHandler, DispatchFunction, UnroutedReason } from './dispatch.js';
-export { handles, Router } from './dispatch.js';
 export { ErrorCode, PgNotifyError, ValidationError } from './errors.js';
-export type {
-  ListenerEvents,
-  ListenerStats,
-  OnceOptions,
-  OncePromise,
-  Route,
-  RouteOptions,
-  SubscribeOptions,
-} from './listener.js';
 export { createListener, Listener } from './listener.js';
-export type { NotifierOptions, Queryable } from './notifier.js';
 export { createNotifier, Notifier, notify } from './notifier.js';
+export { handles, Router } from './router.js';
+export { checkChannel, MAX_CHANNEL_BYTES, MAX_PAYLOAD_BYTES } from './sql.js';
+export { Subscription } from './subscription.js';
 export type {
+  ActionHandler,
   BufferOptions,
+  ChannelInfo,
   ChannelMap,
   ConnectionOption,
+  Decode,
+  DecodeFunction,
+  DispatchFunction,
   ErrorHandler,
+  Gap,
+  Handler,
   HeartbeatOptions,
+  ListenerEvents,
   ListenerOptions,
+  ListenerState,
+  ListenerStats,
+  Notification,
+  NotifierOptions,
+  OnceOptions,
+  OncePromise,
   OverflowPolicy,
+  Queryable,
   ReconnectOptions,
-} from './options.js';
-export type { ChannelInfo, SubscriberId, SubscriberInfo } from './registry.js';
-export type { Gap, ListenerState } from './session.js';
-export { checkChannel, MAX_CHANNEL_BYTES, MAX_PAYLOAD_BYTES } from './sql.js';
-export type { Handler, Notification, WaitOptions } from './subscription.js';
-export { Subscription } from './subscription.js';
+  Route,
+  RouteOptions,
+  Schema,
+  SubscribeOptions,
+  SubscriberId,
+  SubscriberInfo,
+  UnroutedReason,
+  WaitOptions,
+} from './types.js';

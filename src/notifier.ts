@@ -9,14 +9,9 @@ import { encodePayload } from './codec.js';
 import { resolveConnection } from './connection.js';
 import { ErrorCode, PgNotifyError, sqlStateOf, toError } from './errors.js';
 import type { PayloadArg } from './notify.js';
-import {
-  type ChannelMap,
-  defaultOnError,
-  type ErrorHandler,
-  functionOption,
-  intOption,
-} from './options.js';
+import { defaultOnError, functionOption, intOption } from './options.js';
 import { checkChannel } from './sql.js';
+import type { ChannelMap, ErrorHandler } from './types.js';
 
 // The standalone notify() lives in notify.ts; it is exported from here too, beside the notifier.
 export { notify, type Queryable } from './notify.js';

@@ -5,8 +5,8 @@
 import pg from 'pg';
 import { encodePayload } from './codec.js';
 import { ErrorCode, PgNotifyError, shorten, toError } from './errors.js';
-import type { ChannelMap } from './options.js';
 import { checkChannel, NOTIFY_SQL } from './sql.js';
+import type { ChannelMap } from './types.js';
 
 /**
  * Anything with pg's `query(text, values)`: a `pg.Client`, a `pg.PoolClient`, a `pg.Pool`, or

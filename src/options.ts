@@ -7,99 +7,18 @@ import type pg from 'pg';
 import type { Decode, Schema } from './codec.js';
 import { describe, ErrorCode, PgNotifyError } from './errors.js';
 import { checkChannel } from './sql.js';
+import type {
+  BufferOptions,
+  ChannelMap,
+  ConnectionOption,
+  ErrorHandler,
+  HeartbeatOptions,
+  ListenerOptions,
+  ReconnectOptions,
+} from './types.js';
 
-/**
- * Where the listener connects:
- * - a connection string (`postgres://user:pass@host:5432/db`),
- * - a `pg.ClientConfig`,
- * - a factory returning a new, unconnected `pg.Client` (or a promise of one). It is called
- *   again for every reconnect attempt, so it can rotate credentials or hosts.
- *
- * Default: `DATABASE_URL` when set, else `pg`'s own `PG*` environment variables.
- */
-export type ConnectionOption = string | pg.ClientConfig | (() => pg.Client | Promise<pg.Client>);
-
-/** How a dead connection is found. */
-export interface HeartbeatOptions {
-  /** Quiet time (no traffic from the server) before a heartbeat query is sent. Default 10 000 ms. */
-  intervalMs?: number;
-  /** How long the heartbeat may take before the connection is declared dead. Default 5 000 ms. */
-  timeoutMs?: number;
-  /**
-   * Warn through `onError` (`PGNOTIFY_QUEUE_USAGE_HIGH`) when the server's notification queue
-   * is fuller than this fraction (0–1). Default 0.5.
-   */
-  queueWarnRatio?: number;
-}
-
-/** How a lost connection is replaced. */
-export interface ReconnectOptions {
-  /** Delay before the second attempt (the first is immediate); doubles per attempt. Default 100 ms. */
-  minDelayMs?: number;
-  /** Longest delay between attempts. Default 10 000 ms. */
-  maxDelayMs?: number;
-  /** Attempts before the listener gives up and enters the `failed` state. Default unlimited. */
-  maxAttempts?: number;
-}
-
-/** What a subscription does with notifications its consumer has not taken yet. */
-export type OverflowPolicy = 'drop-oldest' | 'drop-newest' | 'error';
-
-/** A subscription's bounded buffer. */
-export interface BufferOptions {
-  /** Most notifications held per subscription. Default 10 000. */
-  max?: number;
-  /**
-   * When full: `'drop-oldest'` (default) keeps the newest, `'drop-newest'` keeps the oldest,
-   * `'error'` ends the subscription with `PGNOTIFY_BUFFER_OVERFLOW`. Every loss is reported.
-   */
-  overflow?: OverflowPolicy;
-}
-
-/**
- * Where errors that no call can reject go: handler failures, decode failures, lost connections.
- * `E` is what it receives: the notifier's handler always gets a `PgNotifyError`.
- */
-export type ErrorHandler<E extends Error = Error> = (error: E) => void;
-
-/** Options of {@link createListener}. Every field is optional. */
-export interface ListenerOptions<Channels extends ChannelMap = ChannelMap> {
-  /** Where to connect. Default `DATABASE_URL`, else `PG*` environment variables. */
-  connection?: ConnectionOption | undefined;
-  /** How payload text is decoded. Default `'auto'`. */
-  decode?: Decode;
-  /** Per-channel Standard Schemas; a payload that fails is reported, never delivered. */
-  schemas?: { [K in keyof Channels]?: Schema<Channels[K]> };
-  /**
-   * Handler invocations in flight per subscription: 0 runs the handler inline as the
-   * notification is read, 1 (default) one at a time in arrival order, N at most N at once.
-   */
-  concurrency?: number;
-  /** Skip notifications sent from the listener's own backend. Default false. */
-  ignoreOwn?: boolean;
-  /** Dead-connection detection, or `false` to turn the heartbeat off. */
-  heartbeat?: HeartbeatOptions | false;
-  /** Reconnection with backoff and jitter, or `false` to stop at the first loss. */
-  reconnect?: ReconnectOptions | false;
-  /** Default buffer of each subscription. */
-  buffer?: BufferOptions;
-  /** How long one connection attempt may take. Default 10 000 ms. */
-  connectTimeoutMs?: number;
-  /** How long `stop()` waits for running handlers before abandoning them. Default 5 000 ms. */
-  stopTimeoutMs?: number;
-  /** `application_name` of the listener session when pgnotify builds the client. Default `'pgnotify'`. */
-  applicationName?: string;
-  /** Receives every error no call can reject. Default: one line on stderr. */
-  onError?: ErrorHandler;
-  /**
-   * A channel whose notification stops the whole listener (PyGreSQL's stop event, sent from
-   * anywhere with `notifier.notifyStop(channel)`). Default: none.
-   */
-  stopChannel?: string;
-}
-
-/** A map of channel name to payload type, for typed listeners: `createListener<{ orders: Order }>()`. */
-export type ChannelMap = Record<string, unknown>;
+// The notifier takes its ErrorHandler type from here.
+export type { ErrorHandler } from './types.js';
 
 /** The listener options with every default filled in. */
 export interface ResolvedListenerOptions {

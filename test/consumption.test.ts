@@ -13,7 +13,6 @@ import { getEventListeners } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import type pg from 'pg';
 import {
-  createListener,
   createNotifier,
   ErrorCode,
   handles,
@@ -26,6 +25,7 @@ import {
   ValidationError,
 } from '../src/index.js';
 import { adminClient, databaseUrl, uniqueChannel, waitFor } from './helpers/db.js';
+import { listenerRig, barrier as rigBarrier } from './helpers/rig.js';
 
 const DEADLINE = { timeoutMs: 10_000 };
 
@@ -60,28 +60,16 @@ async function burst(items: readonly (readonly [channel: string, payload: string
 
 /** A started listener whose errors are collected; `await using` stops it. */
 async function started(
-  options: ListenerOptions = {},
+  options: Omit<ListenerOptions, 'onError'> = {},
 ): Promise<Listener & { errors: Error[] } & AsyncDisposable> {
-  const errors: Error[] = [];
-  const listener = createListener({
-    connection: databaseUrl(),
-    onError: (error) => errors.push(error),
-    ...options,
-  });
+  const { listener, errors } = listenerRig(options);
   await listener.start();
   return Object.assign(listener, { errors });
 }
 
 /** Waits until every notification committed before the call has been read by `listener`. */
-async function barrier(listener: Listener): Promise<void> {
-  const channel = uniqueChannel('barrier');
-  const feed = await listener.subscribe(channel, { decode: 'text' });
-  try {
-    await send(channel, 'sentinel');
-    assert.equal((await feed.next(DEADLINE))?.raw, 'sentinel', 'the barrier arrived');
-  } finally {
-    await feed.unsubscribe();
-  }
+function barrier(listener: Listener): Promise<void> {
+  return rigBarrier(listener, send);
 }
 
 function sleep(ms: number): Promise<void> {
@@ -147,7 +135,7 @@ describe('for await over a subscription', () => {
     await burst(items(3).map((p) => [channel, p] as const));
     await waitFor(() => feed.buffered === 3, { ...DEADLINE, message: '3 buffered' });
     await feed.unsubscribe();
-    assert.equal(feed.closed, true);
+    assert.equal(feed.ended, true);
     assert.deepEqual(ids(listener), []);
     const got: string[] = [];
     for await (const n of feed) got.push(n.raw);
@@ -185,7 +173,7 @@ describe('for await over a subscription', () => {
     }
     await loop;
     assert.deepEqual(got, ['before stop']);
-    assert.equal(feed.closed, true);
+    assert.equal(feed.ended, true);
   });
 
   test('break unsubscribes: the subscriber and its channel are gone', async () => {
@@ -197,7 +185,7 @@ describe('for await over a subscription', () => {
       assert.equal(n.raw, 'x');
       break;
     }
-    assert.equal(feed.closed, true);
+    assert.equal(feed.ended, true);
     assert.deepEqual(ids(listener), []);
     await waitFor(() => listener.channels().length === 0, { ...DEADLINE, message: 'no channel' });
   });
@@ -228,7 +216,7 @@ describe('next()', () => {
     await using listener = await started();
     const feed = await listener.subscribe(uniqueChannel('next_idle'));
     assert.equal(await feed.next({ timeoutMs: 100 }), undefined);
-    assert.equal(feed.closed, false, 'an idle tick does not end the subscription');
+    assert.equal(feed.ended, false, 'an idle tick does not end the subscription');
   });
 
   test('next() resolves with a notification that arrives later', async () => {
@@ -279,7 +267,10 @@ describe('next()', () => {
     });
     await send(channel, 'to the handler');
     await waitFor(() => got.length === 1, { ...DEADLINE, message: 'the handler ran' });
-    await assert.rejects(sub.next({ timeoutMs: 50 }), code(ErrorCode.INVALID_OPTION));
+    await assert.rejects(sub.next({ timeoutMs: 50 }), code(ErrorCode.NOT_ITERABLE));
+    await assert.rejects(sub[Symbol.asyncIterator]().next(), code(ErrorCode.NOT_ITERABLE));
+    await assert.rejects(sub.withGaps().next(), code(ErrorCode.NOT_ITERABLE));
+    assert.equal(sub.ended, false, 'a refused loop does not end the subscription');
     assert.equal(sub.poll(), undefined);
     assert.deepEqual(got, ['to the handler']);
   });
@@ -708,7 +699,7 @@ describe('handler concurrency', () => {
     for (const error of listener.errors) code(ErrorCode.HANDLER_FAILED)(error);
     assert.equal(listener.stats().handlerErrors, 8);
     assert.equal(sub.inFlight, 0);
-    assert.equal(sub.closed, false);
+    assert.equal(sub.ended, false);
   });
 
   test('a synchronous throw in an inline (concurrency 0) handler is isolated too', async () => {
@@ -806,12 +797,18 @@ describe('idleTimeoutMs and onIdle', () => {
         idle.open();
       },
     });
-    for (const payload of items(10)) {
-      await send(channel, payload);
-      await sleep(30);
+    // Traffic for twice the idle timeout, each notification sent once the previous one
+    // arrived (a round trip apart, far below the timeout).
+    const until = Date.now() + 600;
+    for (let sent = 1; Date.now() < until; sent++) {
+      await send(channel, String(sent));
+      await waitFor(() => feed.buffered + got.length >= sent, {
+        ...DEADLINE,
+        message: `notification ${sent} arrived`,
+      });
+      for (let n = feed.poll(); n !== undefined; n = feed.poll()) got.push(n.raw);
     }
     assert.equal(idleCalls, 0, 'no idle tick during continuous traffic');
-    for (let n = feed.poll(); n !== undefined; n = feed.poll()) got.push(n.raw);
     await idle.opened;
     assert.equal(idleCalls, 1);
     assert.ok(got.length > 0, 'traffic did reach the subscription');
@@ -847,7 +844,7 @@ describe('stopChannel', () => {
         got.map((n) => [n.channel, n.raw]),
         [[channel, 'before']],
       );
-      assert.equal(sub.closed, true);
+      assert.equal(sub.ended, true);
       assert.equal(ids(listener).includes('stoppable'), false);
     } finally {
       await notifier.close();
@@ -1055,7 +1052,7 @@ describe('subscribe({ signal })', () => {
     await waitFor(() => got.length === 1, { ...DEADLINE, message: 'the first item' });
     controller.abort();
     await loop;
-    assert.equal(feed.closed, true);
+    assert.equal(feed.ended, true);
     assert.deepEqual(ids(listener), []);
     await send(channel, 'after');
     await barrier(listener);
@@ -1075,7 +1072,7 @@ describe('subscribe({ signal })', () => {
       { signal: controller.signal },
     );
     controller.abort();
-    assert.equal(sub.closed, true);
+    assert.equal(sub.ended, true);
     assert.deepEqual(ids(listener), []);
     await send(channel, 'unheard');
     await barrier(listener);
@@ -1087,7 +1084,7 @@ describe('subscribe({ signal })', () => {
     const sub = await listener.subscribe(uniqueChannel('sub_aborted'), {
       signal: AbortSignal.abort(),
     });
-    assert.equal(sub.closed, true);
+    assert.equal(sub.ended, true);
     assert.deepEqual(ids(listener), []);
   });
 
@@ -1118,7 +1115,7 @@ describe('subscribe({ signal })', () => {
     await first.unsubscribe();
     const second = await listener.subscribe(channel, { id: 'reused' });
     old.abort();
-    assert.equal(second.closed, false);
+    assert.equal(second.ended, false);
     assert.deepEqual(ids(listener), ['reused']);
   });
 });

@@ -25,6 +25,7 @@ import {
   PgNotifyError,
   type Queryable,
 } from '../src/index.js';
+import { internalsOf } from '../src/listener.js';
 import {
   adminClient,
   backendPids,
@@ -36,6 +37,7 @@ import {
   withAdmin,
 } from './helpers/db.js';
 import { freePort } from './helpers/embedded.js';
+import { collect, barrier as rigBarrier } from './helpers/rig.js';
 import { runScript, type ScriptOutcome } from './helpers/script.js';
 
 const DEADLINE = { timeoutMs: 10_000 };
@@ -67,51 +69,20 @@ function rand(bytes = 3): string {
   return randomBytes(bytes).toString('hex');
 }
 
-interface Collector<T = unknown> {
-  readonly got: Notification<T>[];
-  readonly handler: (n: Notification<T>) => void;
-  /** Resolves once at least `count` notifications arrived. */
-  atLeast(count: number, what?: string): Promise<void>;
-  raws(): string[];
-}
-
-function collect<T = unknown>(): Collector<T> {
-  const got: Notification<T>[] = [];
-  return {
-    got,
-    handler: (n) => {
-      got.push(n);
-    },
-    async atLeast(count, what = `${count} notification(s)`) {
-      await waitFor(() => got.length >= count, { ...DEADLINE, message: what });
-    },
-    raws: () => got.map((n) => n.raw),
-  };
-}
-
 function listen(options: ListenerOptions = {}): Listener {
   return createListener({ connection: databaseUrl(), ...options });
 }
 
-/**
- * Waits until every notification committed before the call has been read by `listener`:
- * sends one on a fresh sentinel channel and waits for it.
- */
-async function barrier(listener: Listener): Promise<void> {
-  const channel = uniqueChannel('barrier');
-  const feed = await listener.subscribe(channel, { decode: 'text' });
-  try {
-    await send(channel, 'sentinel');
-    const n = await feed.next(DEADLINE);
-    assert.equal(n?.raw, 'sentinel', 'the barrier notification arrived');
-  } finally {
-    await feed.unsubscribe();
-  }
+/** Waits until every notification committed before the call has been read by `listener`. */
+function barrier(listener: Listener): Promise<void> {
+  return rigBarrier(listener, send);
 }
 
-/** Asserts (with a short quiet window, then a barrier) that `check` still holds. */
-async function stillQuiet(listener: Listener, check: () => void, ms = 200): Promise<void> {
-  await new Promise<void>((resolve) => setTimeout(resolve, ms));
+/**
+ * Asserts that `check` still holds once everything committed before the call has been read
+ * (the barrier: a notification sent after it arrives after every earlier one).
+ */
+async function stillQuiet(listener: Listener, check: () => void): Promise<void> {
   check();
   await barrier(listener);
   check();
@@ -508,7 +479,7 @@ describe('subscribers', () => {
     const s1 = await listener.subscribe(channel, first.handler);
     const s2 = await listener.subscribe(channel, second.handler);
     await s1.unsubscribe();
-    assert.equal(s1.closed, true);
+    assert.equal(s1.ended, true);
     assert.equal(infoOf(listener, channel)?.listening, true, 'one subscriber is left');
     await send(channel, 'one left');
     await second.atLeast(1);
@@ -950,7 +921,7 @@ describe('payloads', () => {
       await listener.start();
       await notifier.notifyStop(subStop);
       await barrier(listener);
-      assert.equal(feed.closed, true, 'the subscription ended on its stop channel');
+      assert.equal(feed.ended, true, 'the subscription ended on its stop channel');
       // The listener stops as the stop notification is read, before anything sent after it.
       await notifier.notifyStop(listenerStop);
       await send(after, 'after');
@@ -1211,5 +1182,20 @@ describe('a process using pgnotify exits by itself', () => {
     assert.equal(result.timedOut, false, `the script did not exit within 20 s\n${detail}`);
     assert.equal(result.code, 0, detail);
     assert.match(result.stdout, /^caught PGNOTIFY_CONNECTION_FAILED$/m, detail);
+  });
+});
+
+describe("internals for pgnotify's own modules", () => {
+  test('session.query() waits for the connection, runs on the listener backend, rejects once stopped', async () => {
+    const listener = listen({ onError: () => undefined });
+    const { session } = internalsOf(listener);
+    const early = session.query<{ pid: number }>('select pg_backend_pid() as pid');
+    await listener.start();
+    const { rows } = await early;
+    assert.equal(rows[0]?.pid, listener.pid, 'queued before start, run on the listener connection');
+    const { rows: echoed } = await session.query<{ v: string }>('select $1::text as v', ['x']);
+    assert.equal(echoed[0]?.v, 'x');
+    await listener.stop();
+    await assert.rejects(session.query('select 1'), code(ErrorCode.CLOSED));
   });
 });

@@ -10,11 +10,12 @@ import {
   bufferOption,
   DEFAULTS,
   defaultOnError,
-  type ListenerOptions,
   resolveListenerOptions,
   timeoutOption,
 } from '../src/options.js';
-import { backoffDelay, isRetryable } from '../src/session.js';
+import { isRetryable } from '../src/pg-client.js';
+import { backoffDelay } from '../src/session.js';
+import type { ListenerOptions } from '../src/types.js';
 
 const fakeSchema = {
   '~standard': { version: 1, vendor: 'test', validate: (value: unknown) => ({ value }) },

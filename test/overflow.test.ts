@@ -8,7 +8,6 @@ import { describe, test } from 'node:test';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import {
-  createListener,
   ErrorCode,
   type Listener,
   type ListenerOptions,
@@ -18,9 +17,8 @@ import {
 } from '../src/index.js';
 import { guardedTests } from './fixtures/crash-guard.js';
 import { isCode } from './helpers/assert.js';
-import { databaseUrl, uniqueChannel, waitFor } from './helpers/db.js';
-
-const URL_ = databaseUrl();
+import { uniqueChannel, waitFor } from './helpers/db.js';
+import { listenerRig } from './helpers/rig.js';
 
 const plumbing = guardedTests();
 const { defer } = plumbing;
@@ -39,16 +37,8 @@ interface Rig {
 }
 
 function rig(options: Omit<ListenerOptions, 'onError'> = {}): Rig {
-  const errors: PgNotifyError[] = [];
   const overflows: OverflowInfo[] = [];
-  const listener = createListener({
-    connection: URL_,
-    applicationName: 'pgnotify-overflow',
-    ...options,
-    onError: (error) => {
-      errors.push(error as PgNotifyError);
-    },
-  });
+  const { listener, errors } = listenerRig({ applicationName: 'pgnotify-overflow', ...options });
   listener.on('overflow', (info) => overflows.push(info));
   defer(() => listener.stop());
   return { listener, errors, overflows };
@@ -162,7 +152,7 @@ describe('bounded buffers under a burst', () => {
     await listener.start();
     await burst(ch, 50);
     await received(listener, 50);
-    await waitFor(() => feed.closed, { message: 'the subscription to end' });
+    await waitFor(() => feed.ended, { message: 'the subscription to end' });
     assert.equal(
       listener.subscribers().some((s) => s.id === 'strict'),
       false,

@@ -9,7 +9,6 @@ import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import pg from 'pg';
 import {
-  createListener,
   ErrorCode,
   type Gap,
   type Listener,
@@ -29,6 +28,7 @@ import {
 } from './helpers/db.js';
 import { freePort } from './helpers/embedded.js';
 import { type Proxy as FaultProxy, startProxy } from './helpers/proxy.js';
+import { collect, listenerRig } from './helpers/rig.js';
 import { type PrivateServer, startPrivateServer } from './helpers/server.js';
 
 const URL_ = databaseUrl();
@@ -60,15 +60,7 @@ interface Rig {
 
 /** A listener on the test server (unless `connection` says otherwise), stopped after the test. */
 function rig(options: Omit<ListenerOptions, 'onError'> = {}): Rig {
-  const errors: PgNotifyError[] = [];
-  const listener = createListener({
-    connection: URL_,
-    applicationName: APP,
-    ...options,
-    onError: (error) => {
-      errors.push(error as PgNotifyError);
-    },
-  });
+  const { listener, errors } = listenerRig({ applicationName: APP, ...options });
   defer(() => listener.stop());
   return { listener, errors, events: record(listener) };
 }
@@ -101,21 +93,8 @@ interface ReconnectingInfo {
 }
 
 /** Collects notifications handed to a handler. */
-function inbox() {
-  const got: Notification[] = [];
-  return {
-    got,
-    handler: (n: Notification): void => {
-      got.push(n);
-    },
-    payloads: (): unknown[] => got.map((n) => n.payload),
-    wait: (payload: unknown, timeoutMs = 10_000) =>
-      waitFor(() => got.some((n) => n.payload === payload), {
-        timeoutMs,
-        message: `delivery of ${JSON.stringify(payload)}`,
-      }),
-  };
-}
+/** A handler that collects what it is given. */
+const inbox = collect;
 
 async function proxy(): Promise<FaultProxy> {
   const url = new URL(URL_);
@@ -195,6 +174,62 @@ const isSetup = (text: string): boolean => text.includes('set_config');
 // ---- backend termination --------------------------------------------------------------------
 
 describe('a terminated backend', () => {
+  test('a withGaps() loop that is not reading gets the gap despite drop-oldest overflow after it', async () => {
+    const { listener, errors } = rig({ buffer: { max: 5, overflow: 'drop-oldest' } });
+    const channel = uniqueChannel('gap_overflow');
+    const feed = await listener.subscribe(channel);
+    await listener.start();
+    const loop = feed.withGaps();
+    // The loop reads one item, then its consumer is busy: nothing takes from the buffer.
+    const first = loop.next();
+    await notify(channel, 'before');
+    assert.equal(((await first).value as Notification).raw, 'before');
+
+    const gapEvent = onceEvent<[Gap]>(listener, 'gap', { timeoutMs: 10_000 });
+    assert.equal(await terminate(listener.pid as number), true);
+    await gapEvent;
+    for (let i = 1; i <= 10; i++) await notify(channel, String(i));
+    await waitFor(() => feed.dropped === 5, { timeoutMs: 10_000, message: '5 dropped' });
+
+    const items: (Notification | Gap)[] = [];
+    for (let i = 0; i < 6; i++)
+      items.push((await within(loop.next(), 5_000, `item ${i + 1}`)).value as Notification | Gap);
+    assert.equal(items[0]?.kind, 'gap', 'the gap comes first, where the outage was');
+    assert.deepEqual((items[0] as Gap).channels, [channel]);
+    assert.deepEqual(
+      items.slice(1).map((n) => (n as Notification).raw),
+      ['6', '7', '8', '9', '10'],
+      'drop-oldest dropped the oldest notifications, never the gap',
+    );
+    assert.equal(feed.poll(), undefined);
+    assert.ok(errors.some(isCode(ErrorCode.BUFFER_OVERFLOW)));
+    await loop.return(undefined);
+  });
+
+  test('route() reports a gap to its onGap, like subscribe()', async () => {
+    const { listener } = rig();
+    const channel = uniqueChannel('route_gap');
+    const gaps: Gap[] = [];
+    const routed: unknown[] = [];
+    const route = listener.route(channel, { onGap: (gap) => gaps.push(gap) });
+    route.on('ping', (data) => routed.push(data));
+    await listener.start();
+    await route.ready;
+    const gapEvent = onceEvent<[Gap]>(listener, 'gap', { timeoutMs: 10_000 });
+    assert.equal(await terminate(listener.pid as number), true);
+    const [gap] = await gapEvent;
+    await waitFor(() => gaps.length === 1, { timeoutMs: 10_000, message: 'onGap called' });
+    assert.deepEqual(gaps[0]?.channels, [channel]);
+    assert.equal(gaps[0]?.disconnectedAt, gap.disconnectedAt);
+    await notify(channel, JSON.stringify({ action: 'ping', data: 1 }));
+    await waitFor(() => routed.length === 1, {
+      timeoutMs: 10_000,
+      message: 'routed after the gap',
+    });
+    await route.unsubscribe();
+    assert.deepEqual(listener.subscribers(), []);
+  });
+
   test('is replaced: events in order, a gap per subscription, delivery afterwards', async () => {
     const { listener, errors, events } = rig();
     const chA = uniqueChannel('term_a');
@@ -314,7 +349,7 @@ describe('a terminated backend', () => {
     assert.equal((gap as Gap).kind, 'gap');
     assert.deepEqual((gap as Gap).channels, [ch]);
     assert.equal((last as Notification).payload, 'after');
-    assert.equal(feed.closed, true, 'break unsubscribes');
+    assert.equal(feed.ended, true, 'break unsubscribes');
   });
 
   test('a batch in flight when the backend dies resolves after the reconnection', async () => {
@@ -524,7 +559,7 @@ describe('network faults', () => {
     // Nothing is listened to during the outage, and the next connection will not LISTEN
     // these channels: there is nothing to wait for.
     await within(sub.unsubscribe(), 2000, 'unsubscribe() during the outage');
-    assert.equal(sub.closed, true);
+    assert.equal(sub.ended, true);
     let got: unknown;
     await within(
       (async () => {
@@ -537,7 +572,7 @@ describe('network faults', () => {
       'break out of a loop during the outage',
     );
     assert.equal(got, 'queued');
-    assert.equal(feed.closed, true);
+    assert.equal(feed.ended, true);
     assert.equal(listener.state, 'reconnecting');
   });
 
@@ -568,7 +603,7 @@ describe('network faults', () => {
     p.refuse(false);
     const sub = await within(subscribed, 10_000, 'subscribe() during reconnect');
     const [gap] = await gapEvent;
-    assert.equal(sub.closed, false);
+    assert.equal(sub.ended, false);
     assert.equal(listener.state, 'listening');
     assert.deepEqual(gap.channels, [old], 'the new channel lost nothing');
     await notify(ch, 'new-after');
@@ -645,7 +680,7 @@ describe('failures', () => {
       isCode(ErrorCode.CONNECTION_LOST)(outcome),
       `the loop ends with the failure: ${outcome}`,
     );
-    assert.equal(feed.closed, true);
+    assert.equal(feed.ended, true);
     await assert.rejects(feed.next(), isCode(ErrorCode.CONNECTION_LOST));
   });
 

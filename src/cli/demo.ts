@@ -227,7 +227,7 @@ interface User {
   name: string;
 }
 
-/** 1. pgnotifpy: one channel, a dispatcher, handlers per action. */
+/** 1. Routed actions: one channel, a dispatcher, handlers per action. */
 async function routedActions(
   listener: Listener,
   notifier: Notifier,
@@ -269,7 +269,7 @@ async function routedActions(
   }
 }
 
-/** 2. pgnotifier: two subscribers on one channel; mute one, then the channel. */
+/** 2. Muting: two subscribers on one channel; mute one, then the channel. */
 async function muting(
   listener: Listener,
   notifier: Notifier,
@@ -315,7 +315,7 @@ function describeSubscribers(listener: Listener): string {
     .join(', ');
 }
 
-/** 3. pgpubsub: a subscription without a handler, read with next({ timeoutMs }). */
+/** 3. Idle ticks: a subscription without a handler, read with next({ timeoutMs }). */
 async function idleTicks(
   listener: Listener,
   notifier: Notifier,

@@ -1,28 +1,12 @@
 /**
- * Unit tests of src/dispatch.ts: the HandlerRunner (concurrency, ordering, error isolation)
- * and the Router (actions, dispatchers, @handles). No database needed.
+ * Unit tests of src/router.ts: the Router (actions, dispatchers, @handles) without a
+ * listener. No database needed.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import {
-  defaultDispatch,
-  HandlerRunner,
-  handles,
-  Router,
-  type Source,
-  type UnroutedReason,
-} from '../src/dispatch.js';
 import { ErrorCode, PgNotifyError } from '../src/errors.js';
-
-class ArraySource<N> implements Source<N> {
-  readonly items: N[];
-  constructor(items: N[] = []) {
-    this.items = [...items];
-  }
-  take(): N | undefined {
-    return this.items.shift();
-  }
-}
+import { defaultDispatch, handles, Router, routeNotification } from '../src/router.js';
+import type { UnroutedReason } from '../src/types.js';
 
 interface Deferred {
   promise: Promise<void>;
@@ -44,210 +28,6 @@ function deferred(): Deferred {
 function flush(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
-
-function range(n: number): number[] {
-  return Array.from({ length: n }, (_, i) => i + 1);
-}
-
-/** An async handler gated per item, counting how many run at once. */
-function gatedHandler(count: number) {
-  const gates = new Map(range(count).map((i) => [i, deferred()]));
-  const state = { current: 0, max: 0, started: [] as number[], finished: [] as number[] };
-  const handler = async (item: number): Promise<void> => {
-    state.started.push(item);
-    state.current++;
-    state.max = Math.max(state.max, state.current);
-    try {
-      await gates.get(item)?.promise;
-    } finally {
-      state.current--;
-      state.finished.push(item);
-    }
-  };
-  const open = (item: number): void => gates.get(item)?.resolve();
-  return { handler, state, open };
-}
-
-describe('HandlerRunner', () => {
-  test('concurrency 1 runs one at a time in arrival order', async () => {
-    const { handler, state, open } = gatedHandler(5);
-    const runner = new HandlerRunner(handler, 1, new ArraySource(range(5)), assert.fail);
-    runner.pump();
-    assert.deepEqual(state.started, [1]);
-    assert.equal(runner.inFlight, 1);
-    assert.equal(runner.canRunNow(), false);
-    // Opening later gates first must not let a later item overtake an earlier one.
-    for (const item of [5, 4, 3, 2]) open(item);
-    await flush();
-    assert.deepEqual(state.started, [1]);
-    open(1);
-    await runner.idle();
-    await flush();
-    assert.deepEqual(state.started, [1, 2, 3, 4, 5]);
-    assert.deepEqual(state.finished, [1, 2, 3, 4, 5]);
-    assert.equal(state.max, 1);
-    assert.equal(runner.inFlight, 0);
-    assert.equal(runner.canRunNow(), true);
-  });
-
-  test('concurrency N runs at most N at once, and reaches N', async () => {
-    const n = 3;
-    const total = 10;
-    const { handler, state, open } = gatedHandler(total);
-    const runner = new HandlerRunner(handler, n, new ArraySource(range(total)), assert.fail);
-    runner.pump();
-    assert.deepEqual(state.started, [1, 2, 3]);
-    assert.equal(state.current, n);
-    assert.equal(runner.inFlight, n);
-    // Finish items in an order unrelated to arrival; after each, N run again while items remain.
-    for (const item of [2, 3, 1, 6, 4, 5, 9, 7, 10, 8]) {
-      assert.ok(state.started.includes(item), `item ${item} should have started`);
-      open(item);
-      await flush();
-      const remaining = total - state.finished.length;
-      assert.equal(state.current, Math.min(n, remaining));
-      assert.ok(state.current <= n);
-    }
-    await runner.idle();
-    assert.equal(state.max, n);
-    assert.deepEqual(state.started, range(total)); // started in arrival order
-    assert.equal(state.finished.length, total);
-    assert.notDeepEqual(state.finished, range(total)); // but finished as released
-  });
-
-  test('concurrency 0 starts every item at once, not awaiting any', async () => {
-    const total = 10;
-    const { handler, state, open } = gatedHandler(total);
-    const runner = new HandlerRunner(handler, 0, new ArraySource(range(total)), assert.fail);
-    assert.equal(runner.canRunNow(), true);
-    runner.pump();
-    assert.deepEqual(state.started, range(total));
-    assert.equal(state.current, total);
-    assert.equal(runner.inFlight, total);
-    assert.equal(runner.canRunNow(), true);
-    for (const item of range(total)) open(item);
-    await runner.idle();
-    assert.equal(runner.inFlight, 0);
-    assert.equal(state.finished.length, total);
-  });
-
-  test('a synchronous handler at concurrency 1 runs inline', () => {
-    const handled: number[] = [];
-    const source = new ArraySource<number>();
-    const runner = new HandlerRunner((item: number) => handled.push(item), 1, source, assert.fail);
-    runner.run(7);
-    assert.deepEqual(handled, [7]); // ran before run() returned
-    source.items.push(8, 9, 10);
-    runner.pump();
-    assert.deepEqual(handled, [7, 8, 9, 10]); // all drained before pump() returned
-    assert.equal(runner.inFlight, 0);
-    assert.equal(source.items.length, 0);
-  });
-
-  test('a synchronous throw and an async rejection go to fail; the runner continues', async () => {
-    const boom = new Error('sync boom');
-    const bang = new Error('async bang');
-    const handled: number[] = [];
-    const failures: [unknown, number][] = [];
-    const handler = (item: number): unknown => {
-      handled.push(item);
-      if (item === 1) throw boom;
-      if (item === 2) return Promise.reject(bang);
-      if (item === 3) return Promise.resolve();
-      return undefined;
-    };
-    for (const concurrency of [0, 1, 2]) {
-      handled.length = 0;
-      failures.length = 0;
-      const runner = new HandlerRunner(
-        handler,
-        concurrency,
-        new ArraySource([1, 2, 3, 4, 1, 5]),
-        (error, item) => failures.push([error, item]),
-      );
-      runner.pump();
-      await runner.idle();
-      await flush();
-      assert.deepEqual(handled, [1, 2, 3, 4, 1, 5], `concurrency ${concurrency}`);
-      assert.deepEqual(
-        failures.map(([error, item]) => [error, item]).sort((a, b) => Number(a[1]) - Number(b[1])),
-        [
-          [boom, 1],
-          [boom, 1],
-          [bang, 2],
-        ],
-        `concurrency ${concurrency}`,
-      );
-      assert.equal(runner.inFlight, 0);
-    }
-  });
-
-  test('idle() resolves only after every in-flight call settled', async () => {
-    const { handler, open } = gatedHandler(3);
-    const runner = new HandlerRunner(handler, 2, new ArraySource([1, 2, 3]), assert.fail);
-    assert.equal(await Promise.race([runner.idle().then(() => 'idle'), flush()]), 'idle');
-    runner.pump();
-    let idle = false;
-    const waiting = runner.idle().then(() => {
-      idle = true;
-    });
-    open(1);
-    await flush();
-    assert.equal(idle, false); // 2 and now 3 are in flight
-    assert.equal(runner.inFlight, 2);
-    open(3);
-    await flush();
-    assert.equal(idle, false); // 2 still in flight
-    open(2);
-    await waiting;
-    assert.equal(idle, true);
-    assert.equal(runner.inFlight, 0);
-  });
-
-  test('a rejection counts as settled for idle()', async () => {
-    const failures: unknown[] = [];
-    const gate = deferred();
-    const runner = new HandlerRunner(
-      () => gate.promise,
-      1,
-      new ArraySource([1]),
-      (error) => failures.push(error),
-    );
-    runner.pump();
-    const waiting = runner.idle();
-    gate.reject(new Error('late'));
-    await waiting;
-    assert.equal(failures.length, 1);
-    assert.equal(runner.inFlight, 0);
-  });
-
-  test('a non-Promise thenable is awaited like a promise', async () => {
-    let settle!: () => void;
-    const thenable = {
-      // biome-ignore lint/suspicious/noThenProperty: a non-Promise thenable, on purpose
-      then(onFulfilled: () => void): void {
-        settle = onFulfilled;
-      },
-    };
-    const source = new ArraySource([1, 2]);
-    const handled: number[] = [];
-    const runner = new HandlerRunner(
-      (item: number) => {
-        handled.push(item);
-        return item === 1 ? thenable : undefined;
-      },
-      1,
-      source,
-      assert.fail,
-    );
-    runner.pump();
-    assert.deepEqual(handled, [1]);
-    assert.equal(runner.inFlight, 1);
-    settle();
-    assert.deepEqual(handled, [1, 2]);
-    assert.equal(runner.inFlight, 0);
-  });
-});
 
 describe('defaultDispatch', () => {
   test('reads { action, data }', () => {
@@ -303,7 +83,10 @@ describe('Router', () => {
     const calls: [unknown, Note][] = [];
     router.on('new_user', (data, n) => calls.push([data, n]));
     const note = { id: 1 };
-    assert.equal(router.handle({ action: 'new_user', data: { name: 'ann' } }, note), undefined);
+    assert.equal(
+      routeNotification(router, { action: 'new_user', data: { name: 'ann' } }, note),
+      undefined,
+    );
     assert.deepEqual(calls, [[{ name: 'ann' }, note]]);
     assert.equal(calls[0]?.[1], note);
     assert.deepEqual(unrouted, []);
@@ -319,7 +102,7 @@ describe('Router', () => {
     });
     const calls: unknown[] = [];
     router.on('greet', (data) => calls.push(data));
-    router.handle('greet:ann:x', { id: 2 });
+    routeNotification(router, 'greet:ann:x', { id: 2 });
     assert.deepEqual(calls, ['ann:x']);
     assert.deepEqual(seen, [['greet:ann:x', { id: 2 }]]);
     assert.deepEqual(unrouted, []);
@@ -333,7 +116,7 @@ describe('Router', () => {
       .on('b', () => order.push('other action'))
       .on('a', () => order.push('second'))
       .on('a', () => order.push('third'));
-    router.handle({ action: 'a' }, { id: 1 });
+    routeNotification(router, { action: 'a' }, { id: 1 });
     assert.deepEqual(order, ['first', 'second', 'third']);
     assert.deepEqual(router.actions(), ['a', 'b']);
   });
@@ -349,15 +132,15 @@ describe('Router', () => {
     };
     router.on('a', one).on('a', two);
     router.off('a', one);
-    router.handle({ action: 'a' }, { id: 1 });
+    routeNotification(router, { action: 'a' }, { id: 1 });
     assert.deepEqual(order, ['two']);
     router.off('a', one); // not registered any more: no effect
-    router.handle({ action: 'a' }, { id: 2 });
+    routeNotification(router, { action: 'a' }, { id: 2 });
     assert.deepEqual(order, ['two', 'two']);
     router.on('a', one);
     router.off('a');
     assert.deepEqual(router.actions(), []);
-    router.handle({ action: 'a' }, { id: 3 });
+    routeNotification(router, { action: 'a' }, { id: 3 });
     assert.deepEqual(order, ['two', 'two']);
     assert.deepEqual(
       unrouted.map(([reason, n]) => [reason, n.id]),
@@ -375,7 +158,7 @@ describe('Router', () => {
     });
     router.on('a', () => assert.fail('must not run'));
     const note = { id: 1 };
-    assert.equal(router.handle({ action: 'a' }, note), undefined);
+    assert.equal(routeNotification(router, { action: 'a' }, note), undefined);
     assert.deepEqual(unrouted, [['rejected', note, boom]]);
     assert.deepEqual(failed, []);
   });
@@ -384,8 +167,8 @@ describe('Router', () => {
     const { router, unrouted } = makeRouter();
     router.on('a', () => assert.fail('must not run'));
     const note = { id: 1 };
-    router.handle('plain text', note);
-    router.handle({ data: 1 }, note);
+    routeNotification(router, 'plain text', note);
+    routeNotification(router, { data: 1 }, note);
     assert.deepEqual(unrouted, [
       ['rejected', note, undefined],
       ['rejected', note, undefined],
@@ -396,7 +179,7 @@ describe('Router', () => {
     const { router, unrouted, failed } = makeRouter();
     router.on('known', () => assert.fail('must not run'));
     const note = { id: 9 };
-    assert.equal(router.handle({ action: 'unknown', data: 1 }, note), undefined);
+    assert.equal(routeNotification(router, { action: 'unknown', data: 1 }, note), undefined);
     assert.deepEqual(unrouted, [['no-handler', note, undefined]]);
     assert.deepEqual(failed, []);
   });
@@ -412,7 +195,7 @@ describe('Router', () => {
       })
       .on('a', () => order.push('second'));
     const note = { id: 4 };
-    router.handle({ action: 'a' }, note);
+    routeNotification(router, { action: 'a' }, note);
     assert.deepEqual(order, ['first', 'second']);
     assert.deepEqual(failed, [[boom, note, 'a']]);
     assert.deepEqual(unrouted, []);
@@ -434,7 +217,7 @@ describe('Router', () => {
       })
       .on('a', () => order.push('sync'));
     const note = { id: 5 };
-    const pending = router.handle({ action: 'a' }, note);
+    const pending = routeNotification(router, { action: 'a' }, note);
     assert.ok(pending instanceof Promise);
     assert.deepEqual(order, ['rejecting', 'sync']); // all started without waiting
     let settled = false;
@@ -490,9 +273,9 @@ describe('@handles and register()', () => {
     const b = new Greeter('b');
     router.register(a).register(b);
     assert.deepEqual(router.actions().sort(), ['ban_user', 'delete_user', 'new_user']);
-    router.handle({ action: 'new_user', data: 1 }, { id: 1 });
-    router.handle({ action: 'ban_user', data: 2 }, { id: 2 });
-    router.handle({ action: 'delete_user', data: 3 }, { id: 3 });
+    routeNotification(router, { action: 'new_user', data: 1 }, { id: 1 });
+    routeNotification(router, { action: 'ban_user', data: 2 }, { id: 2 });
+    routeNotification(router, { action: 'delete_user', data: 3 }, { id: 3 });
     assert.deepEqual(a.greeted, [['a', 1]]);
     assert.deepEqual(b.greeted, [['b', 1]]);
     assert.deepEqual(a.gone.sort(), [
@@ -520,7 +303,7 @@ describe('@handles and register()', () => {
     const instance = new Plain();
     router.register(instance);
     assert.deepEqual(router.actions(), ['hello']);
-    router.handle({ action: 'hello', data: 42 }, { id: 1 });
+    routeNotification(router, { action: 'hello', data: 42 }, { id: 1 });
     assert.deepEqual(instance.seen, [42]);
     assert.deepEqual(unrouted, []);
   });
@@ -556,7 +339,7 @@ describe('@handles and register()', () => {
       const jobs = new Jobs();
       router.register(jobs);
       assert.deepEqual(router.actions(), ['run']);
-      router.handle({ action: 'run', data: 'x' }, { id: 1 });
+      routeNotification(router, { action: 'run', data: 'x' }, { id: 1 });
       assert.deepEqual(jobs.done, ['x']);
       assert.deepEqual(unrouted, []);
     });
@@ -585,8 +368,8 @@ describe('@handles and register()', () => {
       const actionsOf = (instance: object): string[] => {
         const { router } = makeRouter();
         router.register(instance);
-        router.handle({ action: 'a' }, { id: 1 });
-        router.handle({ action: 'b' }, { id: 2 });
+        routeNotification(router, { action: 'a' }, { id: 1 });
+        routeNotification(router, { action: 'b' }, { id: 2 });
         return router.actions().sort();
       };
       assert.deepEqual(actionsOf(new Child()), ['a', 'b']);

@@ -1,0 +1,336 @@
+/**
+ * Every public type of pgnotify, in one place. Behaviour lives in the modules; `index.ts`
+ * re-exports these. Option types carry their defaults; `options.ts` validates them.
+ */
+import type pg from 'pg';
+import type { Decode, Schema } from './codec.js';
+import type { PgNotifyError } from './errors.js';
+import type { Router } from './router.js';
+
+export type { Decode, DecodeFunction, Schema } from './codec.js';
+export type { NotifierOptions, Queryable } from './notifier.js';
+
+// ---- notifications and gaps ---------------------------------------------------------------
+
+/** One notification as delivered. */
+export interface Notification<T = unknown> {
+  /** The channel it was sent on, exactly as given to NOTIFY (case kept). */
+  readonly channel: string;
+  /** The decoded payload (see the `decode` option). */
+  readonly payload: T;
+  /** The payload text as received. */
+  readonly raw: string;
+  /** Server process id of the sending session (`pg_backend_pid()` there). */
+  readonly pid: number;
+  /** When the listener read it, in ms since the epoch. */
+  readonly receivedAt: number;
+  /** Never set: lets `item.kind === 'gap'` tell a gap from a notification in `withGaps()`. */
+  readonly kind?: undefined;
+}
+
+/**
+ * An outage report. Sent once the replacement connection LISTENs again: from then on nothing
+ * is missed, and whatever was sent on `channels` between `disconnectedAt` and
+ * `reconnectedAt` was lost. Resync from your source of truth now; handlers must tolerate
+ * seeing an event both in the resync and as a notification.
+ */
+export interface Gap {
+  /** Tells a gap from a notification in `subscription.withGaps()` loops. */
+  readonly kind: 'gap';
+  /** Channels that were listened to when the connection was lost and are listened to again. */
+  readonly channels: readonly string[];
+  /** When the loss was noticed (ms since the epoch). */
+  readonly disconnectedAt: number;
+  /** When LISTEN was confirmed on the new connection (ms since the epoch). */
+  readonly reconnectedAt: number;
+  /** `reconnectedAt - disconnectedAt`. */
+  readonly downtimeMs: number;
+  /** Why the connection was lost. */
+  readonly cause: Error;
+}
+
+/**
+ * The listener's lifecycle:
+ * `idle` (created) → `connecting` (start) → `listening` ⇄ `reconnecting` → `stopped`,
+ * or `failed` when reconnecting gave up or met a non-retryable error (bad password,
+ * missing database or role).
+ */
+export type ListenerState =
+  | 'idle'
+  | 'connecting'
+  | 'listening'
+  | 'reconnecting'
+  | 'failed'
+  | 'stopped';
+
+/** A subscriber id: a string or a number, unique per listener. */
+export type SubscriberId = string | number;
+
+/** A frozen view of one channel, as returned by `listener.channels()`. */
+export interface ChannelInfo {
+  readonly name: string;
+  readonly muted: boolean;
+  /** Active: not muted and with an unmuted subscriber, so the server must listen to it. */
+  readonly active: boolean;
+  /** Whether the server has confirmed LISTEN on the current connection. */
+  readonly listening: boolean;
+  readonly subscribers: readonly { readonly id: SubscriberId; readonly muted: boolean }[];
+}
+
+/** A frozen view of one subscriber, as returned by `listener.subscribers()`. */
+export interface SubscriberInfo {
+  readonly id: SubscriberId;
+  readonly channels: readonly { readonly name: string; readonly muted: boolean }[];
+}
+
+// ---- consuming -----------------------------------------------------------------------------
+
+/** A handler for notifications; may return a promise, which is awaited per `concurrency`. */
+export type Handler<T = unknown> = (notification: Notification<T>) => unknown;
+
+/** Options of one `next()` wait. */
+export interface WaitOptions {
+  /** Resolve `undefined` after this long with nothing (an idle tick). Default: wait forever. */
+  timeoutMs?: number;
+  /** Abort the wait: it rejects with `PGNOTIFY_ABORTED`. */
+  signal?: AbortSignal;
+}
+
+/** Options of `listener.subscribe()`. Unset fields inherit the listener's. */
+export interface SubscribeOptions {
+  /** Subscriber id (string or number), unique per listener. Default: generated. */
+  id?: SubscriberId;
+  /** Decoder for this subscriber. Default: the listener's `decode`. */
+  decode?: Decode;
+  /** Handler calls in flight for this subscriber (see the listener option). */
+  concurrency?: number;
+  /** This subscriber's buffer. */
+  buffer?: BufferOptions;
+  /** Called with each gap on this subscriber's channels, after they are listened to again. */
+  onGap?: (gap: Gap) => unknown;
+  /** Unsubscribes when aborted. */
+  signal?: AbortSignal;
+  /**
+   * Call `onIdle` whenever nothing arrived for this long: a tick for keep-alives or periodic
+   * work in a quiet subscription. Default: never.
+   */
+  idleTimeoutMs?: number;
+  /** See `idleTimeoutMs`. */
+  onIdle?: (info: { idleMs: number }) => unknown;
+  /**
+   * A channel whose notification ends this subscription (a conventional name is
+   * `'stop_' + channel`). The stop notification itself is not delivered, whatever its
+   * payload. Send one with `notifier.notifyStop(channel)`.
+   */
+  stopChannel?: string;
+}
+
+/** Options of `listener.once()`. */
+export interface OnceOptions<T> {
+  /** Reject with `PGNOTIFY_TIMEOUT` after this long. Default: wait forever. */
+  timeoutMs?: number;
+  /** Only a notification for which this returns true resolves the wait. */
+  filter?: (notification: Notification<T>) => boolean;
+  /** Reject with `PGNOTIFY_ABORTED` when aborted. */
+  signal?: AbortSignal;
+}
+
+/**
+ * What `listener.once()` returns: the promise of the notification, with `ready`, which
+ * resolves once the channel is listened to (arm, trigger, await: nothing is missed).
+ */
+export type OncePromise<T> = Promise<Notification<T>> & { readonly ready: Promise<void> };
+
+// ---- routing -------------------------------------------------------------------------------
+
+/**
+ * A dispatcher maps a payload to `[action, data]`, or `undefined` when the payload is not
+ * routable. The default reads `{ action, data }` objects.
+ */
+export type DispatchFunction<P = unknown, N = unknown> = (
+  payload: P,
+  notification: N,
+) => readonly [action: string, data: unknown] | undefined;
+
+/** A handler for one action: receives the dispatched data and the whole notification. */
+export type ActionHandler<D = unknown, N = unknown> = (data: D, notification: N) => unknown;
+
+/** Why a notification was not routed. */
+export type UnroutedReason = 'rejected' | 'no-handler';
+
+/** Options of `listener.route()`. */
+export interface RouteOptions<P> {
+  /** Maps a payload to `[action, data]`, or undefined. Default: reads `{ action, data }`. */
+  dispatch?: DispatchFunction<P, Notification<P>>;
+  /** Handler calls in flight (see the listener option). */
+  concurrency?: number;
+  /** Called for payloads the dispatcher rejects or whose action has no handler. Default: counted in stats. */
+  onUnrouted?: (reason: UnroutedReason, notification: Notification<P>, error?: unknown) => void;
+  /** Called with each gap on the route's channel, after it is listened to again (as `subscribe`'s `onGap`). */
+  onGap?: (gap: Gap) => unknown;
+  /** Subscriber id of the route. Default: generated. */
+  id?: SubscriberId;
+}
+
+/** A router bound to a listener channel: `route.on(action, handler)`. */
+export interface Route<P = unknown> extends Router<P, Notification<P>> {
+  /** Resolves once the channel is listened to. Rejects like `subscribe()` would. */
+  readonly ready: Promise<void>;
+  /** Stops routing: unsubscribes the route from its channel. Idempotent. */
+  unsubscribe(): Promise<void>;
+  /** @deprecated The same as {@link Route.unsubscribe}, under the name it had first. */
+  close(): Promise<void>;
+}
+
+// ---- the listener --------------------------------------------------------------------------
+
+/** The listener's events. Errors are not events: they go to `onError`. */
+export interface ListenerEvents {
+  /** A connection is established and every wanted channel is listened to. */
+  connected: [info: { pid: number }];
+  /** The connection was lost. */
+  disconnected: [info: { cause: PgNotifyError }];
+  /** A reconnection attempt is about to be made after `delayMs`. */
+  reconnecting: [info: { attempt: number; delayMs: number; cause: Error }];
+  /** A replacement connection listens again; a `gap` follows. */
+  reconnected: [info: { pid: number; downtimeMs: number }];
+  /** Notifications on `gap.channels` were lost during an outage. Resync now. */
+  gap: [gap: Gap];
+  /** A subscriber's buffer was full and notifications were dropped. */
+  overflow: [
+    info: {
+      subscriberId: SubscriberId;
+      channels: readonly string[];
+      dropped: number;
+      totalDropped: number;
+    },
+  ];
+  /** The state changed (see {@link ListenerState}). */
+  state: [state: ListenerState];
+}
+
+/** Counters and gauges from `listener.stats()`. */
+export interface ListenerStats {
+  readonly state: ListenerState;
+  /** Backend pid of the listener connection, when connected. */
+  readonly pid: number | undefined;
+  /** Notifications read from the server. */
+  readonly received: number;
+  /** Deliveries to subscribers (one notification to three subscribers counts three). */
+  readonly delivered: number;
+  /** Notifications lost to buffer overflow, all subscribers together. */
+  readonly dropped: number;
+  readonly handlerErrors: number;
+  readonly decodeErrors: number;
+  /** Payloads that failed their channel's schema (never delivered). */
+  readonly validationErrors: number;
+  /** Routed notifications that had no action or no handler. */
+  readonly unrouted: number;
+  readonly reconnects: number;
+  /** When the last notification was read (ms since the epoch). */
+  readonly lastNotificationAt: number | undefined;
+  /** Channels that must be listened to, and those the server confirmed. */
+  readonly channels: { readonly active: number; readonly listening: number };
+  readonly subscribers: readonly {
+    readonly id: SubscriberId;
+    readonly buffered: number;
+    readonly dropped: number;
+    readonly inFlight: number;
+  }[];
+}
+
+// ---- options -------------------------------------------------------------------------------
+
+/**
+ * Where the listener connects:
+ * - a connection string (`postgres://user:pass@host:5432/db`),
+ * - a `pg.ClientConfig`,
+ * - a factory returning a new, unconnected `pg.Client` (or a promise of one). It is called
+ *   again for every reconnect attempt, so it can rotate credentials or hosts.
+ *
+ * Default: `DATABASE_URL` when set, else `pg`'s own `PG*` environment variables.
+ */
+export type ConnectionOption = string | pg.ClientConfig | (() => pg.Client | Promise<pg.Client>);
+
+/** How a dead connection is found. */
+export interface HeartbeatOptions {
+  /** Quiet time (no traffic from the server) before a heartbeat query is sent. Default 10 000 ms. */
+  intervalMs?: number;
+  /** How long the heartbeat may take before the connection is declared dead. Default 5 000 ms. */
+  timeoutMs?: number;
+  /**
+   * Warn through `onError` (`PGNOTIFY_QUEUE_USAGE_HIGH`) when the server's notification queue
+   * is fuller than this fraction (0–1). Default 0.5.
+   */
+  queueWarnRatio?: number;
+}
+
+/** How a lost connection is replaced. */
+export interface ReconnectOptions {
+  /** Delay before the second attempt (the first is immediate); doubles per attempt. Default 100 ms. */
+  minDelayMs?: number;
+  /** Longest delay between attempts. Default 10 000 ms. */
+  maxDelayMs?: number;
+  /** Attempts before the listener gives up and enters the `failed` state. Default unlimited. */
+  maxAttempts?: number;
+}
+
+/** What a subscription does with notifications its consumer has not taken yet. */
+export type OverflowPolicy = 'drop-oldest' | 'drop-newest' | 'error';
+
+/** A subscription's bounded buffer. */
+export interface BufferOptions {
+  /** Most notifications held per subscription. Default 10 000. */
+  max?: number;
+  /**
+   * When full: `'drop-oldest'` (default) keeps the newest, `'drop-newest'` keeps the oldest,
+   * `'error'` ends the subscription with `PGNOTIFY_BUFFER_OVERFLOW`. Every loss is reported.
+   * A gap report in a `withGaps()` loop's buffer is never dropped.
+   */
+  overflow?: OverflowPolicy;
+}
+
+/**
+ * Where errors that no call can reject go: handler failures, decode failures, lost connections.
+ * `E` is what it receives: the notifier's handler always gets a `PgNotifyError`.
+ */
+export type ErrorHandler<E extends Error = Error> = (error: E) => void;
+
+/** A map of channel name to payload type, for typed listeners: `createListener<{ orders: Order }>()`. */
+export type ChannelMap = Record<string, unknown>;
+
+/** Options of `createListener`. Every field is optional. */
+export interface ListenerOptions<Channels extends ChannelMap = ChannelMap> {
+  /** Where to connect. Default `DATABASE_URL`, else `PG*` environment variables. */
+  connection?: ConnectionOption | undefined;
+  /** How payload text is decoded. Default `'auto'`. */
+  decode?: Decode;
+  /** Per-channel Standard Schemas; a payload that fails is reported, never delivered. */
+  schemas?: { [K in keyof Channels]?: Schema<Channels[K]> };
+  /**
+   * Handler invocations in flight per subscription: 0 runs the handler inline as the
+   * notification is read, 1 (default) one at a time in arrival order, N at most N at once.
+   */
+  concurrency?: number;
+  /** Skip notifications sent from the listener's own backend. Default false. */
+  ignoreOwn?: boolean;
+  /** Dead-connection detection, or `false` to turn the heartbeat off. */
+  heartbeat?: HeartbeatOptions | false;
+  /** Reconnection with backoff and jitter, or `false` to stop at the first loss. */
+  reconnect?: ReconnectOptions | false;
+  /** Default buffer of each subscription. */
+  buffer?: BufferOptions;
+  /** How long one connection attempt may take. Default 10 000 ms. */
+  connectTimeoutMs?: number;
+  /** How long `stop()` waits for running handlers before abandoning them. Default 5 000 ms. */
+  stopTimeoutMs?: number;
+  /** `application_name` of the listener session when pgnotify builds the client. Default `'pgnotify'`. */
+  applicationName?: string;
+  /** Receives every error no call can reject. Default: one line on stderr. */
+  onError?: ErrorHandler;
+  /**
+   * A channel whose notification stops the whole listener, whatever its payload; send one
+   * from anywhere with `notifier.notifyStop(channel)`. Default: none.
+   */
+  stopChannel?: string;
+}
