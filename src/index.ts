@@ -9,6 +9,16 @@
  */
 
 export { ErrorCode, PgNotifyError, ValidationError } from './errors.js';
+export {
+  type InstallResult,
+  type InstallSchemaOptions,
+  installSchema,
+  type JournalOptions,
+  loadCursor,
+  saveCursor,
+  wakeChannel,
+} from './journal.js';
+export { compareCursors, isCursor } from './journal-cursor.js';
 export { createListener, Listener } from './listener.js';
 export { createNotifier, Notifier, notify } from './notifier.js';
 export { handles, Router } from './router.js';
@@ -23,7 +33,10 @@ export type {
   Decode,
   DecodeFunction,
   DispatchFunction,
+  DurableOptions,
+  DurableStart,
   ErrorHandler,
+  ExpiredGap,
   Gap,
   Handler,
   HeartbeatOptions,
@@ -35,6 +48,7 @@ export type {
   NotifierOptions,
   OnceOptions,
   OncePromise,
+  OutageGap,
   OverflowPolicy,
   Queryable,
   ReconnectOptions,

@@ -22,9 +22,9 @@ import {
 import { listenSql, SESSION_SETUP_SQL } from './sql.js';
 import type {
   ConnectionOption,
-  Gap,
   HeartbeatOptions,
   ListenerState,
+  OutageGap,
   ReconnectOptions,
 } from './types.js';
 
@@ -35,7 +35,7 @@ export interface SessionHooks {
   connected(pid: number): void;
   disconnected(cause: PgNotifyError): void;
   reconnecting(attempt: number, delayMs: number, cause: Error): void;
-  reconnected(gap: Gap): void;
+  reconnected(gap: OutageGap): void;
   failed(error: PgNotifyError): void;
   error(error: Error): void;
 }
