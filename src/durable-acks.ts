@@ -5,16 +5,21 @@
  * the stored cursor only moves to the newest row whose predecessors were all acknowledged: a
  * restart never skips a row that was not handled. Writes go out at most every
  * {@link FLUSH_INTERVAL_MS} or once {@link FLUSH_EVERY} acknowledgements are waiting, one at a
- * time, and on unsubscribe/stop. So a crash redelivers at most the rows acknowledged since the
- * last completed write — under FLUSH_INTERVAL_MS of handling and normally no more than
- * FLUSH_EVERY rows (2 × FLUSH_EVERY while a slow write is in flight) — plus those delivered but
- * not yet acknowledged (the buffer and the handler calls in flight).
+ * time, and on unsubscribe/stop. So a crash handles again at most the rows acknowledged since
+ * the last completed write: normally those of the last FLUSH_INTERVAL_MS (at most FLUSH_EVERY),
+ * and never more than MAX_UNSTORED, because delivery pauses while that many rows are past the
+ * stored cursor (a write stuck on a dead connection holds delivery back, not the bound).
  */
 
 /** A consumer's cursor is written at most this often while acknowledgements arrive. */
 export const FLUSH_INTERVAL_MS = 100;
 /** ...or as soon as this many acknowledgements wait. */
 export const FLUSH_EVERY = 1000;
+/**
+ * Most rows a named consumer has handed over past its stored cursor: delivery pauses there
+ * until a cursor write catches up, so a crash never redelivers more than this.
+ */
+export const MAX_UNSTORED = 2 * FLUSH_EVERY;
 
 interface Entry {
   readonly cursor: string;
@@ -28,14 +33,19 @@ export class ConsumerAcks {
   #head = 0;
   /** The newest cursor every row up to which is acknowledged. */
   #acked: string | undefined;
-  /** The cursor last stored (or being stored). */
+  /** The cursor last stored. */
   #stored: string | undefined;
   #waiting = 0;
+  /** Acknowledgements counted since the start, and how many of them the stored cursor covers. */
+  #ackedTotal = 0;
+  #storedTotal = 0;
   #timer: NodeJS.Timeout | undefined;
+  /** The write loop in progress. */
   #writing: Promise<void> | undefined;
   readonly #write: (cursor: string) => Promise<void>;
   readonly #report: (error: unknown) => void;
   readonly #position: () => string;
+  readonly #onStored: () => void;
 
   /**
    * `write` stores a cursor; `position` is the feed's read position, stored when nothing
@@ -45,10 +55,20 @@ export class ConsumerAcks {
     write: (cursor: string) => Promise<void>,
     report: (error: unknown) => void,
     position: () => string,
+    onStored: () => void,
   ) {
+    this.#onStored = onStored;
     this.#write = write;
     this.#report = report;
     this.#position = position;
+  }
+
+  /**
+   * Rows handed over since the stored cursor: what a crash now would deliver again. The feed
+   * delivers no more while this reaches {@link MAX_UNSTORED}.
+   */
+  get unstored(): number {
+    return this.#pending.length - this.#head + this.#ackedTotal - this.#storedTotal;
   }
 
   /** A row was handed to the subscription. */
@@ -73,6 +93,7 @@ export class ConsumerAcks {
       this.#acked = (pending[this.#head] as Entry).cursor;
       this.#head++;
       this.#waiting++;
+      this.#ackedTotal++;
     }
     if (this.#head === pending.length) {
       this.#pending = [];
@@ -82,20 +103,32 @@ export class ConsumerAcks {
       this.#head = 0;
     }
     if (this.#waiting >= FLUSH_EVERY) void this.flush();
-    else if (this.#timer === undefined && this.#waiting > 0) {
-      this.#timer = setTimeout(() => {
-        this.#timer = undefined;
-        void this.flush();
-      }, FLUSH_INTERVAL_MS);
-      this.#timer.unref?.();
-    }
+    else this.#schedule();
   }
 
-  /** Stores the newest acknowledged cursor now (after a write in progress). Never rejects. */
-  async flush(): Promise<void> {
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    while (this.#writing !== undefined) await this.#writing;
+  #schedule(): void {
+    if (this.#timer !== undefined) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      void this.flush();
+    }, FLUSH_INTERVAL_MS);
+    this.#timer.unref?.();
+  }
+
+  /**
+   * Stores the newest acknowledged cursor now; a write in progress is followed by one more
+   * when acknowledgements arrived meanwhile. Never rejects: a failed write is reported and
+   * tried again on the next tick of the flush timer.
+   */
+  flush(): Promise<void> {
+    this.#writing ??= this.#writeLoop().finally(() => {
+      this.#writing = undefined;
+    });
+    return this.#writing;
+  }
+
+  /** The cursor to store: the newest acknowledged one, or the read position when nothing waits. */
+  #target(): string | undefined {
     let cursor = this.#acked;
     // Nothing delivered is waiting: the read position is safe to store (rows on other
     // channels, or none at all, lie between).
@@ -103,22 +136,25 @@ export class ConsumerAcks {
       const position = this.#position();
       if (position !== '' && (cursor === undefined || position > cursor)) cursor = position;
     }
-    if (cursor === undefined || (this.#stored !== undefined && cursor <= this.#stored)) return;
-    this.#waiting = 0;
-    const previous = this.#stored;
-    this.#stored = cursor;
-    this.#writing = this.#write(cursor).then(
-      () => undefined,
-      (error: unknown) => {
-        // Not stored: the next flush tries again from the same point.
-        if (this.#stored === cursor) this.#stored = previous;
+    return cursor;
+  }
+
+  async #writeLoop(): Promise<void> {
+    for (;;) {
+      const cursor = this.#target();
+      if (cursor === undefined || (this.#stored !== undefined && cursor <= this.#stored)) return;
+      this.#waiting = 0;
+      const total = this.#ackedTotal;
+      try {
+        await this.#write(cursor);
+        this.#stored = cursor;
+        this.#storedTotal = total;
+        this.#onStored();
+      } catch (error) {
         this.#report(error);
-      },
-    );
-    try {
-      await this.#writing;
-    } finally {
-      this.#writing = undefined;
+        this.#schedule();
+        return;
+      }
     }
   }
 }

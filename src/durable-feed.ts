@@ -107,6 +107,8 @@ export class Feed {
   #roomWaiter: (() => void) | undefined;
   readonly #hold: { cancel?: (() => void) | undefined } = {};
   #reading = false;
+  /** A wake-up for this feed arrived while it read on its own: its read may have missed it. */
+  #missed = false;
 
   constructor(host: FeedHost, tail: Tail, target: FeedTarget, channels: readonly string[]) {
     this.#host = host;
@@ -158,6 +160,7 @@ export class Feed {
           continue;
         }
         let page: JournalPage;
+        this.#missed = false;
         try {
           page = await readJournal(this.#host.queryable, {
             schema: this.#tail.schema,
@@ -174,7 +177,8 @@ export class Feed {
         }
         if (this.#target.ended) return;
         this.take(page.rows, page.gaps, page.next, new Map(), false);
-        if (page.caughtUp && this.#tail.join(this)) return;
+        // Woken during the read: what woke it may have committed after the read's snapshot.
+        if (page.caughtUp && !this.#missed && this.#tail.join(this)) return;
       }
     } finally {
       this.#reading = false;
@@ -249,9 +253,13 @@ export class Feed {
     wake?.();
   }
 
-  /** A reconnect: the tail re-reads (members) or this reader goes on (behind). */
+  /**
+   * A wake-up (`channel`; undefined after a reconnect): a member hands it to the tail (one
+   * read for all); a feed reading on its own notes it and reads once more before it joins.
+   */
   wake(channel: string | undefined): void {
-    this.#tail.wake(channel);
+    if (this.#tail.has(this)) this.#tail.wake(channel);
+    else if (channel === undefined || this.channels.has(channel)) this.#missed = true;
   }
 }
 
@@ -284,6 +292,11 @@ export class Tail {
       this.#timer.unref?.();
     }
     return true;
+  }
+
+  /** Whether `feed` is a member (caught up, fed by the shared read). */
+  has(feed: Feed): boolean {
+    return this.#members.has(feed);
   }
 
   leave(feed: Feed): void {

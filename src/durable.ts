@@ -11,7 +11,7 @@
  * whose predecessors were all acknowledged, written at most every 100 ms or 1 000 messages
  * and on unsubscribe/stop.
  */
-import { ConsumerAcks } from './durable-acks.js';
+import { ConsumerAcks, MAX_UNSTORED } from './durable-acks.js';
 import { Feed, type FeedHost, retryDelay, Tail } from './durable-feed.js';
 import { ErrorCode, PgNotifyError, toError } from './errors.js';
 import { type JournalRow, loadCursor, resolveCursor, saveCursor, wakeChannel } from './journal.js';
@@ -181,7 +181,8 @@ export class DurableHub {
         await saveCursor(this.#feedHost.queryable, consumer, cursor, { schema });
         return;
       } catch (error) {
-        if ((error as PgNotifyError).code !== ErrorCode.CLOSED) throw error;
+        // Cut by stop() (the connection closed under it): stored on a connection of its own.
+        if (!this.#feedHost.closed()) throw error;
       }
     }
     const client = await makeClient(this.#host.connection, this.#host.applicationName);
@@ -270,6 +271,7 @@ export class DurableSubscription<T = unknown> extends Subscription<T> {
     self = this;
     this.#parts = parts;
     const max = setup.max;
+    const named = config.consumer !== undefined;
     this.#feed = new Feed(
       parts.feedHost,
       parts.tail,
@@ -277,8 +279,9 @@ export class DurableSubscription<T = unknown> extends Subscription<T> {
         get ended() {
           return (self as DurableSubscription<T>).ended;
         },
-        capacity: max,
-        room: () => max - this.buffered,
+        capacity: named ? Math.min(max, MAX_UNSTORED) : max,
+        room: () =>
+          Math.min(max - this.buffered, named ? MAX_UNSTORED - (this.#acks?.unstored ?? 0) : max),
         offer: (row, cache) => this.#offer(row, cache),
         offerGap: (gap) => super.gap(gap),
         failed: (error) => {
@@ -296,6 +299,7 @@ export class DurableSubscription<T = unknown> extends Subscription<T> {
         (cursor) => parts.hub.writeCursor(config.schema, consumer, cursor),
         (error) => parts.hub.report(toError(error)),
         () => this.#feed.position,
+        () => this.#feed.roomFreed(),
       );
     }
     this.#ready = new Promise<void>((resolve, reject) => {
