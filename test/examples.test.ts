@@ -126,6 +126,17 @@ describe('examples run and exit by themselves', () => {
     assert.equal(lines.at(-1), 'quickstart done');
   });
 
+  test('durable-consumer: the samples of docs/durable.md run as written', async () => {
+    const lines = await runClean('durable-consumer');
+    assert.deepEqual(lines, [
+      'billed 1 2 3',
+      'replayed { id: 2 }',
+      'replayed { id: 3 }',
+      'polled { id: 2 }',
+      'durable done',
+    ]);
+  });
+
   test('api: the samples of docs/api.md run as written', async () => {
     const lines = await runClean('api');
     const expected = [
