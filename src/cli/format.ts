@@ -109,6 +109,7 @@ export function ndjson(n: Notification): string {
     raw: n.raw,
     pid: n.pid,
     receivedAt: new Date(n.receivedAt).toISOString(),
+    ...(n.cursor === undefined ? {} : { cursor: n.cursor }),
   });
 }
 

@@ -3,7 +3,7 @@
  * --json), reconnects and gaps on stderr, --count / --timeout for scripts.
  */
 import { type Command, Option } from 'commander';
-import { createListener, type Notification } from '../index.js';
+import { createListener, type DurableOptions, type Notification } from '../index.js';
 import {
   CONNECTION_HELP,
   connectionFrom,
@@ -27,6 +27,11 @@ export interface ListenOptions {
   count?: number;
   timeout?: number;
   decode: 'auto' | 'json' | 'text';
+  durable?: boolean;
+  consumer?: string;
+  after?: string;
+  schema?: string;
+  poll?: number;
 }
 
 export function registerListen(program: Command): void {
@@ -52,6 +57,21 @@ export function registerListen(program: Command): void {
         .choices(['auto', 'json', 'text'])
         .default('auto'),
     )
+    .option('--durable', 'read the durable journal (replay from a cursor, nothing lost)')
+    .option(
+      '--consumer <name>',
+      'with --durable: a named consumer, its cursor stored in the database',
+    )
+    .option(
+      '--after <cursor>',
+      "with --durable: start after this cursor, 'start' or 'now' (default)",
+    )
+    .option('--schema <name>', "with --durable: the journal's schema (default pgnotify)")
+    .option(
+      '--poll <ms>',
+      'with --durable: poll the journal every <ms> instead of LISTEN (poolers)',
+      integer(1),
+    )
     .addHelpText(
       'after',
       `
@@ -64,8 +84,12 @@ ${CONNECTION_HELP}
 Exit codes: 0 --count reached (or stopped), 1 --timeout ran out, 2 bad channel name,
 3 connection failure, 130 SIGINT, 143 SIGTERM.
 
+Durable (--durable): each line carries the message's cursor ("cursor" in NDJSON); resume with
+--after <cursor>, or let --consumer <name> keep it in the database (acknowledged once printed).
+
 Examples:
   pgnotify listen orders
+  pgnotify listen --durable --consumer audit-log orders
   pgnotify listen --json --count 1 --timeout 5000 job_done | jq .payload`,
     )
     .action(async (channels: string[], options: ListenOptions, command: Command) => {
@@ -83,7 +107,10 @@ export async function listen(
   const indent = process.stdout.isTTY === true;
   const format = options.json
     ? ndjson
-    : (n: Notification): string => formatNotification(n, { color, indent });
+    : (n: Notification): string =>
+        n.cursor === undefined
+          ? formatNotification(n, { color, indent })
+          : `${formatNotification(n, { color, indent })}  ${n.cursor}`;
   let received = 0;
   let done = false;
   let finish!: (code: number) => void;
@@ -94,6 +121,11 @@ export async function listen(
     };
   });
 
+  const durable = durableOption(options);
+  if (durable instanceof Error) {
+    note(durable.message);
+    return ExitCode.USAGE;
+  }
   const listener = createListener({
     ...(connection === undefined ? {} : { connection }),
     decode: options.decode,
@@ -129,7 +161,7 @@ export async function listen(
         process.stdout.write(`${format(n)}\n`);
         if (options.count !== undefined && received >= options.count) finish(ExitCode.OK);
       },
-      { concurrency: 0 },
+      durable === undefined ? { concurrency: 0 } : { concurrency: 0, durable },
     );
     const started = listener.start().then(
       () => undefined,
@@ -170,4 +202,21 @@ export async function listen(
     uninstall();
     process.stdout.off('error', onStdoutError);
   }
+}
+
+/** The `durable` subscribe option from the flags, an Error for a bad combination, or undefined. */
+function durableOption(options: ListenOptions): DurableOptions | Error | undefined {
+  const { durable, consumer, after, schema, poll } = options;
+  if (durable !== true) {
+    if (consumer !== undefined || after !== undefined || schema !== undefined || poll !== undefined)
+      return new Error('--consumer, --after, --schema and --poll need --durable');
+    return undefined;
+  }
+  if (consumer !== undefined && after !== undefined)
+    return new Error('give --consumer or --after, not both');
+  return {
+    ...(consumer === undefined ? { after: after ?? 'now' } : { consumer }),
+    ...(schema === undefined ? {} : { schema }),
+    ...(poll === undefined ? {} : { mode: 'poll' as const, pollIntervalMs: poll }),
+  };
 }
