@@ -336,6 +336,9 @@ export class Tail {
 
   async #run(): Promise<void> {
     let attempt = 0;
+    // One notification is handed to every durable subscription in one synchronous loop: let
+    // those calls land first, so they fold into this read instead of asking for another.
+    await null;
     do {
       this.#dirty = false;
       if (this.#members.size === 0 || this.cursor === undefined) return;
