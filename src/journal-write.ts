@@ -154,6 +154,25 @@ export async function appendDurableBatch(
   }
 }
 
+/**
+ * The journal schema of a call with `{ durable }` (undefined for a plain call), or
+ * `PGNOTIFY_INVALID_OPTION` when `durable` is not a boolean.
+ * @internal
+ */
+export function durableSchema(
+  options: { durable?: boolean } | undefined,
+  schema: string,
+): string | undefined {
+  const durable = (options as { durable?: unknown } | null | undefined)?.durable;
+  if (durable !== undefined && typeof durable !== 'boolean') {
+    throw new PgNotifyError(
+      ErrorCode.INVALID_OPTION,
+      `durable: expected a boolean, got ${describe(durable)}`,
+    );
+  }
+  return durable === true ? schema : undefined;
+}
+
 /** Options of {@link notifyDurable}. */
 export interface DurableNotifyOptions {
   /** The journal's schema. Default `'pgnotify'`. */

@@ -333,6 +333,15 @@ function checkConsumer(name: unknown): void {
 const MISSING_STATES = new Set(['42P01', '3F000', '42883']);
 
 /**
+ * Whether a server error says the journal is not installed (undefined table, schema or
+ * function): the case {@link journalError} turns into `PGNOTIFY_SCHEMA_MISSING`.
+ * @internal
+ */
+export function isSchemaMissing(error: unknown): boolean {
+  return MISSING_STATES.has(sqlStateOf(error) ?? '');
+}
+
+/**
  * Wraps a failure of a journal statement: a missing table/schema/function becomes
  * `PGNOTIFY_SCHEMA_MISSING` with the fix; anything else `code` with the error as cause.
  * @internal

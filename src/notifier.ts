@@ -8,7 +8,10 @@ import { Batch } from './batch.js';
 import { encodePayload } from './codec.js';
 import { resolveConnection } from './connection.js';
 import { ErrorCode, PgNotifyError, sqlStateOf, toError } from './errors.js';
-import type { PayloadArg } from './notify.js';
+import { isSchemaMissing, journalError } from './journal.js';
+import { DEFAULT_SCHEMA, journalNames } from './journal-sql.js';
+import { durableSchema, encodeDurablePayload } from './journal-write.js';
+import type { PayloadArg, SendOptions } from './notify.js';
 import {
   type ChannelMap,
   defaultOnError,
@@ -19,7 +22,7 @@ import {
 import { checkChannel } from './sql.js';
 
 // The standalone notify() lives in notify.ts; it is exported from here too, beside the notifier.
-export { notify, type Queryable } from './notify.js';
+export { type NotifyOptions, notify, type Queryable, type SendOptions } from './notify.js';
 
 /** Options of {@link createNotifier}. Give `connection` or `pool`, not both. */
 export interface NotifierOptions {
@@ -35,6 +38,11 @@ export interface NotifierOptions {
   pool?: pg.Pool;
   /** Most notifications per statement. Default 1 000. */
   maxBatch?: number;
+  /**
+   * The schema of the durable journal that `{ durable: true }` calls write to (installed with
+   * `pgnotify setup` or `installSchema()`). Default `'pgnotify'`.
+   */
+  schema?: string;
   /**
    * With `connection`: the longest wait, in ms, for a connection (pg's
    * `connectionTimeoutMillis` of the notifier's pool, unless your config sets it) and then for
@@ -66,6 +74,7 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
   private readonly pool: pg.Pool;
   private readonly ownsPool: boolean;
   private readonly maxBatch: number;
+  private readonly schema: string;
   /** The longest wait for one statement's answer (0 with a pool of yours), and for a socket to close. */
   private readonly timeoutMs: number;
   private readonly onError: ErrorHandler<PgNotifyError>;
@@ -94,6 +103,7 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
       throw new PgNotifyError(ErrorCode.INVALID_OPTION, 'give connection or pool, not both');
     }
     this.maxBatch = intOption('maxBatch', options.maxBatch, 1000, 1);
+    this.schema = journalNames(options.schema ?? DEFAULT_SCHEMA).schema;
     const timeoutMs = intOption('timeoutMs', options.timeoutMs, 30_000, 1);
     this.onError = functionOption('onError', options.onError, defaultOnError);
     if (options.pool !== undefined) {
@@ -133,18 +143,24 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
    * (`PGNOTIFY_INVALID_CHANNEL`) or payload (`PGNOTIFY_INVALID_PAYLOAD`,
    * `PGNOTIFY_PAYLOAD_TOO_LARGE`) is refused, or after `close()` (`PGNOTIFY_CLOSED`); with its
    * whole batch, `PGNOTIFY_NOTIFY_FAILED` (`retryable`), when the statement fails.
+   *
+   * With `{ durable: true }` the message is also a row of the durable journal (schema option
+   * `schema`): payloads up to 64 MiB, every call one row (never folded), batched like plain
+   * calls but never in the same statement as them, so call order holds across both. A journal
+   * that is not installed rejects with `PGNOTIFY_SCHEMA_MISSING` (run `pgnotify setup`).
    * @example
    * await notifier.notify('orders', { id: 1 })
+   * await notifier.notify('orders', { id: 2 }, { durable: true })
    */
   notify<C extends keyof Channels & string>(
     channel: C,
-    ...payload: PayloadArg<Channels[C]>
+    ...payload: PayloadArg<Channels[C], SendOptions>
   ): Promise<void>;
-  notify(channel: string, payload?: unknown): Promise<void> {
-    return this.enqueue(channel, payload);
+  notify(channel: string, payload?: unknown, options?: SendOptions): Promise<void> {
+    return this.enqueue(channel, payload, options);
   }
 
-  private enqueue(channel: string, payload: unknown): Promise<void> {
+  private enqueue(channel: string, payload: unknown, options?: SendOptions): Promise<void> {
     let batch: Batch;
     try {
       if (this.closing !== undefined) throw closedError();
@@ -152,7 +168,12 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
       // skipped it wrongly for a first call whose channel matched the cache's initial value;
       // the publish bench cannot tell the two apart.
       checkChannel(channel);
-      batch = this.add(channel, encodePayload(payload, channel), isJson(payload));
+      const schema = durableSchema(options, this.schema);
+      const text =
+        schema === undefined
+          ? encodePayload(payload, channel)
+          : encodeDurablePayload(payload, channel);
+      batch = this.add(channel, text, isJson(payload), schema);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -162,7 +183,7 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
   }
 
   /** Adds a validated call to the open batch, or to a new one. */
-  private add(channel: string, text: string, json: boolean): Batch {
+  private add(channel: string, text: string, json: boolean, schema?: string): Batch {
     // A value the client encoded is JSON already: it goes into the batch as it is.
     const element = json ? text : JSON.stringify(text);
     const open = this.queue.length > 0 ? this.queue[this.queue.length - 1] : undefined;
@@ -170,12 +191,13 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
       open !== undefined &&
       open !== this.inflight &&
       open.json === json &&
+      open.schema === schema &&
       open.payloads.length < this.maxBatch &&
       open.add(channel, element)
     ) {
       return open;
     }
-    const batch = new Batch(channel, json, text, element);
+    const batch = new Batch(channel, json, text, element, schema);
     this.queue.push(batch);
     this.schedule();
     return batch;
@@ -193,12 +215,14 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
    * Sends many payloads on one channel, in order, encoded as `notify` does. Checks all of them
    * first: one refused payload rejects the call and sends none. Resolves once all are
    * committed; they may travel in several statements, so a failure may come after some were.
+   * `{ durable: true }`: one journal row per payload, as `notify` with it.
    * @example
    * await notifier.notifyMany('orders', [{ id: 1 }, { id: 2 }])
    */
   async notifyMany<C extends keyof Channels & string>(
     channel: C,
     payloads: readonly Channels[C][],
+    options?: SendOptions,
   ): Promise<void> {
     if (this.closing !== undefined) throw closedError();
     if (!Array.isArray(payloads)) {
@@ -208,10 +232,12 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
       );
     }
     checkChannel(channel);
-    const texts = payloads.map((payload) => encodePayload(payload, channel));
+    const schema = durableSchema(options, this.schema);
+    const encode = schema === undefined ? encodePayload : encodeDurablePayload;
+    const texts = payloads.map((payload) => encode(payload, channel));
     const batches = new Set<Batch>();
     for (let i = 0; i < texts.length; i++) {
-      batches.add(this.add(channel, texts[i] as string, isJson(payloads[i])));
+      batches.add(this.add(channel, texts[i] as string, isJson(payloads[i]), schema));
     }
     await Promise.all([...batches].map((batch) => batch.done));
   }
@@ -288,11 +314,13 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
               ? '; a connection came back to your pool inside a failed transaction: roll back before release()'
               : '';
           batch.reject(
-            new PgNotifyError(
-              ErrorCode.NOTIFY_FAILED,
-              `notify failed${count > 1 ? ` (a batch of ${count} notifications)` : ''}: ${toError(cause).message}${hint}`,
-              { cause, retryable: true },
-            ),
+            batch.schema !== undefined && isSchemaMissing(cause)
+              ? journalError(cause, 'durable notify failed', batch.schema)
+              : new PgNotifyError(
+                  ErrorCode.NOTIFY_FAILED,
+                  `notify failed${count > 1 ? ` (a batch of ${count} notifications)` : ''}: ${toError(cause).message}${hint}`,
+                  { cause, retryable: true },
+                ),
           );
         } finally {
           this.inflight = undefined;
