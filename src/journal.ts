@@ -26,7 +26,7 @@ import { checkChannel } from './sql.js';
 /** Options of {@link installSchema}. Give `connection` or `client`. */
 export interface InstallSchemaOptions {
   /** A URL or `pg.ClientConfig`: a connection is opened for the install and closed. Default `DATABASE_URL`. */
-  connection?: string | pg.ClientConfig;
+  connection?: string | pg.ClientConfig | undefined;
   /**
    * A connection (or pool) of yours. The script runs as one implicit transaction; on a client
    * already inside a transaction it joins that transaction.
