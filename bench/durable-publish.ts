@@ -97,7 +97,7 @@ export async function durablePublishRound(
     const startedAt = nowNs();
     await deadline(
       Promise.all(payloads.map((p) => publisher.notify(channel, p))),
-      budgetMs(calls * 10),
+      Math.max(budgetMs(calls * 10), calls * 20),
       `${name}: ${calls} calls`,
     );
     const micros = Number(nowNs() - startedAt) / 1000;
@@ -150,8 +150,12 @@ export async function durablePublish(ctx: Context): Promise<WorkloadResult> {
   const q = quoteIdent(schema);
   try {
     await prepare(admin, schema);
+    // One statement (and commit) per message runs at ~1 000/s where the others run at 100 000+:
+    // a tenth of the calls measures its rate as well, in a tenth of the time.
+    const callsOf = (name: DurablePublisher) =>
+      name === 'hand-rolled trigger' ? Math.max(100, calls / 10) : calls;
     const once = (name: DurablePublisher) =>
-      ctx.inProcess<Result>(name, 'durablePublish', [name, calls, schema]);
+      ctx.inProcess<Result>(name, 'durablePublish', [name, callsOf(name), schema]);
     const { samples, medians } = await runRounds(ctx, {
       turns: (round) => rotate(publishers, round),
       async measure(name, report, label) {
@@ -178,7 +182,12 @@ export async function durablePublish(ctx: Context): Promise<WorkloadResult> {
     return {
       key: 'durable-publish',
       title,
-      params: { calls, warmupRound: !ctx.quick, rounds: ctx.rounds },
+      params: {
+        calls,
+        handRolledCalls: callsOf('hand-rolled trigger'),
+        warmupRound: !ctx.quick,
+        rounds: ctx.rounds,
+      },
       samples,
       medians,
       details: { durableVsPlain: vsPlain, durableVsHandRolled: vsHand },
@@ -197,7 +206,8 @@ export async function durablePublish(ctx: Context): Promise<WorkloadResult> {
           'all calls issued in one tick; time from the first call until every call has resolved (committed);',
           'pgnotify: createNotifier() defaults (pool of 2, batches of up to 1 000), durable or plain per call;',
           'hand-rolled trigger: one INSERT per message on a pg Pool of 10 into a table whose AFTER INSERT',
-          'trigger calls pg_notify(channel, payload), the pattern teams write by hand;',
+          `trigger calls pg_notify(channel, payload), the pattern teams write by hand (${fmt(callsOf('hand-rolled trigger'))} calls:`,
+          'one commit per message runs ~100× slower, and its rate does not depend on the count);',
           'bytes/message: pg_total_relation_size of the journal + commits (durable) or of the table',
           '(hand-rolled) over its rows, after the measured round alone;',
           `durable vs plain ${vsPlain.toFixed(2)}× (target ≥ 0.5), vs hand-rolled ${vsHand.toFixed(1)}× (target ≥ 20)`,

@@ -26,6 +26,8 @@ export interface NotifyOptions {
 
 /** Pending notify() calls allowed before reading more of stdin (keeps memory bounded). */
 const MAX_PENDING = 10_000;
+/** Pending payload text (UTF-16 units) allowed before reading more: durable lines may be 64 MiB. */
+const MAX_PENDING_CHARS = 64 * 1024 * 1024;
 
 export function registerNotify(program: Command): void {
   program
@@ -147,6 +149,7 @@ async function fromStdin(
   let refused = 0;
   let fatal: unknown;
   let pending: Promise<void>[] = [];
+  let pendingChars = 0;
   const refuse = (at: number, error: unknown): void => {
     refused++;
     note(`line ${at}: ${formatError(error).replace(/^pgnotify: /, '')}`);
@@ -175,9 +178,11 @@ async function fromStdin(
           },
         ),
       );
-      if (pending.length >= MAX_PENDING) {
+      pendingChars += text.length;
+      if (pending.length >= MAX_PENDING || pendingChars >= MAX_PENDING_CHARS) {
         await Promise.all(pending);
         pending = [];
+        pendingChars = 0;
       }
       if (fatal !== undefined) break;
     }
