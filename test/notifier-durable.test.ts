@@ -173,6 +173,13 @@ describe('notifier.notify(…, { durable: true })', () => {
       notifier.notify(channel, 'nul\0', { durable: true }),
       isCode(ErrorCode.INVALID_PAYLOAD),
     );
+    // What JSON would silently change is refused, as for plain notify.
+    for (const lossy of [{ n: Number.NaN }, { m: new Map([[1, 2]]) }, [Infinity]]) {
+      await assert.rejects(
+        notifier.notify(channel, lossy, { durable: true }),
+        isCode(ErrorCode.INVALID_PAYLOAD),
+      );
+    }
     assert.equal((await rowsOn(channel)).length, 2, 'nothing refused was written');
   });
 
