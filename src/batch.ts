@@ -2,6 +2,8 @@
  * A batch of the notifier: calls that go out as one statement, and that statement. A batch is
  * plain (NOTIFY) or durable (journal rows and their wake-up), never both.
  */
+import { ErrorCode, PgNotifyError, sqlStateOf, toError } from './errors.js';
+import { isSchemaMissing, journalError } from './journal.js';
 import { journalNames, journalStatements } from './journal-sql.js';
 import { MAX_DURABLE_BATCH_BYTES } from './journal-write.js';
 import { NOTIFY_BATCH_SQL, NOTIFY_SQL } from './sql.js';
@@ -108,4 +110,40 @@ export class Batch {
     if (this.channels === undefined) return [sql.one, [this.channel, array, wake]];
     return [sql.many, [`[${this.channels.join(',')}]`, array, wake]];
   }
+}
+
+/**
+ * A statement that was sent and then got no answer: whether it committed is unknown.
+ * @internal
+ */
+export class OutcomeUnknown extends Error {
+  constructor(readonly reason: Error) {
+    super(reason.message);
+  }
+}
+
+/**
+ * What every caller of a failed batch gets: `PGNOTIFY_NOTIFY_FAILED` (`retryable`) with a hint
+ * (sent, then no answer: the outcome is unknown; a server error or a failure to connect means
+ * nothing was delivered), or for a durable batch whose journal is not installed,
+ * `PGNOTIFY_SCHEMA_MISSING` with the fix.
+ * @internal
+ */
+export function batchError(batch: Batch, error: unknown): PgNotifyError {
+  const count = batch.payloads.length;
+  const unknown = error instanceof OutcomeUnknown;
+  const cause = unknown ? error.reason : error;
+  if (batch.schema !== undefined && isSchemaMissing(cause)) {
+    return journalError(cause, 'durable notify failed', batch.schema);
+  }
+  const hint = unknown
+    ? `; ${count > 1 ? 'the notifications' : 'it'} may or may not have been sent`
+    : sqlStateOf(cause) === '25P02'
+      ? '; a connection came back to your pool inside a failed transaction: roll back before release()'
+      : '';
+  return new PgNotifyError(
+    ErrorCode.NOTIFY_FAILED,
+    `notify failed${count > 1 ? ` (a batch of ${count} notifications)` : ''}: ${toError(cause).message}${hint}`,
+    { cause, retryable: true },
+  );
 }

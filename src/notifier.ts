@@ -4,11 +4,10 @@
  * trips; `notify(client, …)` sends inside the caller's own transaction.
  */
 import pg from 'pg';
-import { Batch } from './batch.js';
+import { Batch, batchError, OutcomeUnknown } from './batch.js';
 import { encodePayload } from './codec.js';
 import { resolveConnection } from './connection.js';
-import { ErrorCode, PgNotifyError, sqlStateOf, toError } from './errors.js';
-import { isSchemaMissing, journalError } from './journal.js';
+import { ErrorCode, PgNotifyError } from './errors.js';
 import { DEFAULT_SCHEMA, journalNames } from './journal-sql.js';
 import { durableSchema, encodeDurablePayload } from './journal-write.js';
 import type { PayloadArg, SendOptions } from './notify.js';
@@ -299,29 +298,11 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
     try {
       for (let batch = this.queue[0]; batch !== undefined; batch = this.queue[0]) {
         this.inflight = batch;
-        const count = batch.payloads.length;
         try {
           await this.run(...batch.query());
           batch.resolve();
         } catch (error) {
-          // Sent, then no answer (a timeout, a lost connection): the outcome is unknown. A
-          // server error or a failure to connect means nothing was delivered.
-          const unknown = error instanceof OutcomeUnknown;
-          const cause = unknown ? error.reason : error;
-          const hint = unknown
-            ? `; ${count > 1 ? 'the notifications' : 'it'} may or may not have been sent`
-            : sqlStateOf(cause) === '25P02'
-              ? '; a connection came back to your pool inside a failed transaction: roll back before release()'
-              : '';
-          batch.reject(
-            batch.schema !== undefined && isSchemaMissing(cause)
-              ? journalError(cause, 'durable notify failed', batch.schema)
-              : new PgNotifyError(
-                  ErrorCode.NOTIFY_FAILED,
-                  `notify failed${count > 1 ? ` (a batch of ${count} notifications)` : ''}: ${toError(cause).message}${hint}`,
-                  { cause, retryable: true },
-                ),
-          );
+          batch.reject(batchError(batch, error));
         } finally {
           this.inflight = undefined;
           this.queue.shift();
@@ -390,13 +371,6 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
 }
 
 const noop = (): void => undefined;
-
-/** A statement that was sent and then got no answer: whether it committed is unknown. */
-class OutcomeUnknown extends Error {
-  constructor(readonly reason: Error) {
-    super(reason.message);
-  }
-}
 
 function isJson(payload: unknown): boolean {
   return typeof payload !== 'string' && payload !== undefined;
