@@ -9,6 +9,9 @@
  */
 
 export { ErrorCode, PgNotifyError, ValidationError } from './errors.js';
+export { installSchema, readJournal } from './journal.js';
+export { durableStatus, prune } from './journal-admin.js';
+export { MAX_DURABLE_PAYLOAD_BYTES } from './journal-write.js';
 export { createListener, Listener } from './listener.js';
 export { createNotifier, Notifier, notify } from './notifier.js';
 export { handles, Router } from './router.js';
@@ -23,24 +26,34 @@ export type {
   Decode,
   DecodeFunction,
   DispatchFunction,
+  DurableStatus,
   ErrorHandler,
   Gap,
   Handler,
   HeartbeatOptions,
+  InstallResult,
+  InstallSchemaOptions,
+  JournalPage,
+  JournalRow,
   ListenerEvents,
   ListenerOptions,
   ListenerState,
   ListenerStats,
   Notification,
   NotifierOptions,
+  NotifyOptions,
   OnceOptions,
   OncePromise,
   OverflowPolicy,
+  PruneOptions,
+  PruneResult,
   Queryable,
+  ReadJournalOptions,
   ReconnectOptions,
   Route,
   RouteOptions,
   Schema,
+  SendOptions,
   SubscribeOptions,
   SubscriberId,
   SubscriberInfo,

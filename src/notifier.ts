@@ -4,17 +4,19 @@
  * trips; `notify(client, …)` sends inside the caller's own transaction.
  */
 import pg from 'pg';
-import { Batch } from './batch.js';
+import { Batch, batchError, OutcomeUnknown } from './batch.js';
 import { encodePayload } from './codec.js';
 import { resolveConnection } from './connection.js';
-import { ErrorCode, PgNotifyError, sqlStateOf, toError } from './errors.js';
-import type { PayloadArg } from './notify.js';
+import { ErrorCode, PgNotifyError } from './errors.js';
+import { DEFAULT_SCHEMA, journalNames } from './journal-sql.js';
+import { durableSchema, encodeDurablePayload } from './journal-write.js';
+import type { PayloadArg, SendOptions } from './notify.js';
 import { defaultOnError, functionOption, intOption } from './options.js';
 import { checkChannel } from './sql.js';
 import type { ChannelMap, ErrorHandler } from './types.js';
 
 // The standalone notify() lives in notify.ts; it is exported from here too, beside the notifier.
-export { notify, type Queryable } from './notify.js';
+export { type NotifyOptions, notify, type Queryable, type SendOptions } from './notify.js';
 
 /** Options of {@link createNotifier}. Give `connection` or `pool`, not both. */
 export interface NotifierOptions {
@@ -30,6 +32,11 @@ export interface NotifierOptions {
   pool?: pg.Pool;
   /** Most notifications per statement. Default 1 000. */
   maxBatch?: number;
+  /**
+   * The schema of the durable journal that `{ durable: true }` calls write to (installed with
+   * `pgnotify setup` or `installSchema()`). Default `'pgnotify'`.
+   */
+  schema?: string;
   /**
    * With `connection`: the longest wait, in ms, for a connection (pg's
    * `connectionTimeoutMillis` of the notifier's pool, unless your config sets it) and then for
@@ -61,6 +68,7 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
   private readonly pool: pg.Pool;
   private readonly ownsPool: boolean;
   private readonly maxBatch: number;
+  private readonly schema: string;
   /** The longest wait for one statement's answer (0 with a pool of yours), and for a socket to close. */
   private readonly timeoutMs: number;
   private readonly onError: ErrorHandler<PgNotifyError>;
@@ -89,6 +97,7 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
       throw new PgNotifyError(ErrorCode.INVALID_OPTION, 'give connection or pool, not both');
     }
     this.maxBatch = intOption('maxBatch', options.maxBatch, 1000, 1);
+    this.schema = journalNames(options.schema ?? DEFAULT_SCHEMA).schema;
     const timeoutMs = intOption('timeoutMs', options.timeoutMs, 30_000, 1);
     this.onError = functionOption('onError', options.onError, defaultOnError);
     if (options.pool !== undefined) {
@@ -128,18 +137,24 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
    * (`PGNOTIFY_INVALID_CHANNEL`) or payload (`PGNOTIFY_INVALID_PAYLOAD`,
    * `PGNOTIFY_PAYLOAD_TOO_LARGE`) is refused, or after `close()` (`PGNOTIFY_CLOSED`); with its
    * whole batch, `PGNOTIFY_NOTIFY_FAILED` (`retryable`), when the statement fails.
+   *
+   * With `{ durable: true }` the message is also a row of the durable journal (schema option
+   * `schema`): payloads up to 64 MiB, every call one row (never folded), batched like plain
+   * calls but never in the same statement as them, so call order holds across both. A journal
+   * that is not installed rejects with `PGNOTIFY_SCHEMA_MISSING` (run `pgnotify setup`).
    * @example
    * await notifier.notify('orders', { id: 1 })
+   * await notifier.notify('orders', { id: 2 }, { durable: true })
    */
   notify<C extends keyof Channels & string>(
     channel: C,
-    ...payload: PayloadArg<Channels[C]>
+    ...payload: PayloadArg<Channels[C], SendOptions>
   ): Promise<void>;
-  notify(channel: string, payload?: unknown): Promise<void> {
-    return this.enqueue(channel, payload);
+  notify(channel: string, payload?: unknown, options?: SendOptions): Promise<void> {
+    return this.enqueue(channel, payload, options);
   }
 
-  private enqueue(channel: string, payload: unknown): Promise<void> {
+  private enqueue(channel: string, payload: unknown, options?: SendOptions): Promise<void> {
     let batch: Batch;
     try {
       if (this.closing !== undefined) throw closedError();
@@ -147,7 +162,12 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
       // skipped it wrongly for a first call whose channel matched the cache's initial value;
       // the publish bench cannot tell the two apart.
       checkChannel(channel);
-      batch = this.add(channel, encodePayload(payload, channel), isJson(payload));
+      const schema = durableSchema(options, this.schema);
+      const text =
+        schema === undefined
+          ? encodePayload(payload, channel)
+          : encodeDurablePayload(payload, channel);
+      batch = this.add(channel, text, isJson(payload), schema);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -157,7 +177,7 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
   }
 
   /** Adds a validated call to the open batch, or to a new one. */
-  private add(channel: string, text: string, json: boolean): Batch {
+  private add(channel: string, text: string, json: boolean, schema?: string): Batch {
     // A value the client encoded is JSON already: it goes into the batch as it is.
     const element = json ? text : JSON.stringify(text);
     const open = this.queue.length > 0 ? this.queue[this.queue.length - 1] : undefined;
@@ -165,12 +185,13 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
       open !== undefined &&
       open !== this.inflight &&
       open.json === json &&
+      open.schema === schema &&
       open.payloads.length < this.maxBatch &&
       open.add(channel, element)
     ) {
       return open;
     }
-    const batch = new Batch(channel, json, text, element);
+    const batch = new Batch(channel, json, text, element, schema);
     this.queue.push(batch);
     this.schedule();
     return batch;
@@ -188,12 +209,14 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
    * Sends many payloads on one channel, in order, encoded as `notify` does. Checks all of them
    * first: one refused payload rejects the call and sends none. Resolves once all are
    * committed; they may travel in several statements, so a failure may come after some were.
+   * `{ durable: true }`: one journal row per payload, as `notify` with it.
    * @example
    * await notifier.notifyMany('orders', [{ id: 1 }, { id: 2 }])
    */
   async notifyMany<C extends keyof Channels & string>(
     channel: C,
     payloads: readonly Channels[C][],
+    options?: SendOptions,
   ): Promise<void> {
     if (this.closing !== undefined) throw closedError();
     if (!Array.isArray(payloads)) {
@@ -203,10 +226,12 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
       );
     }
     checkChannel(channel);
-    const texts = payloads.map((payload) => encodePayload(payload, channel));
+    const schema = durableSchema(options, this.schema);
+    const encode = schema === undefined ? encodePayload : encodeDurablePayload;
+    const texts = payloads.map((payload) => encode(payload, channel));
     const batches = new Set<Batch>();
     for (let i = 0; i < texts.length; i++) {
-      batches.add(this.add(channel, texts[i] as string, isJson(payloads[i])));
+      batches.add(this.add(channel, texts[i] as string, isJson(payloads[i]), schema));
     }
     await Promise.all([...batches].map((batch) => batch.done));
   }
@@ -268,27 +293,11 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
     try {
       for (let batch = this.queue[0]; batch !== undefined; batch = this.queue[0]) {
         this.inflight = batch;
-        const count = batch.payloads.length;
         try {
           await this.run(...batch.query());
           batch.resolve();
         } catch (error) {
-          // Sent, then no answer (a timeout, a lost connection): the outcome is unknown. A
-          // server error or a failure to connect means nothing was delivered.
-          const unknown = error instanceof OutcomeUnknown;
-          const cause = unknown ? error.reason : error;
-          const hint = unknown
-            ? `; ${count > 1 ? 'the notifications' : 'it'} may or may not have been sent`
-            : sqlStateOf(cause) === '25P02'
-              ? '; a connection came back to your pool inside a failed transaction: roll back before release()'
-              : '';
-          batch.reject(
-            new PgNotifyError(
-              ErrorCode.NOTIFY_FAILED,
-              `notify failed${count > 1 ? ` (a batch of ${count} notifications)` : ''}: ${toError(cause).message}${hint}`,
-              { cause, retryable: true },
-            ),
-          );
+          batch.reject(batchError(batch, error));
         } finally {
           this.inflight = undefined;
           this.queue.shift();
@@ -357,13 +366,6 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
 }
 
 const noop = (): void => undefined;
-
-/** A statement that was sent and then got no answer: whether it committed is unknown. */
-class OutcomeUnknown extends Error {
-  constructor(readonly reason: Error) {
-    super(reason.message);
-  }
-}
 
 function isJson(payload: unknown): boolean {
   return typeof payload !== 'string' && payload !== undefined;

@@ -8,7 +8,15 @@ import type { PgNotifyError } from './errors.js';
 import type { Router } from './router.js';
 
 export type { Decode, DecodeFunction, Schema } from './codec.js';
-export type { NotifierOptions, Queryable } from './notifier.js';
+export type {
+  InstallResult,
+  InstallSchemaOptions,
+  JournalPage,
+  JournalRow,
+  ReadJournalOptions,
+} from './journal.js';
+export type { DurableStatus, PruneOptions, PruneResult } from './journal-admin.js';
+export type { NotifierOptions, NotifyOptions, Queryable, SendOptions } from './notifier.js';
 
 // ---- notifications and gaps ---------------------------------------------------------------
 

@@ -126,6 +126,18 @@ describe('examples run and exit by themselves', () => {
     assert.equal(lines.at(-1), 'quickstart done');
   });
 
+  test('durable-publish: journal rows in call order, never folded, on COMMIT only', async () => {
+    const lines = await runClean('durable-publish');
+    const rows = lines.filter((line) => /^\d{19}-\d{19} orders /.test(line));
+    assert.deepEqual(
+      rows.map((line) => JSON.parse(line.split(' ').slice(2).join(' ')).id),
+      [1, 1, 3, 4, 5],
+      lines.join('\n'),
+    );
+    indexOf(lines, /^refused: PGNOTIFY_SCHEMA_MISSING$/);
+    assert.equal(lines.at(-1), 'durable-publish example done');
+  });
+
   test('api: the samples of docs/api.md run as written', async () => {
     const lines = await runClean('api');
     const expected = [
