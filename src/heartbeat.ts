@@ -33,7 +33,7 @@ export interface HeartbeatHost {
   /** Adopts the server's LISTEN set where it differs; returns how many channels drifted. */
   repair(serverChannels: readonly string[]): number;
   /** Reports an error that no call can reject. */
-  error(error: Error): void;
+  error(error: PgNotifyError): void;
 }
 
 interface HeartbeatRow {

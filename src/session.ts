@@ -6,7 +6,13 @@
  * Knows channels, never subscribers: what is wanted is asked of the registry.
  */
 import type pg from 'pg';
-import { ErrorCode, listenerClosedError, PgNotifyError, toError } from './errors.js';
+import {
+  asPgNotifyError,
+  ErrorCode,
+  listenerClosedError,
+  PgNotifyError,
+  toError,
+} from './errors.js';
 import { Heartbeat, type Timers } from './heartbeat.js';
 import { type Deferred, deferred, ListenSet, type Query } from './listen-set.js';
 import {
@@ -37,7 +43,7 @@ export interface SessionHooks {
   reconnecting(attempt: number, delayMs: number, cause: Error): void;
   reconnected(gap: Gap): void;
   failed(error: PgNotifyError): void;
-  error(error: Error): void;
+  error(error: PgNotifyError): void;
 }
 
 /** The options the session uses, and where "wanted" comes from. */
@@ -85,6 +91,8 @@ export class Session {
   pid: number | undefined;
   /** Completed reconnections. */
   reconnects = 0;
+  /** Why the last start() or the session failed; cleared once a connection listens. */
+  lastError: PgNotifyError | undefined;
   /** The server's LISTEN set on the current connection. */
   readonly listening: ListenSet;
   #client: pg.Client | undefined;
@@ -127,7 +135,12 @@ export class Session {
         dead: lost,
         repair: (channels) => {
           const drifted = this.listening.repair(channels);
-          if (drifted > 0) this.sync().catch((error: unknown) => hooks.error(toError(error)));
+          if (drifted > 0)
+            this.sync().catch((error: unknown) =>
+              hooks.error(
+                asPgNotifyError(error, ErrorCode.LISTEN_FAILED, 'repairing LISTEN failed'),
+              ),
+            );
           return drifted;
         },
         error: (error) => hooks.error(error),
@@ -228,7 +241,10 @@ export class Session {
     } catch (cause) {
       this.#startPromise = undefined;
       const error = this.state === 'stopped' ? listenerClosedError() : connectionFailed(cause);
-      if (this.state !== 'stopped') this.#setState('idle');
+      if (this.state !== 'stopped') {
+        this.lastError = error;
+        this.#setState('idle');
+      }
       this.#rejectWaiters(error);
       throw error;
     }
@@ -257,6 +273,7 @@ export class Session {
     this.#query = (sql) => client.query(sql);
     this.pid = backendPid(client);
     this.#failure = undefined;
+    this.lastError = undefined;
     this.#setState('listening');
     // A 'state' listener may have called stop().
     if ((this.state as ListenerState) !== 'listening') return false;
@@ -428,6 +445,7 @@ export class Session {
 
   #fail(error: PgNotifyError): void {
     this.#failure = error;
+    this.lastError = error;
     this.#setState('failed');
     this.#rejectWaiters(error);
     this.#hooks.failed(error);
