@@ -176,6 +176,11 @@ export function describe(value: unknown): string {
   }
 }
 
+/** "1 notification", "2 notifications": a count with its noun, for messages. */
+export function plural(count: number, singular: string, pluralForm = `${singular}s`): string {
+  return `${count} ${count === 1 ? singular : pluralForm}`;
+}
+
 /** Cuts long text for messages. */
 export function shorten(text: string, max = 80): string {
   return text.length > max ? `${text.slice(0, max - 3)}...` : text;

@@ -11,6 +11,7 @@ import {
   ErrorCode,
   listenerClosedError,
   PgNotifyError,
+  plural,
   toError,
 } from './errors.js';
 import { Heartbeat, type Timers } from './heartbeat.js';
@@ -397,7 +398,7 @@ export class Session {
             retryable
               ? new PgNotifyError(
                   ErrorCode.CONNECTION_FAILED,
-                  `gave up reconnecting after ${attempt} attempts: ${failure.message}`,
+                  `gave up reconnecting after ${plural(attempt, 'attempt')}: ${failure.message}`,
                   { cause: error, retryable: true },
                 )
               : failure,

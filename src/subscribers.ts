@@ -6,7 +6,14 @@
  */
 import { decoderFor } from './codec.js';
 import { Delivery } from './delivery.js';
-import { abortedError, asPgNotifyError, ErrorCode, PgNotifyError, toError } from './errors.js';
+import {
+  abortedError,
+  asPgNotifyError,
+  ErrorCode,
+  PgNotifyError,
+  plural,
+  toError,
+} from './errors.js';
 import {
   bufferOption,
   decodeOption,
@@ -198,7 +205,7 @@ export class Subscribers {
       this.#host.report(
         new PgNotifyError(
           ErrorCode.TIMEOUT,
-          `stop() abandoned ${running} handler call(s) still running or queued after stopTimeoutMs (${timeoutMs} ms)`,
+          `stop() abandoned ${plural(running, 'handler call')} still running or queued after stopTimeoutMs (${timeoutMs} ms)`,
         ),
       );
     }
@@ -249,7 +256,7 @@ export class Subscribers {
       this.#host.report(
         new PgNotifyError(
           ErrorCode.BUFFER_OVERFLOW,
-          `subscriber ${JSON.stringify(id)} dropped ${dropped} notification(s): its buffer is full` +
+          `subscriber ${JSON.stringify(id)} dropped ${plural(dropped, 'notification')}: its buffer is full` +
             ' (a consumer slower than the notification rate; raise buffer.max or read faster)',
           { subscriberId: id },
         ),
