@@ -8,6 +8,7 @@
  * Router (hidden from the published declarations).
  */
 
+export { DiagnosticsChannel, type DiagnosticsChannelName } from './diagnostics.js';
 export { ErrorCode, PgNotifyError, ValidationError } from './errors.js';
 export { createListener, Listener } from './listener.js';
 export { createNotifier, Notifier, notify } from './notifier.js';
@@ -25,6 +26,7 @@ export type {
   Decode,
   DecodeFunction,
   DefaultDispatched,
+  DiagnosticsMessages,
   Dispatched,
   DispatchFunction,
   ErrorHandler,

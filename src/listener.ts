@@ -3,6 +3,8 @@
  * (derived from it), the subscriptions and one Session; it turns session hooks into events
  * and keeps every error away from the host process (they go to `onError`).
  */
+
+import { publishError, publishEvent, publishReceived, receivedChannel } from './diagnostics.js';
 import {
   asPgNotifyError,
   ErrorCode,
@@ -94,6 +96,7 @@ export class Listener<Channels extends ChannelMap = ChannelMap> {
           const counters = this.#counters;
           counters.received++;
           counters.lastAt = receivedAt;
+          if (receivedChannel.hasSubscribers) publishReceived(this, channel, raw, pid, receivedAt);
           if (resolved.ignoreOwn && pid === this.#session.pid) return;
           delivery.deliver(channel, raw, pid, receivedAt);
         },
@@ -410,6 +413,7 @@ export class Listener<Channels extends ChannelMap = ChannelMap> {
   }
 
   #emit<E extends keyof ListenerEvents>(event: E, ...args: ListenerEvents[E]): void {
+    publishEvent(this, event, args);
     const list = this.#events[event] as ((...a: ListenerEvents[E]) => void)[] | undefined;
     if (list === undefined) return;
     for (const listener of [...list]) {
@@ -424,6 +428,7 @@ export class Listener<Channels extends ChannelMap = ChannelMap> {
 
   /** Hands an error to `onError`; never throws. */
   #reportError(error: PgNotifyError): void {
+    publishError(this, error);
     try {
       this.#options.onError(error);
     } catch (hookError) {

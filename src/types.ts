@@ -5,6 +5,7 @@
 import type pg from 'pg';
 import type { Decode, Schema } from './codec.js';
 import type { PgNotifyError } from './errors.js';
+import type { Listener } from './listener.js';
 import type { Router } from './router.js';
 
 export type { Decode, DecodeFunction, Schema } from './codec.js';
@@ -395,4 +396,36 @@ export interface ListenerOptions<Channels extends ChannelMap = ChannelMap> {
    * from anywhere with `notifier.notifyStop(channel)`. Default: none.
    */
   stopChannel?: string;
+}
+
+// ---- diagnostics_channel -------------------------------------------------------------------
+
+/**
+ * The message published on each of pgnotify's `node:diagnostics_channel` channels (names in
+ * `DiagnosticsChannel`), keyed by channel name. Each carries the listener it comes from.
+ */
+export interface DiagnosticsMessages {
+  'pgnotify:listener:state': { readonly listener: Listener; readonly state: ListenerState };
+  'pgnotify:listener:connected': { readonly listener: Listener } & ListenerEvents['connected'][0];
+  'pgnotify:listener:disconnected': {
+    readonly listener: Listener;
+  } & ListenerEvents['disconnected'][0];
+  'pgnotify:listener:reconnecting': {
+    readonly listener: Listener;
+  } & ListenerEvents['reconnecting'][0];
+  'pgnotify:listener:reconnected': {
+    readonly listener: Listener;
+  } & ListenerEvents['reconnected'][0];
+  'pgnotify:listener:gap': { readonly listener: Listener; readonly gap: Gap };
+  'pgnotify:listener:overflow': { readonly listener: Listener } & ListenerEvents['overflow'][0];
+  'pgnotify:notification:received': {
+    readonly listener: Listener;
+    readonly channel: string;
+    /** The payload text as received (not decoded). */
+    readonly payload: string;
+    readonly pid: number;
+    /** When the listener read it, in ms since the epoch. */
+    readonly receivedAt: number;
+  };
+  'pgnotify:listener:error': { readonly listener: Listener; readonly error: PgNotifyError };
 }

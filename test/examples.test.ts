@@ -145,4 +145,27 @@ describe('examples run and exit by themselves', () => {
     for (const pattern of expected) at = indexOf(lines, pattern, at) + 1;
     assert.equal(lines.at(-1), 'api example done');
   });
+
+  test('metrics: Prometheus and OpenTelemetry expose the counters after notifications', async () => {
+    const lines = await runClean('metrics');
+    for (const expected of [
+      'onError: PGNOTIFY_HANDLER_FAILED',
+      'pgnotify_received_total 2',
+      'pgnotify_delivered_total 2',
+      'pgnotify_handler_errors_total 1',
+      'pgnotify_up 1',
+      'pgnotify_errors_total{code="PGNOTIFY_HANDLER_FAILED"} 1',
+      'otel pgnotify.notifications.received - 2',
+      'otel pgnotify.notifications.delivered - 2',
+      'otel pgnotify.notifications.dropped - 0',
+      'otel pgnotify.up - 1',
+      'otel pgnotify.errors error.code=PGNOTIFY_HANDLER_FAILED 1',
+    ]) {
+      assert.ok(
+        lines.includes(expected),
+        `no line ${JSON.stringify(expected)} in:\n${lines.join('\n')}`,
+      );
+    }
+    assert.equal(lines.at(-1), 'metrics example done');
+  });
 });
