@@ -15,7 +15,7 @@ import {
   timeoutOption,
 } from '../src/options.js';
 import { isRetryable } from '../src/pg-client.js';
-import { backoffDelay } from '../src/session.js';
+import { backoffDelay } from '../src/reconnect.js';
 import type { ListenerOptions } from '../src/types.js';
 
 const fakeSchema = {
