@@ -47,9 +47,6 @@ export const DiagnosticsChannel = {
   ERROR: 'pgnotify:listener:error',
 } as const;
 
-/** One of the {@link DiagnosticsChannel} names. */
-export type DiagnosticsChannelName = (typeof DiagnosticsChannel)[keyof typeof DiagnosticsChannel];
-
 const channel = diagnostics_channel.channel;
 
 const eventChannels: { [E in keyof ListenerEvents]: diagnostics_channel.Channel } = {

@@ -8,7 +8,7 @@
  * Router (hidden from the published declarations).
  */
 
-export { DiagnosticsChannel, type DiagnosticsChannelName } from './diagnostics.js';
+export { DiagnosticsChannel } from './diagnostics.js';
 export { ErrorCode, PgNotifyError, ValidationError } from './errors.js';
 export { createListener, Listener } from './listener.js';
 export { createNotifier, Notifier, notify } from './notifier.js';
@@ -26,6 +26,7 @@ export type {
   Decode,
   DecodeFunction,
   DefaultDispatched,
+  DiagnosticsChannelName,
   DiagnosticsMessages,
   Dispatched,
   DispatchFunction,

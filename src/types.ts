@@ -400,6 +400,9 @@ export interface ListenerOptions<Channels extends ChannelMap = ChannelMap> {
 
 // ---- diagnostics_channel -------------------------------------------------------------------
 
+/** One of the `DiagnosticsChannel` names (`'pgnotify:listener:state'`, …). */
+export type DiagnosticsChannelName = keyof DiagnosticsMessages;
+
 /**
  * The message published on each of pgnotify's `node:diagnostics_channel` channels (names in
  * `DiagnosticsChannel`), keyed by channel name. Each carries the listener it comes from.

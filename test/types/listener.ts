@@ -5,8 +5,12 @@
  */
 import {
   createListener,
+  type DiagnosticsChannel,
+  type DiagnosticsChannelName,
+  type DiagnosticsMessages,
   ErrorCode,
   type Listener,
+  type ListenerState,
   type Notification,
   type OncePromise,
   type PgNotifyError,
@@ -14,7 +18,7 @@ import {
   type Schema,
   type Subscription,
 } from '../../src/index.js';
-import { expectType } from './expect.js';
+import { assertType, type Equal, expectType } from './expect.js';
 
 type Order = { id: number };
 type Channels = { orders: Order; logs: string };
@@ -137,4 +141,12 @@ export function optionChecks(orderSchema: Schema<Order>, textSchema: Schema<stri
   createListener<Channels>({ schemas: { orders: textSchema } });
   // @ts-expect-error a schema for a channel that is not in the map
   createListener<Channels>({ schemas: { unknown: orderSchema } });
+}
+
+/** Never called: every DiagnosticsChannel name has a typed message, and only those. */
+export function diagnosticsChecks(): void {
+  assertType<
+    Equal<(typeof DiagnosticsChannel)[keyof typeof DiagnosticsChannel], DiagnosticsChannelName>
+  >();
+  expectType<ListenerState>()(({} as DiagnosticsMessages[typeof DiagnosticsChannel.STATE]).state);
 }
