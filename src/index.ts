@@ -8,6 +8,7 @@
  * Router (hidden from the published declarations).
  */
 
+export { DiagnosticsChannel } from './diagnostics.js';
 export { ErrorCode, PgNotifyError, ValidationError } from './errors.js';
 export { installSchema, readJournal } from './journal.js';
 export { durableStatus, prune } from './journal-admin.js';
@@ -19,12 +20,18 @@ export { checkChannel, MAX_CHANNEL_BYTES, MAX_PAYLOAD_BYTES } from './sql.js';
 export { Subscription } from './subscription.js';
 export type {
   ActionHandler,
+  ActionMap,
+  ActionsOf,
   BufferOptions,
   ChannelInfo,
   ChannelMap,
   ConnectionOption,
   Decode,
   DecodeFunction,
+  DefaultDispatched,
+  DiagnosticsChannelName,
+  DiagnosticsMessages,
+  Dispatched,
   DispatchFunction,
   DurableStatus,
   ErrorHandler,
@@ -45,6 +52,7 @@ export type {
   OnceOptions,
   OncePromise,
   OverflowPolicy,
+  PayloadActions,
   PruneOptions,
   PruneResult,
   Queryable,

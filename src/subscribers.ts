@@ -6,7 +6,14 @@
  */
 import { decoderFor } from './codec.js';
 import { Delivery } from './delivery.js';
-import { abortedError, ErrorCode, PgNotifyError, toError } from './errors.js';
+import {
+  abortedError,
+  asPgNotifyError,
+  ErrorCode,
+  PgNotifyError,
+  plural,
+  toError,
+} from './errors.js';
 import {
   bufferOption,
   decodeOption,
@@ -33,7 +40,7 @@ export interface SubscribersHost {
   touch(channels: readonly string[]): void;
   emitOverflow(info: ListenerEvents['overflow'][0]): void;
   /** Hands an error to `onError`; never throws. */
-  report(error: Error): void;
+  report(error: PgNotifyError): void;
 }
 
 /** The subscribers of one listener: the registry, the delivery derived from it, the reports. */
@@ -111,7 +118,13 @@ export class Subscribers {
       // Only this subscription: the id may belong to a later subscriber once this one ended.
       const onAbort = (): void => {
         if (this.registry.get(id) !== subscription) return;
-        this.#host.unsubscribe(id).catch((error: unknown) => this.#host.report(toError(error)));
+        this.#host.unsubscribe(id).catch((error: unknown) =>
+          this.#host.report(
+            asPgNotifyError(error, ErrorCode.LISTEN_FAILED, 'unsubscribing on abort failed', {
+              subscriberId: id,
+            }),
+          ),
+        );
       };
       if (signal.aborted) onAbort();
       else {
@@ -192,7 +205,7 @@ export class Subscribers {
       this.#host.report(
         new PgNotifyError(
           ErrorCode.TIMEOUT,
-          `stop() abandoned ${running} handler call(s) still running or queued after stopTimeoutMs (${timeoutMs} ms)`,
+          `stop() abandoned ${plural(running, 'handler call')} still running or queued after stopTimeoutMs (${timeoutMs} ms)`,
         ),
       );
     }
@@ -243,7 +256,7 @@ export class Subscribers {
       this.#host.report(
         new PgNotifyError(
           ErrorCode.BUFFER_OVERFLOW,
-          `subscriber ${JSON.stringify(id)} dropped ${dropped} notification(s): its buffer is full` +
+          `subscriber ${JSON.stringify(id)} dropped ${plural(dropped, 'notification')}: its buffer is full` +
             ' (a consumer slower than the notification rate; raise buffer.max or read faster)',
           { subscriberId: id },
         ),

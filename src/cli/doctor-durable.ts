@@ -4,6 +4,7 @@
  * need on this path to the server (`listen`, or `poll` where a pooler swallows LISTEN).
  */
 import pg from 'pg';
+import { plural } from '../errors.js';
 import { type DurableStatus, detectPooler, durableStatus } from '../journal-admin.js';
 import { journalNames, SCHEMA_VERSION } from '../journal-sql.js';
 import type { Verdict } from './format.js';
@@ -60,7 +61,7 @@ export async function journalChecks(
     return;
   }
   const head = status.headCursor ?? 'none (nothing committed yet)';
-  const facts = `${status.rows} row(s), head cursor ${head}, wake-up channel ${JSON.stringify(status.wakeChannel)}`;
+  const facts = `${plural(status.rows, 'row')}, head cursor ${head}, wake-up channel ${JSON.stringify(status.wakeChannel)}`;
   if (status.version < SCHEMA_VERSION) {
     report(
       'fail',
@@ -83,7 +84,7 @@ export async function journalChecks(
   const now = Date.now();
   const stale = status.consumers.filter((c) => c.lag > 0 && now - c.updatedAt > STALE_MS);
   const list = status.consumers
-    .map((c) => `${JSON.stringify(c.name)} lag ${c.lag} commit(s) at ${c.cursor}`)
+    .map((c) => `${JSON.stringify(c.name)} lag ${plural(c.lag, 'commit')} at ${c.cursor}`)
     .join('; ');
   if (stale.length === 0) report('ok', 'durable consumers', list);
   else {

@@ -4,6 +4,7 @@
  */
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
+import { plural } from '../errors.js';
 import { checkChannel, createNotifier, ErrorCode, type Notifier, PgNotifyError } from '../index.js';
 import {
   CONNECTION_HELP,
@@ -191,8 +192,8 @@ async function fromStdin(
     uninstall();
   }
   note(
-    `sent ${sent} ${options.durable === true ? 'durable message' : 'notification'}(s) on ${showChannel(channel)}` +
-      (refused > 0 ? `; ${refused} line(s) refused` : ''),
+    `sent ${plural(sent, options.durable === true ? 'durable message' : 'notification')} on ${showChannel(channel)}` +
+      (refused > 0 ? `; ${plural(refused, 'line')} refused` : ''),
   );
   if (fatal !== undefined) return reportFailure(fatal);
   if (interrupted !== undefined) return interrupted;
