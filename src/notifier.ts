@@ -65,24 +65,24 @@ export interface NotifierOptions {
  * any payload compile.
  */
 export class Notifier<Channels extends ChannelMap = ChannelMap> {
-  private readonly pool: pg.Pool;
-  private readonly ownsPool: boolean;
-  private readonly maxBatch: number;
-  private readonly schema: string;
+  readonly #pool: pg.Pool;
+  readonly #ownsPool: boolean;
+  readonly #maxBatch: number;
+  readonly #schema: string;
   /** The longest wait for one statement's answer (0 with a pool of yours), and for a socket to close. */
-  private readonly timeoutMs: number;
-  private readonly onError: ErrorHandler<PgNotifyError>;
+  readonly #timeoutMs: number;
+  readonly #onError: ErrorHandler<PgNotifyError>;
   /** Batches in call order; the first may be in flight, the last may be open. */
-  private queue: Batch[] = [];
+  #queue: Batch[] = [];
   /** The batch being sent: closed to new calls. */
-  private inflight: Batch | undefined;
-  private sending = false;
-  private scheduled = false;
-  private closing: Promise<void> | undefined;
+  #inflight: Batch | undefined;
+  #sending = false;
+  #scheduled = false;
+  #closing: Promise<void> | undefined;
   /** Connections of the notifier's own pool whose sockets have not closed yet, each with its close. */
-  private readonly sockets = new Map<pg.Client, Promise<void>>();
-  private readonly poolError = (error: Error): void => {
-    this.report(
+  readonly #sockets = new Map<pg.Client, Promise<void>>();
+  readonly #poolError = (error: Error): void => {
+    this.#report(
       new PgNotifyError(
         ErrorCode.CONNECTION_LOST,
         `notifier pool connection error: ${error.message}`,
@@ -96,30 +96,30 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
     if (options.connection !== undefined && options.pool !== undefined) {
       throw new PgNotifyError(ErrorCode.INVALID_OPTION, 'give connection or pool, not both');
     }
-    this.maxBatch = intOption('maxBatch', options.maxBatch, 1000, 1);
-    this.schema = journalNames(options.schema ?? DEFAULT_SCHEMA).schema;
+    this.#maxBatch = intOption('maxBatch', options.maxBatch, 1000, 1);
+    this.#schema = journalNames(options.schema ?? DEFAULT_SCHEMA).schema;
     const timeoutMs = intOption('timeoutMs', options.timeoutMs, 30_000, 1);
-    this.onError = functionOption('onError', options.onError, defaultOnError);
+    this.#onError = functionOption('onError', options.onError, defaultOnError);
     if (options.pool !== undefined) {
-      this.pool = options.pool;
-      this.ownsPool = false;
-      this.timeoutMs = 0;
+      this.#pool = options.pool;
+      this.#ownsPool = false;
+      this.#timeoutMs = 0;
     } else {
       const config = resolveConnection<pg.PoolConfig>(options.connection);
       config.max ??= 2;
       config.application_name ??= 'pgnotify-notifier';
       config.connectionTimeoutMillis ??= timeoutMs;
-      this.pool = new pg.Pool(config);
-      this.ownsPool = true;
-      this.timeoutMs = timeoutMs;
+      this.#pool = new pg.Pool(config);
+      this.#ownsPool = true;
+      this.#timeoutMs = timeoutMs;
       // pg's pool.end() resolves once it has asked its connections to end, not once their
       // sockets have closed: close() waits for each one's 'end'.
-      this.pool.on('connect', (client) => {
-        this.sockets.set(
+      this.#pool.on('connect', (client) => {
+        this.#sockets.set(
           client,
           new Promise((resolve) => {
             client.once('end', () => {
-              this.sockets.delete(client);
+              this.#sockets.delete(client);
               resolve();
             });
           }),
@@ -127,7 +127,7 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
       });
     }
     // An idle pooled connection that dies emits 'error' on the pool: unhandled, it would crash.
-    this.pool.on('error', this.poolError);
+    this.#pool.on('error', this.#poolError);
   }
 
   /**
@@ -151,23 +151,23 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
     ...payload: PayloadArg<Channels[C], SendOptions>
   ): Promise<void>;
   notify(channel: string, payload?: unknown, options?: SendOptions): Promise<void> {
-    return this.enqueue(channel, payload, options);
+    return this.#enqueue(channel, payload, options);
   }
 
-  private enqueue(channel: string, payload: unknown, options?: SendOptions): Promise<void> {
+  #enqueue(channel: string, payload: unknown, options?: SendOptions): Promise<void> {
     let batch: Batch;
     try {
-      if (this.closing !== undefined) throw closedError();
+      if (this.#closing !== undefined) throw closedError();
       // Every call checks its channel (~30 ns). A last-channel cache once skipped it, and
       // skipped it wrongly for a first call whose channel matched the cache's initial value;
       // the publish bench cannot tell the two apart.
       checkChannel(channel);
-      const schema = durableSchema(options, this.schema);
+      const schema = durableSchema(options, this.#schema);
       const text =
         schema === undefined
           ? encodePayload(payload, channel)
           : encodeDurablePayload(payload, channel);
-      batch = this.add(channel, text, isJson(payload), schema);
+      batch = this.#add(channel, text, isJson(payload), schema);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -177,23 +177,23 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
   }
 
   /** Adds a validated call to the open batch, or to a new one. */
-  private add(channel: string, text: string, json: boolean, schema?: string): Batch {
+  #add(channel: string, text: string, json: boolean, schema?: string): Batch {
     // A value the client encoded is JSON already: it goes into the batch as it is.
     const element = json ? text : JSON.stringify(text);
-    const open = this.queue.length > 0 ? this.queue[this.queue.length - 1] : undefined;
+    const open = this.#queue.length > 0 ? this.#queue[this.#queue.length - 1] : undefined;
     if (
       open !== undefined &&
-      open !== this.inflight &&
+      open !== this.#inflight &&
       open.json === json &&
       open.schema === schema &&
-      open.payloads.length < this.maxBatch &&
+      open.payloads.length < this.#maxBatch &&
       open.add(channel, element)
     ) {
       return open;
     }
     const batch = new Batch(channel, json, text, element, schema);
-    this.queue.push(batch);
-    this.schedule();
+    this.#queue.push(batch);
+    this.#schedule();
     return batch;
   }
 
@@ -202,7 +202,7 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
    * `stopChannel` ends when it arrives. The channel need not be in the channel map.
    */
   notifyStop(stopChannel: string): Promise<void> {
-    return this.enqueue(stopChannel, '');
+    return this.#enqueue(stopChannel, '');
   }
 
   /**
@@ -218,7 +218,7 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
     payloads: readonly Channels[C][],
     options?: SendOptions,
   ): Promise<void> {
-    if (this.closing !== undefined) throw closedError();
+    if (this.#closing !== undefined) throw closedError();
     if (!Array.isArray(payloads)) {
       throw new PgNotifyError(
         ErrorCode.INVALID_PAYLOAD,
@@ -226,12 +226,12 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
       );
     }
     checkChannel(channel);
-    const schema = durableSchema(options, this.schema);
+    const schema = durableSchema(options, this.#schema);
     const encode = schema === undefined ? encodePayload : encodeDurablePayload;
     const texts = payloads.map((payload) => encode(payload, channel));
     const batches = new Set<Batch>();
     for (let i = 0; i < texts.length; i++) {
-      batches.add(this.add(channel, texts[i] as string, isJson(payloads[i]), schema));
+      batches.add(this.#add(channel, texts[i] as string, isJson(payloads[i]), schema));
     }
     await Promise.all([...batches].map((batch) => batch.done));
   }
@@ -243,12 +243,12 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
    * stays open. Safe to call more than once: every call returns the same promise.
    */
   close(): Promise<void> {
-    this.closing ??= (async () => {
-      while (this.queue.length > 0 || this.sending) await this.flushed();
-      if (this.ownsPool) await this.endPool();
-      else this.pool.off('error', this.poolError);
+    this.#closing ??= (async () => {
+      while (this.#queue.length > 0 || this.#sending) await this.#flushed();
+      if (this.#ownsPool) await this.#endPool();
+      else this.#pool.off('error', this.#poolError);
     })();
-    return this.closing;
+    return this.#closing;
   }
 
   /** `await using notifier = createNotifier(…)` closes it at the end of the block. */
@@ -256,57 +256,57 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
     return this.close();
   }
 
-  private async endPool(): Promise<void> {
-    await this.pool.end();
-    const closed = Promise.all(this.sockets.values());
+  async #endPool(): Promise<void> {
+    await this.#pool.end();
+    const closed = Promise.all(this.#sockets.values());
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<true>((resolve) => {
-      timer = setTimeout(resolve, this.timeoutMs, true);
+      timer = setTimeout(resolve, this.#timeoutMs, true);
     });
     // A peer that never answers our goodbye (a stalled network) would hold a socket open.
     if ((await Promise.race([closed, late])) === true) {
-      for (const client of this.sockets.keys()) client.connection.stream.destroy();
+      for (const client of this.#sockets.keys()) client.connection.stream.destroy();
     }
     clearTimeout(timer);
     await closed;
   }
 
-  private flushWaiters: (() => void)[] = [];
+  #flushWaiters: (() => void)[] = [];
 
-  private flushed(): Promise<void> {
-    return new Promise((resolve) => this.flushWaiters.push(resolve));
+  #flushed(): Promise<void> {
+    return new Promise((resolve) => this.#flushWaiters.push(resolve));
   }
 
-  private schedule(): void {
-    if (this.sending || this.scheduled) return;
-    this.scheduled = true;
+  #schedule(): void {
+    if (this.#sending || this.#scheduled) return;
+    this.#scheduled = true;
     // Calls made in the same tick join one batch.
     queueMicrotask(() => {
-      this.scheduled = false;
-      void this.send();
+      this.#scheduled = false;
+      void this.#send();
     });
   }
 
-  private async send(): Promise<void> {
-    if (this.sending) return;
-    this.sending = true;
+  async #send(): Promise<void> {
+    if (this.#sending) return;
+    this.#sending = true;
     try {
-      for (let batch = this.queue[0]; batch !== undefined; batch = this.queue[0]) {
-        this.inflight = batch;
+      for (let batch = this.#queue[0]; batch !== undefined; batch = this.#queue[0]) {
+        this.#inflight = batch;
         try {
-          await this.run(...batch.query());
+          await this.#run(...batch.query());
           batch.resolve();
         } catch (error) {
           batch.reject(batchError(batch, error));
         } finally {
-          this.inflight = undefined;
-          this.queue.shift();
+          this.#inflight = undefined;
+          this.#queue.shift();
         }
       }
     } finally {
-      this.sending = false;
-      const waiters = this.flushWaiters;
-      this.flushWaiters = [];
+      this.#sending = false;
+      const waiters = this.#flushWaiters;
+      this.#flushWaiters = [];
       for (const wake of waiters) wake();
     }
   }
@@ -317,9 +317,9 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
    * waiting after it and has the pool discard that connection. (pg's own `query_timeout` does
    * the same but cost ~1.3 µs more CPU per notification in the publish bench.)
    */
-  private run(text: string, values: string[]): Promise<void> {
+  #run(text: string, values: string[]): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.pool.connect((connectError, client, release) => {
+      this.#pool.connect((connectError, client, release) => {
         if (connectError || client === undefined) {
           reject(connectError ?? new Error('no connection'));
           return;
@@ -342,8 +342,8 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
         // 'error' on the client as well as failing the statement. Unheard, that event would
         // crash the process.
         client.on('error', settle);
-        if (this.timeoutMs > 0) {
-          const timeoutMs = this.timeoutMs;
+        if (this.#timeoutMs > 0) {
+          const timeoutMs = this.#timeoutMs;
           timer = setTimeout(
             () => settle(new Error(`no answer within timeoutMs (${timeoutMs} ms)`)),
             timeoutMs,
@@ -356,9 +356,9 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
     });
   }
 
-  private report(error: PgNotifyError): void {
+  #report(error: PgNotifyError): void {
     try {
-      this.onError(error);
+      this.#onError(error);
     } catch {
       // onError must not throw; there is nowhere further to report to.
     }
