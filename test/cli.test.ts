@@ -330,7 +330,7 @@ describe('pgnotify CLI', { concurrency: 4 }, () => {
     });
     assertExit(piped, 2, 'notify from stdin');
     assert.match(piped.stderr, /line 2: PGNOTIFY_PAYLOAD_TOO_LARGE/);
-    assert.match(piped.stderr, /sent 2 notification\(s\).*1 line\(s\) refused/);
+    assert.match(piped.stderr, /sent 2 notifications.*1 line refused/);
     const outcome = await cli.exited;
     assertExit(outcome, 0, 'listen');
     assert.deepEqual(
