@@ -16,7 +16,7 @@ export interface RoundContext {
 }
 
 /** The round functions a contestant process runs (see worker.ts). */
-export type RoundName = 'delivery' | 'latency' | 'fanout' | 'publish';
+export type RoundName = 'delivery' | 'latency' | 'fanout' | 'publish' | 'durablePublish';
 
 export interface Context {
   url: string;

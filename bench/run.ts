@@ -4,14 +4,16 @@
  *
  *   npm run bench                          workloads (a)–(g), 5 interleaved rounds
  *   npm run bench -- delivery latency      only those workloads (names or letters a–g)
- *   npm run bench -- --quick               small sizes, 1 round (a step of .ci/run;
+ *   npm run bench -- durable-publish       (h) only: durable publish vs plain and hand-rolled
+ *   npm run bench -- --quick               small sizes, 1 round, (a)–(h) (a step of .ci/run;
  *                                          test/bench.test.ts runs it with --only=pgnotify)
  *   npm run bench -- --rounds=3 --no-json
  *   npm run bench -- delivery --only=pgnotify,pg   only those contestants ('pg' includes 'pg Pool')
  *
  * Workloads: (a) delivery, (b) latency, (c) publish, (d) fanout, (e) recovery, (f) memory,
- * (g) instructions (under valgrind; skipped with --quick or without valgrind); and `dispatch`
- * (on request only): the listener's own cost per notification, without the server.
+ * (g) instructions (under valgrind; skipped with --quick or without valgrind), (h) durable-publish
+ * (named or --quick); and `dispatch` (on request only): the listener's own cost per
+ * notification, without the server.
  * Every workload runs its rounds through runRounds() (bench/common.ts).
  * Server: DATABASE_URL when set, else a throwaway embedded PostgreSQL (startEmbedded() of
  * src/cli/embedded.ts, removed afterwards, also on Ctrl-C).
@@ -36,6 +38,7 @@ import {
 import { LISTENERS, PUBLISHERS } from './contestants.js';
 import { delivery } from './delivery.js';
 import { dispatch } from './dispatch.js';
+import { durablePublish } from './durable-publish.js';
 import { fanout } from './fanout.js';
 import { instructions } from './instructions.js';
 import { latency } from './latency.js';
@@ -57,10 +60,14 @@ const WORKLOADS = {
   memory,
   instructions,
   dispatch,
+  'durable-publish': durablePublish,
 } as const satisfies Record<string, (ctx: Context) => Promise<WorkloadResult>>;
 type WorkloadName = keyof typeof WORKLOADS;
 
-/** What runs when no workload is named: (a)–(g). `dispatch` only on request. */
+/**
+ * What runs when no workload is named: (a)–(g), and with --quick (h) too. `dispatch` only on
+ * request; (h) `durable-publish` adds about a minute to a full run, so it runs when named.
+ */
 const DEFAULT_WORKLOADS: readonly WorkloadName[] = [
   'delivery',
   'latency',
@@ -80,6 +87,7 @@ const ALIASES: Record<string, WorkloadName> = {
   e: 'recovery',
   f: 'memory',
   g: 'instructions',
+  h: 'durable-publish',
 };
 
 interface Cli {
@@ -97,7 +105,7 @@ function usage(): string {
   return [
     'usage: npm run bench -- [workload ...] [--quick] [--rounds=N] [--no-json] [--only=a,b]',
     `contestants for --only: ${CONTESTANT_NAMES.join(', ')} ('pg' also selects 'pg Pool')`,
-    `workloads: ${Object.keys(WORKLOADS).join(', ')} (or a–g); default: ${DEFAULT_WORKLOADS.join(', ')}`,
+    `workloads: ${Object.keys(WORKLOADS).join(', ')} (or a–h); default: ${DEFAULT_WORKLOADS.join(', ')} (--quick: and durable-publish)`,
   ].join('\n');
 }
 
@@ -129,7 +137,9 @@ function parseArgs(argv: readonly string[]): Cli {
       if (!cli.workloads.includes(name)) cli.workloads.push(name);
     }
   }
-  if (cli.workloads.length === 0) cli.workloads = [...DEFAULT_WORKLOADS];
+  if (cli.workloads.length === 0) {
+    cli.workloads = [...DEFAULT_WORKLOADS, ...(cli.quick ? (['durable-publish'] as const) : [])];
+  }
   if (cli.rounds === 0) cli.rounds = cli.quick ? 1 : 5;
   return cli;
 }
@@ -253,6 +263,19 @@ function targets(results: Partial<Record<WorkloadName, WorkloadResult>>): Target
       );
     }
   }
+  const h = results['durable-publish']?.medians;
+  const durable = get(h, 'pgnotify durable', 'perSec');
+  const plain = get(h, 'pgnotify plain', 'perSec');
+  const hand = get(h, 'hand-rolled trigger', 'perSec');
+  if (durable !== undefined && plain !== undefined)
+    add('durable publish rate vs plain notify', durable / plain, '≥ 0.5', durable / plain >= 0.5);
+  if (durable !== undefined && hand !== undefined)
+    add(
+      'durable publish rate vs hand-rolled trigger',
+      durable / hand,
+      '≥ 20',
+      durable / hand >= 20,
+    );
   const m = results.memory;
   if (m !== undefined) {
     const growth = get(m.medians, 'pgnotify', 'rssGrowthMB');
@@ -356,7 +379,7 @@ async function main(): Promise<number> {
     }
     const checks = targets(results);
     if (checks.length > 0) {
-      say('\ntargets of issue 5 (pgnotify, from the medians above)');
+      say('\ntargets of issues 5 and 14 (pgnotify, from the medians above)');
       for (const check of checks)
         say(`  ${check.pass ? 'PASS' : 'MISS'}  ${check.target}: ${check.measured}`);
     }

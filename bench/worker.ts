@@ -7,6 +7,7 @@
  */
 import { type RoundContext, type RoundName, runAppName } from './common.js';
 import { deliveryRound } from './delivery.js';
+import { durablePublishRound } from './durable-publish.js';
 import { fanoutRound } from './fanout.js';
 import { latencyRound } from './latency.js';
 import { publishRound } from './publish.js';
@@ -19,6 +20,7 @@ const ROUNDS: Record<RoundName, (rc: RoundContext, ...args: any[]) => Promise<un
   latency: latencyRound,
   fanout: fanoutRound,
   publish: publishRound,
+  durablePublish: durablePublishRound,
 };
 
 const url = process.env.DATABASE_URL ?? '';

@@ -52,13 +52,13 @@ console.log('once:', (await big).payload.id);
 
 // --- route ---
 const jobs = listener.route('job'); // the default dispatcher reads { action, data }
-jobs.on('resize', (data) => console.log('resize', data));
-jobs.on('delete', (data) => console.log('delete', data));
+jobs.on('resize', (data) => console.log('resize', data.url)); // data: { url: string }
+jobs.on('delete', (data) => console.log('delete', data.id)); // data: { id: number }
 await jobs.ready;
 await notifier.notify('job', { action: 'resize', data: { url: 'cat.png' } });
 await notifier.notify('job', { action: 'delete', data: { id: 7 } });
 await listener.drain(); // everything sent before this call has been handled
-await jobs.close();
+await jobs.unsubscribe();
 // --- end route ---
 
 const second = listener.once('orders', { timeoutMs: 5000, filter: (n) => n.payload.id === 2 });

@@ -69,4 +69,4 @@ for await (const e of echoes) {
 await conn.end();
 await notifier.close();
 await listener.stop();
-console.log(`pgpubsub example done, feed closed: ${feed.closed}`);
+console.log(`pgpubsub example done, feed ended: ${feed.ended}`);

@@ -107,6 +107,16 @@ export function encodePayload(payload: unknown, channel: string): string {
   // JSON.stringify escapes NUL and lone surrogates: only the size can be wrong. The size comes
   // first: it bounds the depth of what the walk below recurses into.
   checkPayloadSize(text, channel);
+  checkLossless(payload, text, channel);
+  return text;
+}
+
+/**
+ * Refuses (`PGNOTIFY_INVALID_PAYLOAD`) a value whose JSON `text` silently lost something: NaN or
+ * ±Infinity written as null, a Map or Set written as {}. Shared by plain and durable encoding.
+ * @internal
+ */
+export function checkLossless(payload: unknown, text: string, channel: string): void {
   if (typeof payload === 'object' && payload !== null) {
     // NaN and ±Infinity come out as null, a Map or Set as {}: text with neither hides none of
     // them, and the walk (slow while the code is cold: +1 µs a notification in the publish
@@ -118,7 +128,6 @@ export function encodePayload(payload: unknown, channel: string): string {
   } else if (typeof payload === 'number' && payload - payload !== 0) {
     throw lossy({ path: [], value: payload }, channel);
   }
-  return text;
 }
 
 /** A value JSON.stringify would silently turn into something else, and where it sits. */

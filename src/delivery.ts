@@ -36,7 +36,7 @@ export interface DeliveryOptions {
   /** Per-channel schemas. */
   schemas: ReadonlyMap<string, Schema>;
   /** Where decode and validation failures go; must not throw. */
-  report(error: Error): void;
+  report(error: PgNotifyError): void;
 }
 
 /** The listener's delivery: one per listener, fed by the session's notification hook. */
@@ -52,7 +52,7 @@ export class Delivery<R extends Recipient = Recipient> {
   #last: Entry<R> | undefined;
   readonly #decoder: DecodeFunction;
   readonly #schemas: ReadonlyMap<string, Schema>;
-  readonly #report: (error: Error) => void;
+  readonly #report: (error: PgNotifyError) => void;
   /** Set while an asynchronous validation runs: later notifications queue behind it. */
   #chain: Promise<void> | undefined;
   #chainLength = 0;

@@ -133,6 +133,24 @@ export function abortedError(signal: AbortSignal | undefined): PgNotifyError {
   return new PgNotifyError(ErrorCode.ABORTED, 'the wait was aborted', { cause: signal?.reason });
 }
 
+/**
+ * What `onError` is handed for anything thrown: a `PgNotifyError` as it is, anything else
+ * wrapped as `code` with the message `context: <its message>`, the original as `cause`
+ * (so a handler's stack stays on `error.cause`).
+ */
+export function asPgNotifyError(
+  error: unknown,
+  code: ErrorCode,
+  context: string,
+  details: Omit<ErrorDetails, 'cause'> = {},
+): PgNotifyError {
+  if (error instanceof PgNotifyError) return error;
+  return new PgNotifyError(code, `${context}: ${toError(error).message}`, {
+    ...details,
+    cause: error,
+  });
+}
+
 /** Wraps anything thrown into an Error, for places that must hand an Error on. */
 export function toError(value: unknown): Error {
   return value instanceof Error ? value : new Error(String(value));
@@ -156,6 +174,11 @@ export function describe(value: unknown): string {
     default:
       return `an ${typeof value}`;
   }
+}
+
+/** "1 notification", "2 notifications": a count with its noun, for messages. */
+export function plural(count: number, singular: string, pluralForm = `${singular}s`): string {
+  return `${count} ${count === 1 ? singular : pluralForm}`;
 }
 
 /** Cuts long text for messages. */

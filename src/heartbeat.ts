@@ -5,7 +5,7 @@
  * that drifted from the confirmed one (`PGNOTIFY_LISTEN_MISMATCH`) and warns of a filling
  * queue (`PGNOTIFY_QUEUE_USAGE_HIGH`). Timers and the clock are injectable for tests.
  */
-import { ErrorCode, PgNotifyError } from './errors.js';
+import { ErrorCode, PgNotifyError, plural } from './errors.js';
 import type { Query } from './listen-set.js';
 import { HEARTBEAT_SQL } from './sql.js';
 import type { HeartbeatOptions } from './types.js';
@@ -33,7 +33,7 @@ export interface HeartbeatHost {
   /** Adopts the server's LISTEN set where it differs; returns how many channels drifted. */
   repair(serverChannels: readonly string[]): number;
   /** Reports an error that no call can reject. */
-  error(error: Error): void;
+  error(error: PgNotifyError): void;
 }
 
 interface HeartbeatRow {
@@ -128,7 +128,7 @@ export class Heartbeat {
       this.#host.error(
         new PgNotifyError(
           ErrorCode.LISTEN_MISMATCH,
-          `the server's LISTEN set differed from the wanted one on ${drifted} channel(s); repairing`,
+          `the server's LISTEN set differed from the wanted one on ${plural(drifted, 'channel')}; repairing`,
         ),
       );
     }

@@ -3,6 +3,7 @@
  * insert journal rows together with their wake-up NOTIFY. `notify(client, …, { durable: true })`
  * and the notifier's durable batches call these.
  */
+import { checkLossless } from './codec.js';
 import { describe, ErrorCode, PgNotifyError, toError } from './errors.js';
 import { journalError } from './journal.js';
 import { DEFAULT_SCHEMA, journalNames, journalStatements } from './journal-sql.js';
@@ -76,7 +77,19 @@ export function encodeDurablePayload(payload: unknown, channel: string): string 
       { channel },
     );
   }
-  return checkDurablePayload(text, channel);
+  checkDurablePayload(text, channel);
+  try {
+    checkLossless(payload, text, channel);
+  } catch (error) {
+    // Up to 64 MiB of JSON can nest deeper than the walk's stack, where stringify's held.
+    if (error instanceof PgNotifyError) throw error;
+    throw new PgNotifyError(
+      ErrorCode.INVALID_PAYLOAD,
+      `payload cannot be checked: ${toError(error).message}`,
+      { cause: error, channel },
+    );
+  }
+  return text;
 }
 
 /**
@@ -152,6 +165,25 @@ export async function appendDurableBatch(
   } catch (error) {
     throw journalError(error, 'durable notify failed', schema, ErrorCode.NOTIFY_FAILED);
   }
+}
+
+/**
+ * The journal schema of a call with `{ durable }` (undefined for a plain call), or
+ * `PGNOTIFY_INVALID_OPTION` when `durable` is not a boolean.
+ * @internal
+ */
+export function durableSchema(
+  options: { durable?: boolean } | undefined,
+  schema: string,
+): string | undefined {
+  const durable = (options as { durable?: unknown } | null | undefined)?.durable;
+  if (durable !== undefined && typeof durable !== 'boolean') {
+    throw new PgNotifyError(
+      ErrorCode.INVALID_OPTION,
+      `durable: expected a boolean, got ${describe(durable)}`,
+    );
+  }
+  return durable === true ? schema : undefined;
 }
 
 /** Options of {@link notifyDurable}. */

@@ -27,7 +27,7 @@ import type { ExpiredGap } from './types.js';
 /** Options of {@link installSchema}. Give `connection` or `client`. */
 export interface InstallSchemaOptions {
   /** A URL or `pg.ClientConfig`: a connection is opened for the install and closed. Default `DATABASE_URL`. */
-  connection?: string | pg.ClientConfig;
+  connection?: string | pg.ClientConfig | undefined;
   /**
    * A connection (or pool) of yours. The script runs as one implicit transaction; on a client
    * already inside a transaction it joins that transaction.
@@ -320,6 +320,15 @@ function checkConsumer(name: unknown): void {
 }
 
 const MISSING_STATES = new Set(['42P01', '3F000', '42883']);
+
+/**
+ * Whether a server error says the journal is not installed (undefined table, schema or
+ * function): the case {@link journalError} turns into `PGNOTIFY_SCHEMA_MISSING`.
+ * @internal
+ */
+export function isSchemaMissing(error: unknown): boolean {
+  return MISSING_STATES.has(sqlStateOf(error) ?? '');
+}
 
 /**
  * Wraps a failure of a journal statement: a missing table/schema/function becomes

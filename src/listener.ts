@@ -3,7 +3,15 @@
  * (derived from it), the subscriptions and one Session; it turns session hooks into events
  * and keeps every error away from the host process (they go to `onError`).
  */
-import { ErrorCode, listenerClosedError, PgNotifyError, toError } from './errors.js';
+
+import { publishError, publishEvent, publishReceived, receivedChannel } from './diagnostics.js';
+import {
+  asPgNotifyError,
+  ErrorCode,
+  listenerClosedError,
+  PgNotifyError,
+  toError,
+} from './errors.js';
 import { once } from './once.js';
 import { type ResolvedListenerOptions, resolveListenerOptions } from './options.js';
 import { createRoute } from './router.js';
@@ -11,8 +19,10 @@ import { Session } from './session.js';
 import { channelList, Subscribers } from './subscribers.js';
 import type { Subscription } from './subscription.js';
 import type {
+  ActionsOf,
   ChannelInfo,
   ChannelMap,
+  DefaultDispatched,
   Handler,
   ListenerEvents,
   ListenerOptions,
@@ -66,7 +76,7 @@ export class Listener<Channels extends ChannelMap = ChannelMap> {
     this.closed = new Promise((resolve) => {
       this.#resolveClosed = resolve;
     });
-    const report = (error: Error): void => this.#reportError(error);
+    const report = (error: PgNotifyError): void => this.#reportError(error);
     this.#subs = new Subscribers(resolved, {
       unsubscribe: (id) => this.unsubscribe(id),
       subscribe: (channel, handler, opts) => this.subscribe(channel, handler, opts),
@@ -89,6 +99,7 @@ export class Listener<Channels extends ChannelMap = ChannelMap> {
           const counters = this.#counters;
           counters.received++;
           counters.lastAt = receivedAt;
+          if (receivedChannel.hasSubscribers) publishReceived(this, channel, raw, pid, receivedAt);
           if (resolved.ignoreOwn && pid === this.#session.pid) return;
           delivery.deliver(channel, raw, pid, receivedAt);
         },
@@ -122,7 +133,13 @@ export class Listener<Channels extends ChannelMap = ChannelMap> {
         id: 'pgnotify:stop',
         concurrency: 0,
         decode: 'text',
-      }).catch((error: unknown) => report(toError(error)));
+      }).catch((error: unknown) =>
+        report(
+          asPgNotifyError(error, ErrorCode.LISTEN_FAILED, 'stopChannel could not be subscribed', {
+            channel: stopChannel,
+          }),
+        ),
+      );
     }
   }
 
@@ -137,9 +154,20 @@ export class Listener<Channels extends ChannelMap = ChannelMap> {
   }
 
   /**
-   * Connects and LISTENs every channel subscribed so far. Resolves once the server confirmed;
-   * rejects with `PGNOTIFY_CONNECTION_FAILED` when the first connection fails (no retry: a
-   * bad URL or password should fail fast). Idempotent while running.
+   * Why the last `start()` failed (state back to `idle`), or why the listener failed for good
+   * (state `failed`); `undefined` once a connection listens.
+   */
+  get lastError(): PgNotifyError | undefined {
+    return this.#session.lastError;
+  }
+
+  /**
+   * Connects and LISTENs every channel subscribed so far. Resolves once the server confirmed.
+   * The first connection does not retry (a bad URL or password should fail fast): it rejects
+   * with `PGNOTIFY_CONNECTION_FAILED` (`retryable` says whether trying again may help), or
+   * `PGNOTIFY_INVALID_OPTION` when no connection is configured or the URL does not parse.
+   * After a failure the state is back to `idle` with {@link Listener.lastError} set, and
+   * `start()` may be called again. Idempotent while running.
    */
   start(): Promise<void> {
     return this.#session.start();
@@ -173,7 +201,8 @@ export class Listener<Channels extends ChannelMap = ChannelMap> {
 
   /**
    * Blocking mode: starts, then resolves when the listener is stopped (by `stop()` or
-   * `signal`), or rejects with `PGNOTIFY_CONNECTION_FAILED` when it fails for good.
+   * `signal`). Rejects with the error itself when `start()` fails, or with the failure that
+   * ended the listener (e.g. `PGNOTIFY_CONNECTION_FAILED` "gave up reconnecting after …").
    */
   async run(options: { signal?: AbortSignal } = {}): Promise<void> {
     const { signal } = options;
@@ -190,9 +219,10 @@ export class Listener<Channels extends ChannelMap = ChannelMap> {
       }
       await this.closed;
       if (this.#session.state === 'failed') {
-        throw new PgNotifyError(ErrorCode.CONNECTION_FAILED, 'the listener failed for good', {
-          cause: this.#failure,
-        });
+        throw (
+          this.#failure ??
+          new PgNotifyError(ErrorCode.CONNECTION_FAILED, 'the listener failed for good')
+        );
       }
     } finally {
       signal?.removeEventListener('abort', onAbort);
@@ -318,12 +348,15 @@ export class Listener<Channels extends ChannelMap = ChannelMap> {
    * const jobs = listener.route('job')
    * jobs.on('new_user', (user) => greet(user)).on('delete_user', (user) => bye(user))
    */
-  route<K extends keyof Channels & string>(
-    channel: K,
-    options: RouteOptions<Channels[K]> = {},
-  ): Route<Channels[K]> {
+  route<
+    K extends keyof Channels & string,
+    R extends readonly [string, unknown] = DefaultDispatched<Channels[K]>,
+  >(channel: K, options: RouteOptions<Channels[K], R> = {}): Route<Channels[K], ActionsOf<R>> {
     this.#assertOpen();
-    return createRoute(this.#subs.owner, channel, options);
+    return createRoute(this.#subs.owner, channel, options) as unknown as Route<
+      Channels[K],
+      ActionsOf<R>
+    >;
   }
 
   /** Adds an event listener. A throwing listener is reported to `onError`. */
@@ -385,19 +418,22 @@ export class Listener<Channels extends ChannelMap = ChannelMap> {
   }
 
   #emit<E extends keyof ListenerEvents>(event: E, ...args: ListenerEvents[E]): void {
+    publishEvent(this, event, args);
     const list = this.#events[event] as ((...a: ListenerEvents[E]) => void)[] | undefined;
     if (list === undefined) return;
     for (const listener of [...list]) {
       try {
         listener(...args);
       } catch (error) {
-        this.#reportError(toError(error));
+        const what = `a ${JSON.stringify(event)} event listener threw`;
+        this.#reportError(asPgNotifyError(error, ErrorCode.HANDLER_FAILED, what));
       }
     }
   }
 
   /** Hands an error to `onError`; never throws. */
-  #reportError(error: Error): void {
+  #reportError(error: PgNotifyError): void {
+    publishError(this, error);
     try {
       this.#options.onError(error);
     } catch (hookError) {

@@ -4,17 +4,19 @@
  * trips; `notify(client, …)` sends inside the caller's own transaction.
  */
 import pg from 'pg';
-import { Batch } from './batch.js';
+import { Batch, batchError, OutcomeUnknown } from './batch.js';
 import { encodePayload } from './codec.js';
 import { resolveConnection } from './connection.js';
-import { ErrorCode, PgNotifyError, sqlStateOf, toError } from './errors.js';
-import type { PayloadArg } from './notify.js';
+import { ErrorCode, PgNotifyError } from './errors.js';
+import { DEFAULT_SCHEMA, journalNames } from './journal-sql.js';
+import { durableSchema, encodeDurablePayload } from './journal-write.js';
+import type { PayloadArg, SendOptions } from './notify.js';
 import { defaultOnError, functionOption, intOption } from './options.js';
 import { checkChannel } from './sql.js';
 import type { ChannelMap, ErrorHandler } from './types.js';
 
 // The standalone notify() lives in notify.ts; it is exported from here too, beside the notifier.
-export { notify, type Queryable } from './notify.js';
+export { type NotifyOptions, notify, type Queryable, type SendOptions } from './notify.js';
 
 /** Options of {@link createNotifier}. Give `connection` or `pool`, not both. */
 export interface NotifierOptions {
@@ -30,6 +32,11 @@ export interface NotifierOptions {
   pool?: pg.Pool;
   /** Most notifications per statement. Default 1 000. */
   maxBatch?: number;
+  /**
+   * The schema of the durable journal that `{ durable: true }` calls write to (installed with
+   * `pgnotify setup` or `installSchema()`). Default `'pgnotify'`.
+   */
+  schema?: string;
   /**
    * With `connection`: the longest wait, in ms, for a connection (pg's
    * `connectionTimeoutMillis` of the notifier's pool, unless your config sets it) and then for
@@ -58,23 +65,24 @@ export interface NotifierOptions {
  * any payload compile.
  */
 export class Notifier<Channels extends ChannelMap = ChannelMap> {
-  private readonly pool: pg.Pool;
-  private readonly ownsPool: boolean;
-  private readonly maxBatch: number;
+  readonly #pool: pg.Pool;
+  readonly #ownsPool: boolean;
+  readonly #maxBatch: number;
+  readonly #schema: string;
   /** The longest wait for one statement's answer (0 with a pool of yours), and for a socket to close. */
-  private readonly timeoutMs: number;
-  private readonly onError: ErrorHandler<PgNotifyError>;
+  readonly #timeoutMs: number;
+  readonly #onError: ErrorHandler<PgNotifyError>;
   /** Batches in call order; the first may be in flight, the last may be open. */
-  private queue: Batch[] = [];
+  #queue: Batch[] = [];
   /** The batch being sent: closed to new calls. */
-  private inflight: Batch | undefined;
-  private sending = false;
-  private scheduled = false;
-  private closing: Promise<void> | undefined;
+  #inflight: Batch | undefined;
+  #sending = false;
+  #scheduled = false;
+  #closing: Promise<void> | undefined;
   /** Connections of the notifier's own pool whose sockets have not closed yet, each with its close. */
-  private readonly sockets = new Map<pg.Client, Promise<void>>();
-  private readonly poolError = (error: Error): void => {
-    this.report(
+  readonly #sockets = new Map<pg.Client, Promise<void>>();
+  readonly #poolError = (error: Error): void => {
+    this.#report(
       new PgNotifyError(
         ErrorCode.CONNECTION_LOST,
         `notifier pool connection error: ${error.message}`,
@@ -88,29 +96,30 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
     if (options.connection !== undefined && options.pool !== undefined) {
       throw new PgNotifyError(ErrorCode.INVALID_OPTION, 'give connection or pool, not both');
     }
-    this.maxBatch = intOption('maxBatch', options.maxBatch, 1000, 1);
+    this.#maxBatch = intOption('maxBatch', options.maxBatch, 1000, 1);
+    this.#schema = journalNames(options.schema ?? DEFAULT_SCHEMA).schema;
     const timeoutMs = intOption('timeoutMs', options.timeoutMs, 30_000, 1);
-    this.onError = functionOption('onError', options.onError, defaultOnError);
+    this.#onError = functionOption('onError', options.onError, defaultOnError);
     if (options.pool !== undefined) {
-      this.pool = options.pool;
-      this.ownsPool = false;
-      this.timeoutMs = 0;
+      this.#pool = options.pool;
+      this.#ownsPool = false;
+      this.#timeoutMs = 0;
     } else {
       const config = resolveConnection<pg.PoolConfig>(options.connection);
       config.max ??= 2;
       config.application_name ??= 'pgnotify-notifier';
       config.connectionTimeoutMillis ??= timeoutMs;
-      this.pool = new pg.Pool(config);
-      this.ownsPool = true;
-      this.timeoutMs = timeoutMs;
+      this.#pool = new pg.Pool(config);
+      this.#ownsPool = true;
+      this.#timeoutMs = timeoutMs;
       // pg's pool.end() resolves once it has asked its connections to end, not once their
       // sockets have closed: close() waits for each one's 'end'.
-      this.pool.on('connect', (client) => {
-        this.sockets.set(
+      this.#pool.on('connect', (client) => {
+        this.#sockets.set(
           client,
           new Promise((resolve) => {
             client.once('end', () => {
-              this.sockets.delete(client);
+              this.#sockets.delete(client);
               resolve();
             });
           }),
@@ -118,7 +127,7 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
       });
     }
     // An idle pooled connection that dies emits 'error' on the pool: unhandled, it would crash.
-    this.pool.on('error', this.poolError);
+    this.#pool.on('error', this.#poolError);
   }
 
   /**
@@ -128,26 +137,37 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
    * (`PGNOTIFY_INVALID_CHANNEL`) or payload (`PGNOTIFY_INVALID_PAYLOAD`,
    * `PGNOTIFY_PAYLOAD_TOO_LARGE`) is refused, or after `close()` (`PGNOTIFY_CLOSED`); with its
    * whole batch, `PGNOTIFY_NOTIFY_FAILED` (`retryable`), when the statement fails.
+   *
+   * With `{ durable: true }` the message is also a row of the durable journal (schema option
+   * `schema`): payloads up to 64 MiB, every call one row (never folded), batched like plain
+   * calls but never in the same statement as them, so call order holds across both. A journal
+   * that is not installed rejects with `PGNOTIFY_SCHEMA_MISSING` (run `pgnotify setup`).
    * @example
    * await notifier.notify('orders', { id: 1 })
+   * await notifier.notify('orders', { id: 2 }, { durable: true })
    */
   notify<C extends keyof Channels & string>(
     channel: C,
-    ...payload: PayloadArg<Channels[C]>
+    ...payload: PayloadArg<Channels[C], SendOptions>
   ): Promise<void>;
-  notify(channel: string, payload?: unknown): Promise<void> {
-    return this.enqueue(channel, payload);
+  notify(channel: string, payload?: unknown, options?: SendOptions): Promise<void> {
+    return this.#enqueue(channel, payload, options);
   }
 
-  private enqueue(channel: string, payload: unknown): Promise<void> {
+  #enqueue(channel: string, payload: unknown, options?: SendOptions): Promise<void> {
     let batch: Batch;
     try {
-      if (this.closing !== undefined) throw closedError();
+      if (this.#closing !== undefined) throw closedError();
       // Every call checks its channel (~30 ns). A last-channel cache once skipped it, and
       // skipped it wrongly for a first call whose channel matched the cache's initial value;
       // the publish bench cannot tell the two apart.
       checkChannel(channel);
-      batch = this.add(channel, encodePayload(payload, channel), isJson(payload));
+      const schema = durableSchema(options, this.#schema);
+      const text =
+        schema === undefined
+          ? encodePayload(payload, channel)
+          : encodeDurablePayload(payload, channel);
+      batch = this.#add(channel, text, isJson(payload), schema);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -157,22 +177,23 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
   }
 
   /** Adds a validated call to the open batch, or to a new one. */
-  private add(channel: string, text: string, json: boolean): Batch {
+  #add(channel: string, text: string, json: boolean, schema?: string): Batch {
     // A value the client encoded is JSON already: it goes into the batch as it is.
     const element = json ? text : JSON.stringify(text);
-    const open = this.queue.length > 0 ? this.queue[this.queue.length - 1] : undefined;
+    const open = this.#queue.length > 0 ? this.#queue[this.#queue.length - 1] : undefined;
     if (
       open !== undefined &&
-      open !== this.inflight &&
+      open !== this.#inflight &&
       open.json === json &&
-      open.payloads.length < this.maxBatch &&
+      open.schema === schema &&
+      open.payloads.length < this.#maxBatch &&
       open.add(channel, element)
     ) {
       return open;
     }
-    const batch = new Batch(channel, json, text, element);
-    this.queue.push(batch);
-    this.schedule();
+    const batch = new Batch(channel, json, text, element, schema);
+    this.#queue.push(batch);
+    this.#schedule();
     return batch;
   }
 
@@ -181,21 +202,23 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
    * `stopChannel` ends when it arrives. The channel need not be in the channel map.
    */
   notifyStop(stopChannel: string): Promise<void> {
-    return this.enqueue(stopChannel, '');
+    return this.#enqueue(stopChannel, '');
   }
 
   /**
    * Sends many payloads on one channel, in order, encoded as `notify` does. Checks all of them
    * first: one refused payload rejects the call and sends none. Resolves once all are
    * committed; they may travel in several statements, so a failure may come after some were.
+   * `{ durable: true }`: one journal row per payload, as `notify` with it.
    * @example
    * await notifier.notifyMany('orders', [{ id: 1 }, { id: 2 }])
    */
   async notifyMany<C extends keyof Channels & string>(
     channel: C,
     payloads: readonly Channels[C][],
+    options?: SendOptions,
   ): Promise<void> {
-    if (this.closing !== undefined) throw closedError();
+    if (this.#closing !== undefined) throw closedError();
     if (!Array.isArray(payloads)) {
       throw new PgNotifyError(
         ErrorCode.INVALID_PAYLOAD,
@@ -203,10 +226,12 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
       );
     }
     checkChannel(channel);
-    const texts = payloads.map((payload) => encodePayload(payload, channel));
+    const schema = durableSchema(options, this.#schema);
+    const encode = schema === undefined ? encodePayload : encodeDurablePayload;
+    const texts = payloads.map((payload) => encode(payload, channel));
     const batches = new Set<Batch>();
     for (let i = 0; i < texts.length; i++) {
-      batches.add(this.add(channel, texts[i] as string, isJson(payloads[i])));
+      batches.add(this.#add(channel, texts[i] as string, isJson(payloads[i]), schema));
     }
     await Promise.all([...batches].map((batch) => batch.done));
   }
@@ -218,12 +243,12 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
    * stays open. Safe to call more than once: every call returns the same promise.
    */
   close(): Promise<void> {
-    this.closing ??= (async () => {
-      while (this.queue.length > 0 || this.sending) await this.flushed();
-      if (this.ownsPool) await this.endPool();
-      else this.pool.off('error', this.poolError);
+    this.#closing ??= (async () => {
+      while (this.#queue.length > 0 || this.#sending) await this.#flushed();
+      if (this.#ownsPool) await this.#endPool();
+      else this.#pool.off('error', this.#poolError);
     })();
-    return this.closing;
+    return this.#closing;
   }
 
   /** `await using notifier = createNotifier(…)` closes it at the end of the block. */
@@ -231,73 +256,57 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
     return this.close();
   }
 
-  private async endPool(): Promise<void> {
-    await this.pool.end();
-    const closed = Promise.all(this.sockets.values());
+  async #endPool(): Promise<void> {
+    await this.#pool.end();
+    const closed = Promise.all(this.#sockets.values());
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<true>((resolve) => {
-      timer = setTimeout(resolve, this.timeoutMs, true);
+      timer = setTimeout(resolve, this.#timeoutMs, true);
     });
     // A peer that never answers our goodbye (a stalled network) would hold a socket open.
     if ((await Promise.race([closed, late])) === true) {
-      for (const client of this.sockets.keys()) client.connection.stream.destroy();
+      for (const client of this.#sockets.keys()) client.connection.stream.destroy();
     }
     clearTimeout(timer);
     await closed;
   }
 
-  private flushWaiters: (() => void)[] = [];
+  #flushWaiters: (() => void)[] = [];
 
-  private flushed(): Promise<void> {
-    return new Promise((resolve) => this.flushWaiters.push(resolve));
+  #flushed(): Promise<void> {
+    return new Promise((resolve) => this.#flushWaiters.push(resolve));
   }
 
-  private schedule(): void {
-    if (this.sending || this.scheduled) return;
-    this.scheduled = true;
+  #schedule(): void {
+    if (this.#sending || this.#scheduled) return;
+    this.#scheduled = true;
     // Calls made in the same tick join one batch.
     queueMicrotask(() => {
-      this.scheduled = false;
-      void this.send();
+      this.#scheduled = false;
+      void this.#send();
     });
   }
 
-  private async send(): Promise<void> {
-    if (this.sending) return;
-    this.sending = true;
+  async #send(): Promise<void> {
+    if (this.#sending) return;
+    this.#sending = true;
     try {
-      for (let batch = this.queue[0]; batch !== undefined; batch = this.queue[0]) {
-        this.inflight = batch;
-        const count = batch.payloads.length;
+      for (let batch = this.#queue[0]; batch !== undefined; batch = this.#queue[0]) {
+        this.#inflight = batch;
         try {
-          await this.run(...batch.query());
+          await this.#run(...batch.query());
           batch.resolve();
         } catch (error) {
-          // Sent, then no answer (a timeout, a lost connection): the outcome is unknown. A
-          // server error or a failure to connect means nothing was delivered.
-          const unknown = error instanceof OutcomeUnknown;
-          const cause = unknown ? error.reason : error;
-          const hint = unknown
-            ? `; ${count > 1 ? 'the notifications' : 'it'} may or may not have been sent`
-            : sqlStateOf(cause) === '25P02'
-              ? '; a connection came back to your pool inside a failed transaction: roll back before release()'
-              : '';
-          batch.reject(
-            new PgNotifyError(
-              ErrorCode.NOTIFY_FAILED,
-              `notify failed${count > 1 ? ` (a batch of ${count} notifications)` : ''}: ${toError(cause).message}${hint}`,
-              { cause, retryable: true },
-            ),
-          );
+          batch.reject(batchError(batch, error));
         } finally {
-          this.inflight = undefined;
-          this.queue.shift();
+          this.#inflight = undefined;
+          this.#queue.shift();
         }
       }
     } finally {
-      this.sending = false;
-      const waiters = this.flushWaiters;
-      this.flushWaiters = [];
+      this.#sending = false;
+      const waiters = this.#flushWaiters;
+      this.#flushWaiters = [];
       for (const wake of waiters) wake();
     }
   }
@@ -308,9 +317,9 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
    * waiting after it and has the pool discard that connection. (pg's own `query_timeout` does
    * the same but cost ~1.3 µs more CPU per notification in the publish bench.)
    */
-  private run(text: string, values: string[]): Promise<void> {
+  #run(text: string, values: string[]): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.pool.connect((connectError, client, release) => {
+      this.#pool.connect((connectError, client, release) => {
         if (connectError || client === undefined) {
           reject(connectError ?? new Error('no connection'));
           return;
@@ -333,8 +342,8 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
         // 'error' on the client as well as failing the statement. Unheard, that event would
         // crash the process.
         client.on('error', settle);
-        if (this.timeoutMs > 0) {
-          const timeoutMs = this.timeoutMs;
+        if (this.#timeoutMs > 0) {
+          const timeoutMs = this.#timeoutMs;
           timer = setTimeout(
             () => settle(new Error(`no answer within timeoutMs (${timeoutMs} ms)`)),
             timeoutMs,
@@ -347,9 +356,9 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
     });
   }
 
-  private report(error: PgNotifyError): void {
+  #report(error: PgNotifyError): void {
     try {
-      this.onError(error);
+      this.#onError(error);
     } catch {
       // onError must not throw; there is nowhere further to report to.
     }
@@ -357,13 +366,6 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
 }
 
 const noop = (): void => undefined;
-
-/** A statement that was sent and then got no answer: whether it committed is unknown. */
-class OutcomeUnknown extends Error {
-  constructor(readonly reason: Error) {
-    super(reason.message);
-  }
-}
 
 function isJson(payload: unknown): boolean {
   return typeof payload !== 'string' && payload !== undefined;

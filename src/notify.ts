@@ -5,6 +5,9 @@
 import pg from 'pg';
 import { encodePayload } from './codec.js';
 import { ErrorCode, PgNotifyError, shorten, toError } from './errors.js';
+import { isSchemaMissing, journalError } from './journal.js';
+import { DEFAULT_SCHEMA, journalNames, journalStatements } from './journal-sql.js';
+import { durableSchema, encodeDurablePayload } from './journal-write.js';
 import { checkChannel, NOTIFY_SQL } from './sql.js';
 import type { ChannelMap } from './types.js';
 
@@ -16,15 +19,33 @@ export interface Queryable {
   query(text: string, values?: unknown[]): Promise<unknown>;
 }
 
-/**
- * The payload argument of a channel whose payloads have type `T`: required, or optional when
- * `T` admits `undefined` (as `unknown`, the untyped default, does).
- */
-export type PayloadArg<T> = undefined extends T ? [payload?: T] : [payload: T];
+/** Per-call options of `notifier.notify` and `notifier.notifyMany`. */
+export interface SendOptions {
+  /**
+   * Also write the message to the durable journal (a row per call, up to 64 MiB, read back by
+   * durable subscriptions after any outage). Default false: a plain NOTIFY (< 8000 bytes).
+   */
+  durable?: boolean;
+}
 
-/** `(channel, payload)` of any channel of a map, each channel with its own payload type. */
+/** Options of the standalone {@link notify}. */
+export interface NotifyOptions extends SendOptions {
+  /** The journal's schema, for `durable: true`. Default `'pgnotify'`. */
+  schema?: string;
+}
+
+/**
+ * The payload argument of a channel whose payloads have type `T`, then the call's options:
+ * the payload is required, or optional when `T` admits `undefined` (as `unknown`, the untyped
+ * default, does); pass `undefined` to give options without a payload.
+ */
+export type PayloadArg<T, O = SendOptions> = undefined extends T
+  ? [payload?: T, options?: O]
+  : [payload: T, options?: O];
+
+/** `(channel, payload, options)` of any channel of a map, each channel with its own payload type. */
 export type NotifyArgs<Channels extends ChannelMap> = {
-  [C in keyof Channels & string]: [channel: C, ...payload: PayloadArg<Channels[C]>];
+  [C in keyof Channels & string]: [channel: C, ...payload: PayloadArg<Channels[C], NotifyOptions>];
 }[keyof Channels & string];
 
 /**
@@ -36,11 +57,17 @@ export type NotifyArgs<Channels extends ChannelMap> = {
  * aborted transaction (25P02), roll back first; with a closed client, pass a connected one.
  * It is not `retryable`: a transaction must be retried whole, by its owner.
  *
+ * `{ durable: true }` writes a durable message instead: a journal row (payload up to 64 MiB)
+ * and its wake-up, visible to durable subscriptions when the transaction commits and never if
+ * it rolls back. A journal not installed in `schema` (default `'pgnotify'`) rejects with
+ * `PGNOTIFY_SCHEMA_MISSING` (run `pgnotify setup` or `installSchema()`).
+ *
  * Typed by a channel map with `notify<Channels>(client, 'orders', order)`.
  * @example
  * await client.query('BEGIN')
  * await client.query('INSERT INTO orders …')
  * await notify<Channels>(client, 'orders', { id })
+ * await notify<Channels>(client, 'orders', { id }, { durable: true })
  * await client.query('COMMIT')
  */
 export function notify<Channels extends ChannelMap = ChannelMap>(
@@ -51,6 +78,7 @@ export async function notify(
   queryable: Queryable,
   channel: string,
   payload?: unknown,
+  options?: NotifyOptions,
 ): Promise<void> {
   if (typeof (queryable as Partial<Queryable> | null)?.query !== 'function') {
     throw new PgNotifyError(
@@ -58,11 +86,25 @@ export async function notify(
       'notify: expected a pg.Client, pg.PoolClient or pg.Pool (anything with query()) as the first argument',
     );
   }
-  const text = encodePayload(payload, checkChannel(channel));
+  checkChannel(channel);
+  const schema = durableSchema(options, options?.schema ?? DEFAULT_SCHEMA);
+  if (schema === undefined) {
+    const text = encodePayload(payload, channel);
+    try {
+      await queryable.query(NOTIFY_SQL, [channel, text]);
+    } catch (cause) {
+      throw notifyError(cause, channel);
+    }
+    return;
+  }
+  const { wakeChannel } = journalNames(schema);
+  const text = encodeDurablePayload(payload, channel);
   try {
-    await queryable.query(NOTIFY_SQL, [channel, text]);
+    await queryable.query(journalStatements(schema).append, [channel, text, wakeChannel]);
   } catch (cause) {
-    throw notifyError(cause, channel);
+    throw isSchemaMissing(cause)
+      ? journalError(cause, 'durable notify failed', schema, ErrorCode.NOTIFY_FAILED, channel)
+      : notifyError(cause, channel);
   }
 }
 

@@ -33,7 +33,7 @@ export interface ResolvedListenerOptions {
   connectTimeoutMs: number;
   stopTimeoutMs: number;
   applicationName: string;
-  onError: ErrorHandler;
+  onError: ErrorHandler<PgNotifyError>;
   stopChannel: string | undefined;
 }
 
@@ -49,15 +49,37 @@ export const DEFAULTS = {
   applicationName: 'pgnotify',
 } as const;
 
-/** The default `onError`: one line on stderr, never a throw. */
+/**
+ * The default `onError`: one block on stderr, never a throw. The first line holds the code,
+ * then the channel and subscriber when known; the second the message; then the cause: a
+ * handler's error with its stack (where the fix is), another cause by its message.
+ * @example
+ * // pgnotify: PGNOTIFY_HANDLER_FAILED channel="orders" subscriber=42
+ * //   handler of subscriber 42 failed on "orders": boom
+ * //   Error: boom
+ * //       at handler (/app/orders.ts:12:11)
+ */
 export function defaultOnError(error: Error): void {
+  process.stderr.write(formatError(error));
+}
+
+/** The block {@link defaultOnError} writes (ends with a newline). */
+export function formatError(error: Error): string {
   const e = error as Error & { code?: unknown; channel?: unknown; subscriberId?: unknown };
   const where = [
     e.channel === undefined ? '' : ` channel=${JSON.stringify(e.channel)}`,
     e.subscriberId === undefined ? '' : ` subscriber=${JSON.stringify(e.subscriberId)}`,
   ].join('');
-  const cause = e.cause instanceof Error ? ` (cause: ${e.cause.message})` : '';
-  process.stderr.write(`pgnotify: ${String(e.code ?? e.name)}${where}: ${e.message}${cause}\n`);
+  const lines = [`pgnotify: ${String(e.code ?? e.name)}${where}`, `  ${e.message}`];
+  const cause = e.cause;
+  if (e.code === ErrorCode.HANDLER_FAILED && cause instanceof Error && cause.stack) {
+    lines.push(...cause.stack.split('\n').map((line) => `  ${line}`));
+  } else if (cause instanceof Error) {
+    lines.push(`  cause: ${cause.message}`);
+  } else if (cause !== undefined) {
+    lines.push(`  cause: ${String(cause)}`);
+  }
+  return `${lines.join('\n')}\n`;
 }
 
 /** Validates listener options and fills in defaults. */

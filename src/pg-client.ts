@@ -5,6 +5,7 @@
  * Nothing else in pgnotify touches pg internals.
  */
 import pg from 'pg';
+import { resolveConnection } from './connection.js';
 import { ErrorCode, PgNotifyError, sqlStateOf, toError } from './errors.js';
 import type { ConnectionOption } from './types.js';
 
@@ -13,7 +14,8 @@ export const noop = (): void => undefined;
 
 /**
  * A new, unconnected client for the connection option: the factory's, or one built from a
- * URL / config / `DATABASE_URL` with TCP keepalive on and `application_name` set.
+ * URL / config / `DATABASE_URL` / `PG*` variables (`resolveConnection`) with TCP keepalive
+ * on and `application_name` set.
  */
 export async function makeClient(
   connection: ConnectionOption | undefined,
@@ -35,14 +37,8 @@ export async function makeClient(
     }
     return client;
   }
-  const config: pg.ClientConfig =
-    typeof connection === 'string'
-      ? { connectionString: connection }
-      : connection !== undefined
-        ? { ...connection }
-        : process.env.DATABASE_URL
-          ? { connectionString: process.env.DATABASE_URL }
-          : {};
+  // Throws INVALID_OPTION (never retried) for no configuration at all or a URL that does not parse.
+  const config = resolveConnection(connection);
   config.keepAlive ??= true;
   config.application_name ??= applicationName;
   return new pg.Client(config);

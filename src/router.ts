@@ -3,10 +3,11 @@
  * `[action, data]`, and every handler registered for the action runs. `listener.route()` is
  * built here on the public `subscribe()`; `@handles` marks methods as action handlers.
  */
-import { ErrorCode, PgNotifyError, toError } from './errors.js';
+import { asPgNotifyError, ErrorCode, PgNotifyError } from './errors.js';
 import { functionOption } from './options.js';
 import type {
   ActionHandler,
+  ActionMap,
   DispatchFunction,
   Gap,
   Handler,
@@ -69,8 +70,9 @@ export function handles(action: string) {
 /**
  * Routes one channel's notifications to handlers per action. Many handlers may share an
  * action; they run in registration order, and one that throws does not stop the others.
+ * `A` maps each action to its data type; the open map (default) takes any action.
  */
-export class Router<P = unknown, N = unknown> {
+export class Router<P = unknown, N = unknown, A extends ActionMap = ActionMap> {
   readonly #handlers = new Map<string, ActionHandler<never, N>[]>();
   readonly #dispatch: DispatchFunction<P, N>;
   readonly #unrouted: (reason: UnroutedReason, notification: N, error?: unknown) => void;
@@ -91,8 +93,20 @@ export class Router<P = unknown, N = unknown> {
     this.#fail = fail;
   }
 
-  /** Adds a handler for an action. Returns this router for chaining. */
-  on<D = unknown>(action: string, handler: ActionHandler<D, N>): this {
+  /**
+   * Adds a handler for an action; its data is typed by the route's actions. Returns this
+   * router for chaining.
+   * @example
+   * jobs.on('resize', (data) => resize(data.url)).on('delete', (data) => remove(data.id))
+   */
+  on<K extends keyof A & string>(action: K, handler: ActionHandler<A[K], N>): this;
+  /**
+   * On a route with open actions (an untyped payload), names the data type of one action.
+   * @example
+   * jobs.on<User>('new_user', (user) => greet(user.name))
+   */
+  on<D>(action: string extends keyof A ? string : never, handler: ActionHandler<D, N>): this;
+  on(action: string, handler: ActionHandler<never, N>): this {
     if (typeof action !== 'string') throw invalidArg('action', 'a string', action);
     if (typeof handler !== 'function') throw invalidArg('handler', 'a function', handler);
     const list = this.#handlers.get(action) ?? [];
@@ -203,7 +217,7 @@ export interface RouteHost {
   /** Counts a notification that was not routed. */
   unrouted(): void;
   handlerFailed(error: unknown, id: SubscriberId, channel: string, what: string): void;
-  reportError(error: Error): void;
+  reportError(error: PgNotifyError): void;
 }
 
 /**
@@ -213,8 +227,8 @@ export interface RouteHost {
 export function createRoute<P>(
   host: RouteHost,
   channel: string,
-  options: RouteOptions<P>,
-): Route<P> {
+  options: RouteOptions<P, readonly [string, unknown]>,
+): Route<P, ActionMap> {
   type N = Notification<P>;
   const dispatch = functionOption<DispatchFunction<P, N>>(
     'dispatch',
@@ -240,12 +254,17 @@ export function createRoute<P>(
       try {
         onUnrouted(reason, notification, error);
       } catch (hookError) {
-        host.reportError(toError(hookError));
+        host.reportError(
+          asPgNotifyError(hookError, ErrorCode.HANDLER_FAILED, 'onUnrouted threw', {
+            channel,
+            subscriberId: id,
+          }),
+        );
       }
     },
     (error, notification, action) =>
       host.handlerFailed(error, id, notification.channel, `action ${JSON.stringify(action)}`),
-  ) as Route<P>;
+  ) as Route<P, ActionMap>;
   const ready = host
     .subscribe(channel, (n) => routeNotification(router, n.payload as P, n as N), {
       id,

@@ -2,24 +2,23 @@
  * One listener connection's life: connect (session settings and every wanted LISTEN in one
  * round trip), watch it (heartbeat.ts, TCP keepalive), replace it when lost (backoff with
  * jitter, abortable by stop()), LISTEN every wanted channel again in one round trip, and only
- * then report the gap. The LISTEN set itself is listen-set.ts; pg's internals, pg-client.ts.
+ * then report the gap. One connection attempt is connect.ts; the LISTEN set, listen-set.ts;
+ * pg's internals, pg-client.ts.
  * Knows channels, never subscribers: what is wanted is asked of the registry.
  */
 import type pg from 'pg';
-import { ErrorCode, listenerClosedError, PgNotifyError, toError } from './errors.js';
+import { connectOnce, type Early } from './connect.js';
+import {
+  asPgNotifyError,
+  ErrorCode,
+  listenerClosedError,
+  PgNotifyError,
+  toError,
+} from './errors.js';
 import { Heartbeat, type Timers } from './heartbeat.js';
 import { type Deferred, deferred, ListenSet, type Query } from './listen-set.js';
-import {
-  attach,
-  backendPid,
-  closeClient,
-  connectAndRun,
-  connectionFailed,
-  destroySocket,
-  isRetryable,
-  makeClient,
-} from './pg-client.js';
-import { listenSql, SESSION_SETUP_SQL } from './sql.js';
+import { backendPid, closeClient, connectionFailed, destroySocket } from './pg-client.js';
+import { Backoff, reconnect } from './reconnect.js';
 import type {
   ConnectionOption,
   HeartbeatOptions,
@@ -37,7 +36,7 @@ export interface SessionHooks {
   reconnecting(attempt: number, delayMs: number, cause: Error): void;
   reconnected(gap: OutageGap): void;
   failed(error: PgNotifyError): void;
-  error(error: Error): void;
+  error(error: PgNotifyError): void;
 }
 
 /** The options the session uses, and where "wanted" comes from. */
@@ -55,29 +54,6 @@ export interface SessionConfig {
   timers?: Timers;
 }
 
-/** Notifications read before their client was adopted; replayed after the connect/gap report. */
-type Early = [channel: string, payload: string, pid: number, receivedAt: number][];
-
-let clockValue = 0;
-let clockFresh = false;
-const expireClock = (): void => {
-  clockFresh = false;
-};
-
-/**
- * `Date.now()` read once per turn of the event loop: pg emits every notification of one
- * socket read synchronously, so they share one reading (when the chunk was read). The reading
- * expires at the next microtask checkpoint, so a later read is never stale.
- */
-export function clock(): number {
-  if (!clockFresh) {
-    clockValue = Date.now();
-    clockFresh = true;
-    queueMicrotask(expireClock);
-  }
-  return clockValue;
-}
-
 /** The connection of one listener, across reconnections. */
 export class Session {
   state: ListenerState = 'idle';
@@ -85,6 +61,8 @@ export class Session {
   pid: number | undefined;
   /** Completed reconnections. */
   reconnects = 0;
+  /** Why the last start() or the session failed; cleared once a connection listens. */
+  lastError: PgNotifyError | undefined;
   /** The server's LISTEN set on the current connection. */
   readonly listening: ListenSet;
   #client: pg.Client | undefined;
@@ -95,7 +73,7 @@ export class Session {
   /** Per client: what detaches its handlers, and what it read before it was adopted. */
   readonly #attached = new WeakMap<pg.Client, { detach(): void; early: Early }>();
   #connectWaiters: Deferred[] = [];
-  #cancelBackoff: (() => void) | undefined;
+  readonly #backoff = new Backoff();
   readonly #heartbeat: Heartbeat;
   #startPromise: Promise<void> | undefined;
   #stopPromise: Promise<void> | undefined;
@@ -127,7 +105,12 @@ export class Session {
         dead: lost,
         repair: (channels) => {
           const drifted = this.listening.repair(channels);
-          if (drifted > 0) this.sync().catch((error: unknown) => hooks.error(toError(error)));
+          if (drifted > 0)
+            this.sync().catch((error: unknown) =>
+              hooks.error(
+                asPgNotifyError(error, ErrorCode.LISTEN_FAILED, 'repairing LISTEN failed'),
+              ),
+            );
           return drifted;
         },
         error: (error) => hooks.error(error),
@@ -207,7 +190,7 @@ export class Session {
     if (this.#stopPromise !== undefined) return this.#stopPromise;
     this.#setState('stopped');
     this.#heartbeat.stop();
-    this.#cancelBackoff?.();
+    this.#backoff.cancel();
     this.#rejectWaiters(listenerClosedError());
     if (this.#connecting !== undefined) destroySocket(this.#connecting);
     const client = this.#client;
@@ -228,7 +211,10 @@ export class Session {
     } catch (cause) {
       this.#startPromise = undefined;
       const error = this.state === 'stopped' ? listenerClosedError() : connectionFailed(cause);
-      if (this.state !== 'stopped') this.#setState('idle');
+      if (this.state !== 'stopped') {
+        this.lastError = error;
+        this.#setState('idle');
+      }
       this.#rejectWaiters(error);
       throw error;
     }
@@ -257,6 +243,7 @@ export class Session {
     this.#query = (sql) => client.query(sql);
     this.pid = backendPid(client);
     this.#failure = undefined;
+    this.lastError = undefined;
     this.#setState('listening');
     // A 'state' listener may have called stop().
     if ((this.state as ListenerState) !== 'listening') return false;
@@ -276,45 +263,39 @@ export class Session {
     this.listening.abandon(error);
   }
 
-  /** Creates, connects and prepares one client: session settings and LISTEN, one round trip. */
+  /** One connection attempt (connect.ts), wired to this session's state. */
   async #connectOnce(): Promise<pg.Client> {
-    const client = await makeClient(this.#config.connection, this.#config.applicationName);
-    if (this.state === 'stopped') throw listenerClosedError();
-    this.#connecting = client;
-    const early: Early = [];
-    const detach = attach(client, {
-      notification: (message) => {
-        const now = clock();
-        this.#heartbeat.lastActivity = now;
-        const payload = message.payload ?? '';
-        if (client === this.#client)
-          this.#hooks.notification(message.channel, payload, message.processId, now);
-        // LISTEN is live but the connection is not adopted yet: hold these until the
-        // connected/gap reports went out, so nothing overtakes the gap.
-        else early.push([message.channel, payload, message.processId, now]);
-      },
-      error: (error) => this.#lost(client, error),
-      end: () => this.#lost(client, new Error('the server closed the connection')),
-    });
-    this.#attached.set(client, { detach, early });
-    const channels = this.#config.wanted();
-    this.listening.connecting();
+    let attempted: pg.Client | undefined;
     try {
-      await connectAndRun(
-        client,
-        SESSION_SETUP_SQL + listenSql(channels),
-        this.#config.connectTimeoutMs,
-      );
-    } catch (error) {
-      this.listening.connectFailed(channels);
-      this.#detach(client);
-      void closeClient(client);
-      throw error;
+      const { client, detach, early, channels } = await connectOnce({
+        connection: this.#config.connection,
+        applicationName: this.#config.applicationName,
+        connectTimeoutMs: this.#config.connectTimeoutMs,
+        created: (client) => {
+          if (this.state === 'stopped') throw listenerClosedError();
+          attempted = client;
+          this.#connecting = client;
+        },
+        channels: () => {
+          const channels = this.#config.wanted();
+          this.listening.connecting();
+          return channels;
+        },
+        failed: (channels) => this.listening.connectFailed(channels),
+        isCurrent: (client) => client === this.#client,
+        activity: (now) => {
+          this.#heartbeat.lastActivity = now;
+        },
+        notification: (channel, payload, pid, receivedAt) =>
+          this.#hooks.notification(channel, payload, pid, receivedAt),
+        lost: (client, cause) => this.#lost(client, cause),
+      });
+      this.#attached.set(client, { detach, early });
+      this.listening.connected(channels);
+      return client;
     } finally {
-      if (this.#connecting === client) this.#connecting = undefined;
+      if (attempted !== undefined && this.#connecting === attempted) this.#connecting = undefined;
     }
-    this.listening.connected(channels);
-    return client;
   }
 
   /** Stops reacting to a client's events (a no-op 'error' listener stays). */
@@ -357,38 +338,19 @@ export class Session {
     const policy = this.#config.reconnect;
     if (policy === false || this.state === 'stopped') return;
     this.#setState('reconnecting');
-    let lastError: Error = cause;
-    let client: pg.Client | undefined;
-    for (let attempt = 1; client === undefined; attempt++) {
-      const delayMs =
-        attempt === 1 ? 0 : backoffDelay(attempt, policy.minDelayMs, policy.maxDelayMs);
-      // A 'state' or 'reconnecting' listener may have called stop().
-      if (this.state !== 'reconnecting') return;
-      this.#hooks.reconnecting(attempt, delayMs, lastError);
-      if ((this.state as ListenerState) !== 'reconnecting') return;
-      if (delayMs > 0 && !(await this.#sleep(delayMs))) return;
-      if (this.state !== 'reconnecting') return;
-      try {
-        client = await this.#connectOnce();
-      } catch (error) {
-        lastError = toError(error);
-        if (this.state !== 'reconnecting') return;
-        const retryable = isRetryable(error);
-        if (!retryable || attempt >= policy.maxAttempts) {
-          const failure = connectionFailed(error);
-          this.#fail(
-            retryable
-              ? new PgNotifyError(
-                  ErrorCode.CONNECTION_FAILED,
-                  `gave up reconnecting after ${attempt} attempts: ${failure.message}`,
-                  { cause: error, retryable: true },
-                )
-              : failure,
-          );
-          return;
-        }
-      }
-    }
+    const client = await reconnect(
+      policy,
+      cause,
+      {
+        active: () => this.state === 'reconnecting',
+        reconnecting: (attempt, delayMs, lastError) =>
+          this.#hooks.reconnecting(attempt, delayMs, lastError),
+        connect: () => this.#connectOnce(),
+        fail: (error) => this.#fail(error),
+      },
+      this.#backoff,
+    );
+    if (client === undefined) return;
     if (this.state !== 'reconnecting') {
       this.#detach(client);
       void closeClient(client);
@@ -411,23 +373,9 @@ export class Session {
     this.#replayEarly(client);
   }
 
-  /** Waits for a backoff delay; false when stop() cut it short. */
-  #sleep(ms: number): Promise<boolean> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#cancelBackoff = undefined;
-        resolve(true);
-      }, ms);
-      this.#cancelBackoff = () => {
-        clearTimeout(timer);
-        this.#cancelBackoff = undefined;
-        resolve(false);
-      };
-    });
-  }
-
   #fail(error: PgNotifyError): void {
     this.#failure = error;
+    this.lastError = error;
     this.#setState('failed');
     this.#rejectWaiters(error);
     this.#hooks.failed(error);
@@ -438,16 +386,4 @@ export class Session {
     this.state = state;
     this.#hooks.state(state);
   }
-}
-
-/** Exponential backoff with equal jitter: attempt 2 waits ~minDelay, then doubling up to maxDelay. */
-export function backoffDelay(
-  attempt: number,
-  minDelayMs: number,
-  maxDelayMs: number,
-  random = Math.random,
-): number {
-  // The exponent is capped so 0 * 2 ** n never becomes 0 * Infinity = NaN.
-  const base = Math.min(maxDelayMs, minDelayMs * 2 ** Math.min(64, Math.max(0, attempt - 2)));
-  return Math.round(base / 2 + (random() * base) / 2);
 }

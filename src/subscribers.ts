@@ -7,7 +7,14 @@
 import { decoderFor } from './codec.js';
 import { Delivery } from './delivery.js';
 import { DurableHub, durableConfig, isDurable } from './durable.js';
-import { abortedError, ErrorCode, PgNotifyError, toError } from './errors.js';
+import {
+  abortedError,
+  asPgNotifyError,
+  ErrorCode,
+  PgNotifyError,
+  plural,
+  toError,
+} from './errors.js';
 import {
   bufferOption,
   decodeOption,
@@ -42,7 +49,7 @@ export interface SubscribersHost {
   touch(channels: readonly string[]): void;
   emitOverflow(info: ListenerEvents['overflow'][0]): void;
   /** Hands an error to `onError`; never throws. */
-  report(error: Error): void;
+  report(error: PgNotifyError): void;
   /** Durable subscriptions: SQL on the listener connection, its state, the `'gap'` event. */
   query(text: string, values?: readonly unknown[]): Promise<unknown>;
   state(): ListenerState;
@@ -144,7 +151,13 @@ export class Subscribers {
       // Only this subscription: the id may belong to a later subscriber once this one ended.
       const onAbort = (): void => {
         if (this.registry.get(id) !== subscription) return;
-        this.#host.unsubscribe(id).catch((error: unknown) => this.#host.report(toError(error)));
+        this.#host.unsubscribe(id).catch((error: unknown) =>
+          this.#host.report(
+            asPgNotifyError(error, ErrorCode.LISTEN_FAILED, 'unsubscribing on abort failed', {
+              subscriberId: id,
+            }),
+          ),
+        );
       };
       if (signal.aborted) onAbort();
       else {
@@ -263,7 +276,7 @@ export class Subscribers {
       this.#host.report(
         new PgNotifyError(
           ErrorCode.TIMEOUT,
-          `stop() abandoned ${running} handler call(s) still running or queued after stopTimeoutMs (${timeoutMs} ms)`,
+          `stop() abandoned ${plural(running, 'handler call')} still running or queued after stopTimeoutMs (${timeoutMs} ms)`,
         ),
       );
     }
@@ -314,7 +327,7 @@ export class Subscribers {
       this.#host.report(
         new PgNotifyError(
           ErrorCode.BUFFER_OVERFLOW,
-          `subscriber ${JSON.stringify(id)} dropped ${dropped} notification(s): its buffer is full` +
+          `subscriber ${JSON.stringify(id)} dropped ${plural(dropped, 'notification')}: its buffer is full` +
             ' (a consumer slower than the notification rate; raise buffer.max or read faster)',
           { subscriberId: id },
         ),

@@ -4,7 +4,7 @@
  * `poll()`, `next({ timeoutMs })`. Gap reports go into the buffer in their arrival position
  * for `withGaps()` loops, and are never dropped by the overflow policy.
  */
-import { abortedError, ErrorCode, PgNotifyError, toError } from './errors.js';
+import { abortedError, asPgNotifyError, ErrorCode, PgNotifyError } from './errors.js';
 import { HandlerRunner } from './runner.js';
 import type {
   Gap,
@@ -20,7 +20,7 @@ export interface SubscriptionOwner {
   unsubscribe(id: SubscriberId): Promise<void>;
   reportHandlerError(error: unknown, subscriberId: SubscriberId, notification: Notification): void;
   reportOverflow(subscription: Subscription<unknown>, dropped: number): void;
-  reportError(error: Error): void;
+  reportError(error: PgNotifyError): void;
 }
 
 /** @internal Knobs of a subscription, resolved by the listener. */
@@ -307,12 +307,22 @@ export class Subscription<T = unknown> implements AsyncIterable<Notification<T>>
 
   /** Calls a user hook; a throw or a rejection goes to `onError`. */
   #callHook(hook: () => unknown): void {
+    const failed = (error: unknown): void =>
+      this.#owner.reportError(
+        asPgNotifyError(
+          error,
+          ErrorCode.HANDLER_FAILED,
+          `a hook of subscriber ${String(this.id)}`,
+          {
+            subscriberId: this.id,
+          },
+        ),
+      );
     try {
       const result = hook();
-      if (result instanceof Promise)
-        result.catch((error: unknown) => this.#owner.reportError(toError(error)));
+      if (result instanceof Promise) result.catch(failed);
     } catch (error) {
-      this.#owner.reportError(toError(error));
+      failed(error);
     }
   }
 

@@ -5,10 +5,19 @@
 import type pg from 'pg';
 import type { Decode, Schema } from './codec.js';
 import type { PgNotifyError } from './errors.js';
+import type { Listener } from './listener.js';
 import type { Router } from './router.js';
 
 export type { Decode, DecodeFunction, Schema } from './codec.js';
-export type { NotifierOptions, Queryable } from './notifier.js';
+export type {
+  InstallResult,
+  InstallSchemaOptions,
+  JournalPage,
+  JournalRow,
+  ReadJournalOptions,
+} from './journal.js';
+export type { DurableStatus, PruneOptions, PruneResult } from './journal-admin.js';
+export type { NotifierOptions, NotifyOptions, Queryable, SendOptions } from './notifier.js';
 
 // ---- notifications and gaps ---------------------------------------------------------------
 
@@ -214,13 +223,61 @@ export type OncePromise<T> = Promise<Notification<T>> & { readonly ready: Promis
 // ---- routing -------------------------------------------------------------------------------
 
 /**
- * A dispatcher maps a payload to `[action, data]`, or `undefined` when the payload is not
- * routable. The default reads `{ action, data }` objects.
+ * Actions and the type of each one's data, e.g. `{ resize: { url: string }; delete: { id: number } }`.
+ * An open map (`Record<string, unknown>`) takes any action with `unknown` data.
  */
-export type DispatchFunction<P = unknown, N = unknown> = (
+export type ActionMap = Record<string, unknown>;
+
+/**
+ * The `[action, data]` pairs of an action map: what a dispatcher for it returns.
+ * `Dispatched<{ resize: { url: string } }>` is `readonly ['resize', { url: string }]`.
+ */
+export type Dispatched<A extends ActionMap = ActionMap> = {
+  [K in keyof A & string]: readonly [action: K, data: A[K]];
+}[keyof A & string];
+
+/** The action map of a dispatcher's result type: `['a', X] | ['b', Y]` → `{ a: X; b: Y }`. */
+export type ActionsOf<R extends readonly [string, unknown]> = { [T in R as T[0]]: T[1] };
+
+/**
+ * The action map the default dispatcher reads from payload type `P`: every member of a
+ * union with a string `action` is an action, its `data` the data (`undefined` when absent).
+ * `{ action: 'resize'; data: { url: string } } | { action: 'delete'; data: { id: number } }`
+ * gives `{ resize: { url: string }; delete: { id: number } }`. A payload type with no
+ * `action` (or `unknown`) gives the open map.
+ */
+export type PayloadActions<P> = ActionsOf<DefaultDispatched<P>>;
+
+/** What the default dispatcher returns for payload type `P` (see {@link PayloadActions}). */
+export type DefaultDispatched<P> = 0 extends 1 & P
+  ? Dispatched
+  : unknown extends P
+    ? Dispatched
+    : [ActionPair<P>] extends [never]
+      ? Dispatched
+      : ActionPair<P>;
+
+type ActionPair<P> = P extends { readonly action: infer A extends string }
+  ? readonly [
+      action: A,
+      data: P extends { readonly data: infer D }
+        ? D
+        : P extends { readonly data?: infer D }
+          ? D | undefined
+          : undefined,
+    ]
+  : never;
+
+/**
+ * A dispatcher maps a payload to `[action, data]`, or `undefined` when the payload is not
+ * routable. The default reads `{ action, data }` objects. `A` types the actions it returns:
+ * `DispatchFunction<string, Notification<string>, JobActions>` makes `route.on()` take only
+ * `JobActions`' actions, each handler typed with its data.
+ */
+export type DispatchFunction<P = unknown, N = unknown, A extends ActionMap = ActionMap> = (
   payload: P,
   notification: N,
-) => readonly [action: string, data: unknown] | undefined;
+) => Dispatched<A> | undefined;
 
 /** A handler for one action: receives the dispatched data and the whole notification. */
 export type ActionHandler<D = unknown, N = unknown> = (data: D, notification: N) => unknown;
@@ -228,10 +285,17 @@ export type ActionHandler<D = unknown, N = unknown> = (data: D, notification: N)
 /** Why a notification was not routed. */
 export type UnroutedReason = 'rejected' | 'no-handler';
 
-/** Options of `listener.route()`. */
-export interface RouteOptions<P> {
-  /** Maps a payload to `[action, data]`, or undefined. Default: reads `{ action, data }`. */
-  dispatch?: DispatchFunction<P, Notification<P>>;
+/**
+ * Options of `listener.route()`. `R` is what the dispatcher returns, `[action, data]` pairs:
+ * inferred from `dispatch`, else those the default dispatcher reads from `P`.
+ */
+export interface RouteOptions<P, R extends readonly [string, unknown] = DefaultDispatched<P>> {
+  /**
+   * Maps a payload to `[action, data]`, or undefined. Default: reads `{ action, data }`.
+   * Its return type types the route's actions (return `as const` tuples, or annotate it
+   * with `Dispatched<YourActions>`).
+   */
+  dispatch?: (payload: P, notification: Notification<P>) => R | undefined;
   /** Handler calls in flight (see the listener option). */
   concurrency?: number;
   /** Called for payloads the dispatcher rejects or whose action has no handler. Default: counted in stats. */
@@ -242,8 +306,12 @@ export interface RouteOptions<P> {
   id?: SubscriberId;
 }
 
-/** A router bound to a listener channel: `route.on(action, handler)`. */
-export interface Route<P = unknown> extends Router<P, Notification<P>> {
+/**
+ * A router bound to a listener channel: `route.on(action, handler)`. `A` maps its actions to
+ * their data types (see {@link PayloadActions}); `on()` takes only those actions.
+ */
+export interface Route<P = unknown, A extends ActionMap = PayloadActions<P>>
+  extends Router<P, Notification<P>, A> {
   /** Resolves once the channel is listened to. Rejects like `subscribe()` would. */
   readonly ready: Promise<void>;
   /** Stops routing: unsubscribes the route from its channel. Idempotent. */
@@ -396,11 +464,49 @@ export interface ListenerOptions<Channels extends ChannelMap = ChannelMap> {
   stopTimeoutMs?: number;
   /** `application_name` of the listener session when pgnotify builds the client. Default `'pgnotify'`. */
   applicationName?: string;
-  /** Receives every error no call can reject. Default: one line on stderr. */
-  onError?: ErrorHandler;
+  /**
+   * Receives every error no call can reject, always a `PgNotifyError` (switch on `error.code`).
+   * Default: one block on stderr (code, channel, subscriber, message; a handler's stack).
+   */
+  onError?: ErrorHandler<PgNotifyError>;
   /**
    * A channel whose notification stops the whole listener, whatever its payload; send one
    * from anywhere with `notifier.notifyStop(channel)`. Default: none.
    */
   stopChannel?: string;
+}
+
+// ---- diagnostics_channel -------------------------------------------------------------------
+
+/** One of the `DiagnosticsChannel` names (`'pgnotify:listener:state'`, …). */
+export type DiagnosticsChannelName = keyof DiagnosticsMessages;
+
+/**
+ * The message published on each of pgnotify's `node:diagnostics_channel` channels (names in
+ * `DiagnosticsChannel`), keyed by channel name. Each carries the listener it comes from.
+ */
+export interface DiagnosticsMessages {
+  'pgnotify:listener:state': { readonly listener: Listener; readonly state: ListenerState };
+  'pgnotify:listener:connected': { readonly listener: Listener } & ListenerEvents['connected'][0];
+  'pgnotify:listener:disconnected': {
+    readonly listener: Listener;
+  } & ListenerEvents['disconnected'][0];
+  'pgnotify:listener:reconnecting': {
+    readonly listener: Listener;
+  } & ListenerEvents['reconnecting'][0];
+  'pgnotify:listener:reconnected': {
+    readonly listener: Listener;
+  } & ListenerEvents['reconnected'][0];
+  'pgnotify:listener:gap': { readonly listener: Listener; readonly gap: Gap };
+  'pgnotify:listener:overflow': { readonly listener: Listener } & ListenerEvents['overflow'][0];
+  'pgnotify:notification:received': {
+    readonly listener: Listener;
+    readonly channel: string;
+    /** The payload text as received (not decoded). */
+    readonly payload: string;
+    readonly pid: number;
+    /** When the listener read it, in ms since the epoch. */
+    readonly receivedAt: number;
+  };
+  'pgnotify:listener:error': { readonly listener: Listener; readonly error: PgNotifyError };
 }

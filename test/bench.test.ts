@@ -22,6 +22,7 @@ const TABLES = {
   fanout: '(d) fan-out',
   recovery: '(e) recovery',
   memory: '(f) memory',
+  'durable-publish': '(h) durable publish',
 } as const;
 
 /** The lines of the table titled `title` (up to the next blank line). */

@@ -727,7 +727,7 @@ describe('handler concurrency', () => {
     const release = gate();
     const events: string[] = [];
     let running = false;
-    await listener.subscribe(channel, async (n) => {
+    const sub = await listener.subscribe(channel, async (n) => {
       running = true;
       events.push(`start ${n.raw}`);
       await release.opened;
@@ -740,7 +740,10 @@ describe('handler concurrency', () => {
       stopped = true;
       events.push('stopped');
     });
-    await sleep(100);
+    // stop() has closed the connection and ended the subscriptions: it is now at the wait for
+    // handlers. A full turn of the event loop later it still has not resolved.
+    await waitFor(() => sub.ended, { ...DEADLINE, message: 'stop() ended the subscription' });
+    await new Promise((resolve) => setImmediate(resolve));
     assert.equal(stopped, false, 'stop() is waiting for the handler');
     release.open();
     await stopping;
@@ -1089,12 +1092,23 @@ describe('subscribe({ signal })', () => {
   });
 
   test('abort then stop right away leaves no unhandled rejection', async () => {
-    const listener = await started();
-    const controller = new AbortController();
-    await listener.subscribe(uniqueChannel('sub_abort_stop'), { signal: controller.signal });
-    controller.abort(); // e.g. one shutdown signal for everything
-    await listener.stop();
-    await sleep(10); // an unhandled rejection would surface here and fail this test
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const listener = await started();
+      const controller = new AbortController();
+      await listener.subscribe(uniqueChannel('sub_abort_stop'), { signal: controller.signal });
+      controller.abort(); // e.g. one shutdown signal for everything
+      await listener.stop();
+      await listener.closed;
+      // Node reports unhandled rejections once the microtask queue drains after a macrotask:
+      // one full turn after everything settled is when one would be seen.
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(unhandled, []);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
   });
 
   test('the abort listener is removed once the subscription ends', async () => {

@@ -96,4 +96,12 @@ describe('docs held to the code', () => {
       .map((doc) => doc.slice(root.length));
     assert.deepEqual(offenders, []);
   });
+
+  test('Python library names appear nowhere in src/ (the demo names the features instead)', () => {
+    const names = /pgnotifpy|pgnotifier|pgpubsub|classic-pg-listener|pygresql/i;
+    const offenders = filesUnder(join(root, 'src'))
+      .filter((file) => names.test(readFileSync(file, 'utf8')))
+      .map((file) => file.slice(root.length));
+    assert.deepEqual(offenders, []);
+  });
 });

@@ -67,7 +67,7 @@ describe('examples run and exit by themselves', () => {
     indexOf(lines, /^after unlisten: 'heard', then undefined$/);
     assert.equal(count(lines, /^echo: 'ping \d' from pid \d+, echoing it$/), 3);
     assert.equal(count(lines, /^echo: skipped my own 'echo of ping \d'$/), 3);
-    assert.equal(lines.at(-1), 'pgpubsub example done, feed closed: true');
+    assert.equal(lines.at(-1), 'pgpubsub example done, feed ended: true');
   });
 
   test('pgnotifpy: custom dispatcher, handlers per action, ill-formed message, decorators', async () => {
@@ -137,6 +137,18 @@ describe('examples run and exit by themselves', () => {
     ]);
   });
 
+  test('durable-publish: journal rows in call order, never folded, on COMMIT only', async () => {
+    const lines = await runClean('durable-publish');
+    const rows = lines.filter((line) => /^\d{19}-\d{19} orders /.test(line));
+    assert.deepEqual(
+      rows.map((line) => JSON.parse(line.split(' ').slice(2).join(' ')).id),
+      [1, 1, 3, 4, 5],
+      lines.join('\n'),
+    );
+    indexOf(lines, /^refused: PGNOTIFY_SCHEMA_MISSING$/);
+    assert.equal(lines.at(-1), 'durable-publish example done');
+  });
+
   test('api: the samples of docs/api.md run as written', async () => {
     const lines = await runClean('api');
     const expected = [
@@ -147,13 +159,36 @@ describe('examples run and exit by themselves', () => {
       /^channel audit \{ muted: true, active: false, listening: false \} \[ 'inbox' \]$/,
       /^subscriber inbox \[ 'orders', 'audit' \]$/,
       /^once: 4$/,
-      /^resize \{ url: 'cat\.png' \}$/,
-      /^delete \{ id: 7 \}$/,
+      /^resize cat\.png$/,
+      /^delete 7$/,
       /^committed: 2$/,
       /^refused: PGNOTIFY_INVALID_CHANNEL$/,
     ];
     let at = 0;
     for (const pattern of expected) at = indexOf(lines, pattern, at) + 1;
     assert.equal(lines.at(-1), 'api example done');
+  });
+
+  test('metrics: Prometheus and OpenTelemetry expose the counters after notifications', async () => {
+    const lines = await runClean('metrics');
+    for (const expected of [
+      'onError: PGNOTIFY_HANDLER_FAILED',
+      'pgnotify_received_total 2',
+      'pgnotify_delivered_total 2',
+      'pgnotify_handler_errors_total 1',
+      'pgnotify_up 1',
+      'pgnotify_errors_total{code="PGNOTIFY_HANDLER_FAILED"} 1',
+      'otel pgnotify.notifications.received - 2',
+      'otel pgnotify.notifications.delivered - 2',
+      'otel pgnotify.notifications.dropped - 0',
+      'otel pgnotify.up - 1',
+      'otel pgnotify.errors error.code=PGNOTIFY_HANDLER_FAILED 1',
+    ]) {
+      assert.ok(
+        lines.includes(expected),
+        `no line ${JSON.stringify(expected)} in:\n${lines.join('\n')}`,
+      );
+    }
+    assert.equal(lines.at(-1), 'metrics example done');
   });
 });

@@ -209,6 +209,90 @@ describe('start()', () => {
   });
 });
 
+describe('start() failures tell the fix', () => {
+  /** Calls start() with the environment holding no connection settings (restored at once). */
+  function startWithoutEnv(listener: Listener): Promise<void> {
+    const names = ['DATABASE_URL', 'PGHOST', 'PGPORT', 'PGUSER', 'PGDATABASE', 'PGPASSWORD'];
+    const saved = names.map((name) => [name, process.env[name]] as const);
+    for (const name of names) delete process.env[name];
+    try {
+      // The connection is resolved synchronously inside start(), before its first await.
+      return listener.start();
+    } finally {
+      for (const [name, value] of saved) if (value !== undefined) process.env[name] = value;
+    }
+  }
+
+  test('nothing configured: PGNOTIFY_INVALID_OPTION naming the fix; state idle with lastError; retryable', async () => {
+    await using listener = createListener({ onError: () => undefined });
+    const states: string[] = [];
+    listener.on('state', (state) => states.push(state));
+    await assert.rejects(startWithoutEnv(listener), (error: unknown) => {
+      code(ErrorCode.INVALID_OPTION)(error);
+      assert.match(
+        (error as Error).message,
+        /^no PostgreSQL connection configured: pass `connection`, set DATABASE_URL or PG\* variables/,
+      );
+      assert.equal((error as PgNotifyError).retryable, false);
+      return true;
+    });
+    assert.equal(listener.state, 'idle');
+    assert.deepEqual(states, ['connecting', 'idle']);
+    assert.equal(listener.lastError?.code, ErrorCode.INVALID_OPTION);
+    // With the environment back (DATABASE_URL), the same listener starts.
+    await listener.start();
+    assert.equal(listener.state, 'listening');
+    assert.equal(listener.lastError, undefined);
+  });
+
+  test('a URL that does not parse is PGNOTIFY_INVALID_OPTION at once, never retried', async () => {
+    let attempts = 0;
+    await using listener = createListener({
+      connection: 'localhost:5432/base',
+      onError: () => undefined,
+    });
+    listener.on('reconnecting', () => attempts++);
+    await assert.rejects(listener.start(), code(ErrorCode.INVALID_OPTION));
+    assert.equal(attempts, 0);
+    assert.equal(listener.state, 'idle');
+  });
+
+  test('run() rejects with the error itself, not a wrapper', async () => {
+    const port = await freePort();
+    const url = urlWith((u) => {
+      u.hostname = '127.0.0.1';
+      u.port = String(port);
+    });
+    await using refused = createListener({ connection: url, onError: () => undefined });
+    await assert.rejects(refused.run(), (error: unknown) => {
+      code(ErrorCode.CONNECTION_FAILED)(error);
+      assert.match((error as Error).message, /could not connect the listener/);
+      return true;
+    });
+    await using invalid = createListener({ connection: 'mysql://x@y/z', onError: () => undefined });
+    await assert.rejects(invalid.run(), (error: unknown) => {
+      code(ErrorCode.INVALID_OPTION)(error);
+      assert.match((error as Error).message, /scheme mysql/);
+      return true;
+    });
+  });
+
+  test('an event listener that throws reaches onError as PGNOTIFY_HANDLER_FAILED with the cause', async () => {
+    const errors: PgNotifyError[] = [];
+    await using listener = listen({ onError: (error) => errors.push(error) });
+    const thrown = new Error('listener bug');
+    listener.on('connected', () => {
+      throw thrown;
+    });
+    await listener.start();
+    assert.equal(errors.length, 1);
+    assert.ok(errors[0] instanceof PgNotifyError);
+    assert.equal(errors[0]?.code, ErrorCode.HANDLER_FAILED);
+    assert.equal(errors[0]?.cause, thrown);
+    assert.match(errors[0]?.message ?? '', /"connected" event listener threw: listener bug/);
+  });
+});
+
 describe('stop()', () => {
   test('is idempotent; closed resolves; later calls reject with PGNOTIFY_CLOSED', async () => {
     const app = `pgn_stop_${rand(6)}`;
@@ -1146,8 +1230,13 @@ describe('a process using pgnotify exits by itself', () => {
     assert.match(result.stdout, /^done$/m, detail);
     const lines = result.stderr.split('\n').filter((line) => line.startsWith('pgnotify:'));
     assert.equal(lines.length, 1, detail);
-    assert.match(lines[0] ?? '', /PGNOTIFY_HANDLER_FAILED/);
-    assert.match(lines[0] ?? '', /boom from the exit script/);
+    assert.match(lines[0] ?? '', /PGNOTIFY_HANDLER_FAILED channel="exit_script_.*" subscriber=/);
+    // One block: the message on the next line, then the handler's error with its stack.
+    assert.match(
+      result.stderr,
+      /\n {2}handler of subscriber .* failed on .*: boom from the exit script\n/,
+    );
+    assert.match(result.stderr, /\n {2}Error: boom from the exit script\n {6}at /, detail);
   });
 
   test('after subscribe() calls that were refused (duplicate id, bad decode) with an idle timer', async () => {

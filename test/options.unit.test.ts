@@ -10,11 +10,12 @@ import {
   bufferOption,
   DEFAULTS,
   defaultOnError,
+  formatError,
   resolveListenerOptions,
   timeoutOption,
 } from '../src/options.js';
 import { isRetryable } from '../src/pg-client.js';
-import { backoffDelay } from '../src/session.js';
+import { backoffDelay } from '../src/reconnect.js';
 import type { ListenerOptions } from '../src/types.js';
 
 const fakeSchema = {
@@ -239,6 +240,41 @@ describe('other option validators', () => {
       message: /^option timeoutMs: expected an integer ≥ 0, got number \(-1\)$/,
     });
     assert.throws(() => timeoutOption('timeoutMs', '5s'), { code: ErrorCode.INVALID_OPTION });
+  });
+});
+
+describe('the default onError block', () => {
+  test("a handler's error: code, channel, subscriber, message, then the handler's stack", () => {
+    const cause = new Error('boom');
+    const text = formatError(
+      new PgNotifyError(
+        ErrorCode.HANDLER_FAILED,
+        'handler of subscriber 42 failed on "orders": boom',
+        {
+          cause,
+          channel: 'orders',
+          subscriberId: 42,
+        },
+      ),
+    );
+    const lines = text.split('\n');
+    assert.equal(lines[0], 'pgnotify: PGNOTIFY_HANDLER_FAILED channel="orders" subscriber=42');
+    assert.equal(lines[1], '  handler of subscriber 42 failed on "orders": boom');
+    assert.equal(lines[2], '  Error: boom');
+    assert.match(lines[3] ?? '', /^ {6}at /, 'the stack follows, indented under the block');
+    assert.ok(text.endsWith('\n'));
+  });
+
+  test('another error: its cause by message, no stack; no channel or subscriber when absent', () => {
+    const text = formatError(
+      new PgNotifyError(ErrorCode.CONNECTION_LOST, 'listener connection lost: reset', {
+        cause: new Error('read ECONNRESET'),
+      }),
+    );
+    assert.equal(
+      text,
+      'pgnotify: PGNOTIFY_CONNECTION_LOST\n  listener connection lost: reset\n  cause: read ECONNRESET\n',
+    );
   });
 });
 

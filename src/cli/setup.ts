@@ -4,6 +4,7 @@
  */
 import { type Command, InvalidArgumentError } from 'commander';
 import pg from 'pg';
+import { plural } from '../errors.js';
 import { installSchema } from '../journal.js';
 import { prune } from '../journal-admin.js';
 import { DEFAULT_SCHEMA, installSql, SCHEMA_VERSION } from '../journal-sql.js';
@@ -144,7 +145,7 @@ export async function pruneCommand(
       ...(options.maxPerChannel === undefined ? {} : { maxPerChannel: options.maxPerChannel }),
     });
     note(
-      `pruned ${result.rows} message(s) and ${result.commits} commit record(s) in ${result.statements} statement(s)`,
+      `pruned ${plural(result.rows, 'message')} and ${plural(result.commits, 'commit record')} in ${plural(result.statements, 'statement')}`,
     );
     return ExitCode.OK;
   } catch (error) {

@@ -5,14 +5,20 @@
  */
 import {
   createListener,
+  type DiagnosticsChannel,
+  type DiagnosticsChannelName,
+  type DiagnosticsMessages,
+  ErrorCode,
   type Listener,
+  type ListenerState,
   type Notification,
   type OncePromise,
+  type PgNotifyError,
   type Route,
   type Schema,
   type Subscription,
 } from '../../src/index.js';
-import { expectType } from './expect.js';
+import { assertType, type Equal, expectType } from './expect.js';
 
 type Order = { id: number };
 type Channels = { orders: Order; logs: string };
@@ -52,7 +58,8 @@ export function typedListenerChecks(listener: Listener<Channels>): void {
     },
   });
 
-  // route(): dispatch sees the payload, handlers see the typed notification.
+  // route(): dispatch sees the payload, handlers see the typed notification; the data type
+  // comes from what the dispatcher returns (a plain array: any action, `as const`: these).
   const route = listener.route('orders', {
     dispatch: (payload, n) => {
       expectType<Order>()(payload);
@@ -60,15 +67,25 @@ export function typedListenerChecks(listener: Listener<Channels>): void {
       return ['created', payload.id];
     },
   });
-  expectType<Route<Order>>()(route);
-  route.on<number>('created', (data, n) => {
+  expectType<Route<Order, { [action: string]: number }>>()(route);
+  route.on('created', (data, n) => {
     expectType<number>()(data);
     expectType<Notification<Order>>()(n);
   });
-  route.on('anything', (data, n) => {
-    expectType<unknown>()(data);
-    expectType<Order>()(n.payload);
+  const exact = listener.route('orders', {
+    dispatch: (payload) => ['created', payload.id] as const,
   });
+  expectType<Route<Order, { created: number }>>()(exact);
+  // @ts-expect-error an action the dispatcher never returns
+  exact.on('anything', () => {});
+  // @ts-expect-error naming the data type is for open routes only
+  exact.on<string>('created', () => {});
+
+  // A dispatcher that returns any string action leaves the route open.
+  const open = listener.route('logs', {
+    dispatch: (text): readonly [string, string] => [text.slice(0, 3), text],
+  });
+  open.on('anything', (data) => expectType<string>()(data));
 
   // @ts-expect-error a channel that is not in the map
   void listener.subscribe('unknown-channel', () => {});
@@ -100,6 +117,23 @@ export function untypedListenerChecks(): void {
   expectType<Route<unknown>>()(listener.route('jobs'));
 }
 
+/** Never called: onError receives a PgNotifyError, so `error.code` is the union of codes. */
+export function onErrorChecks(): void {
+  createListener({
+    onError: (error) => {
+      expectType<PgNotifyError>()(error);
+      expectType<ErrorCode>()(error.code);
+      if (error.code === ErrorCode.HANDLER_FAILED) void error.subscriberId;
+      // @ts-expect-error not one of the codes
+      if (error.code === 'PGNOTIFY_NO_SUCH_CODE') return;
+    },
+  });
+  // A handler written for any Error still fits.
+  createListener({ onError: (error: Error) => void error.message });
+  // @ts-expect-error a handler that needs more than a PgNotifyError
+  createListener({ onError: (error: PgNotifyError & { extra: string }) => void error.extra });
+}
+
 /** Never called: the factory's type parameter flows into options. */
 export function optionChecks(orderSchema: Schema<Order>, textSchema: Schema<string>): void {
   expectType<Listener<Channels>>()(createListener<Channels>({ schemas: { orders: orderSchema } }));
@@ -107,4 +141,12 @@ export function optionChecks(orderSchema: Schema<Order>, textSchema: Schema<stri
   createListener<Channels>({ schemas: { orders: textSchema } });
   // @ts-expect-error a schema for a channel that is not in the map
   createListener<Channels>({ schemas: { unknown: orderSchema } });
+}
+
+/** Never called: every DiagnosticsChannel name has a typed message, and only those. */
+export function diagnosticsChecks(): void {
+  assertType<
+    Equal<(typeof DiagnosticsChannel)[keyof typeof DiagnosticsChannel], DiagnosticsChannelName>
+  >();
+  expectType<ListenerState>()(({} as DiagnosticsMessages[typeof DiagnosticsChannel.STATE]).state);
 }

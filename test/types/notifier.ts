@@ -56,6 +56,26 @@ export async function typedNotifierChecks(): Promise<void> {
 
   // The stop channel is not a data channel of the map.
   await notifier.notifyStop('shutdown');
+
+  // Durable: the third argument, with the same channel map.
+  await notifier.notify('orders', { id: 1, total: 1 }, { durable: true });
+  await notifier.notify('audit', 'text', { durable: false });
+  await notifier.notify('audit', 'text', {});
+  await notifier.notify('ping', undefined, { durable: true });
+  await notifier.notifyMany('audit', ['a', 'b'], { durable: true });
+  // @ts-expect-error durable is a boolean
+  await notifier.notify('audit', 'text', { durable: 'yes' });
+  // @ts-expect-error the notifier's schema is a notifier option, not a per-call one
+  await notifier.notify('audit', 'text', { durable: true, schema: 'app' });
+  // @ts-expect-error a misspelt channel stays an error with options
+  await notifier.notify('audits', 'text', { durable: true });
+  // @ts-expect-error the payload type still holds with options
+  await notifier.notify('orders', 'text', { durable: true });
+  // @ts-expect-error options are no payload: a required payload cannot be skipped
+  await notifier.notify('orders', { durable: true });
+  // @ts-expect-error durable is a boolean in notifyMany too
+  await notifier.notifyMany('audit', ['a'], { durable: 1 });
+  createNotifier<Channels>({ schema: 'app_events' });
 }
 
 /** Never called: the standalone notify typed by the same map. */
@@ -71,6 +91,18 @@ export async function typedStandaloneChecks(client: pg.PoolClient, pool: pg.Pool
   await notify<Channels>(client, 'orders', 'text');
   // @ts-expect-error a required payload left out
   await notify<Channels>(client, 'audit');
+
+  // Durable inside the caller's transaction, with an optional schema.
+  await notify<Channels>(client, 'orders', { id: 1, total: 1 }, { durable: true });
+  await notify<Channels>(client, 'audit', 'text', { durable: true, schema: 'app_events' });
+  await notify<Channels>(client, 'ping', undefined, { durable: true });
+  await notify(client, 'anything', { any: 1 }, { durable: true });
+  // @ts-expect-error durable is a boolean
+  await notify<Channels>(client, 'audit', 'text', { durable: 'yes' });
+  // @ts-expect-error the schema is a name
+  await notify<Channels>(client, 'audit', 'text', { durable: true, schema: 1 });
+  // @ts-expect-error the payload type still holds with options
+  await notify<Channels>(client, 'orders', 'text', { durable: true });
 }
 
 /** Never called: without a map, any channel name and any payload compile, as before. */

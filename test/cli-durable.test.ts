@@ -1,0 +1,196 @@
+/**
+ * The durable side of the `pgnotify` command, driven as a user would (spawned processes against
+ * this pass's server, in a journal schema of this file's own): `notify --durable [--schema]`, and
+ * `doctor`'s journal and mode checks, directly and through a real PgBouncer in transaction
+ * pooling mode (skipped, with a SKIP line, where pgbouncer is not installed).
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type pg from 'pg';
+import { installSchema, saveCursor } from '../src/journal.js';
+import { appendDurableBatch } from '../src/journal-write.js';
+import { databaseUrl, uniqueChannel } from './helpers/db.js';
+import { dropSchema, readAll, testPool, uniqueSchema } from './helpers/journal.js';
+import { type PgBouncer, pgbouncerMissing, startPgBouncer } from './helpers/pgbouncer.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const schema = uniqueSchema('clid');
+let pool: pg.Pool;
+
+before(async () => {
+  pool = testPool(2);
+  await installSchema({ client: pool, schema });
+});
+
+after(async () => {
+  await dropSchema(pool, schema);
+  await pool.end();
+});
+
+interface Outcome {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `pgnotify …` with `input` on stdin, to completion (killed, and failing, after 30 s). */
+function pgnotify(args: string[], input = '', url = databaseUrl()): Promise<Outcome> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+      cwd: root,
+      env: { ...process.env, DATABASE_URL: url, NO_COLOR: '1' },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => {
+      stdout += c;
+    });
+    child.stderr.setEncoding('utf8').on('data', (c: string) => {
+      stderr += c;
+    });
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(input);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`pgnotify ${args.join(' ')} still ran after 30 s\n${stdout}\n${stderr}`));
+    }, 30_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+function assertExit(outcome: Outcome, code: number, what: string): void {
+  assert.equal(
+    outcome.code,
+    code,
+    `${what}\n--- stdout\n${outcome.stdout}\n--- stderr\n${outcome.stderr}`,
+  );
+}
+
+async function payloads(channel: string): Promise<string[]> {
+  return (await readAll(pool, schema, 'start', { channels: [channel] })).map((r) => r.payload);
+}
+
+describe('pgnotify notify --durable', () => {
+  test('an argument and stdin lines become journal rows, in order, duplicates kept, past 8000 bytes', async () => {
+    const channel = uniqueChannel('cli_dur');
+    const one = await pgnotify(['notify', '--durable', '--schema', schema, channel, 'first']);
+    assertExit(one, 0, 'notify --durable with a payload');
+    assert.match(one.stderr, /sent 1 durable message on/);
+    const big = 'b'.repeat(20_000);
+    const lines = ['a', 'dup', 'dup', '', big, 'z'];
+    const many = await pgnotify(
+      ['notify', '--durable', '--schema', schema, channel],
+      `${lines.join('\n')}\n`,
+    );
+    assertExit(many, 0, 'notify --durable from stdin');
+    assert.match(many.stderr, /sent 6 durable messages/);
+    assert.deepEqual(await payloads(channel), ['first', ...lines]);
+    // The same 20 000-byte line as a plain notification is refused (exit 2).
+    const plain = await pgnotify(['notify', channel, big]);
+    assertExit(plain, 2, 'a plain payload of 20 000 bytes');
+    assert.match(plain.stderr, /PGNOTIFY_PAYLOAD_TOO_LARGE/);
+  });
+
+  test('--json compacts; a journal not installed exits 3 naming pgnotify setup; --schema needs --durable', async () => {
+    const channel = uniqueChannel('cli_dur');
+    const json = await pgnotify(
+      ['notify', '--durable', '--json', '--schema', schema, channel],
+      '{ "id": 1 }\n\nnot json\n{"id":2}\n',
+    );
+    assertExit(json, 2, 'a refused line');
+    assert.match(json.stderr, /line 3: /);
+    assert.deepEqual(await payloads(channel), ['{"id":1}', '{"id":2}']);
+
+    const missing = uniqueSchema('none');
+    const none = await pgnotify(['notify', '--durable', '--schema', missing, channel, 'x']);
+    assertExit(none, 3, 'durable notify into a missing journal');
+    assert.match(none.stderr, /PGNOTIFY_SCHEMA_MISSING.*pgnotify setup/);
+    const bad = await pgnotify(['notify', '--schema', schema, channel, 'x']);
+    assertExit(bad, 2, '--schema without --durable');
+    const badName = await pgnotify(['notify', '--durable', '--schema', '', channel, 'x']);
+    assertExit(badName, 2, 'an empty schema name');
+  });
+});
+
+describe('pgnotify doctor: durable checks', () => {
+  test('an installed journal: version, rows, head cursor, consumers and their lag; mode listen', async () => {
+    const channel = uniqueChannel('cli_doc');
+    await appendDurableBatch(pool, channel, ['1', '2', '3'], schema);
+    const [first] = await readAll(pool, schema, 'start', { channels: [channel] });
+    await saveCursor(pool, 'billing', first?.cursor as string, { schema });
+    await appendDurableBatch(pool, channel, ['4'], schema);
+    const outcome = await pgnotify(['doctor', '--schema', schema]);
+    assertExit(outcome, 0, 'doctor on an installed journal');
+    assert.match(
+      outcome.stdout,
+      /^ok\s+durable journal\s+schema "[^"]+" version 1: \d+ rows?, head cursor \d{19}-\d{19}, wake-up channel/m,
+    );
+    assert.match(
+      outcome.stdout,
+      /^ok\s+durable consumers\s+"billing" lag [1-9]\d* commits? at \d{19}-/m,
+    );
+    assert.match(outcome.stdout, /^ok\s+durable mode\s+listen: /m);
+    assert.match(outcome.stdout, /^verdict: ready/m);
+  });
+
+  test('a journal asked for and missing fails with the fix; unasked, plain users are not bothered', async () => {
+    const missing = uniqueSchema('none');
+    const asked = await pgnotify(['doctor', '--schema', missing]);
+    assertExit(asked, 1, 'doctor --schema on a missing journal');
+    assert.match(
+      asked.stdout,
+      new RegExp(
+        `^fail\\s+durable journal\\s+not installed in schema "${missing}": .*pgnotify setup --schema ${missing}`,
+        'm',
+      ),
+    );
+    const plain = await pgnotify(['doctor']);
+    assert.match(
+      plain.stdout,
+      /^ok\s+durable journal\s+(not installed in schema "pgnotify": only durable channels|schema "pgnotify" version)/m,
+    );
+  });
+
+  const noBouncer = pgbouncerMissing();
+  if (noBouncer !== undefined) process.stdout.write(`SKIP cli-durable pgbouncer: ${noBouncer}\n`);
+
+  describe('through PgBouncer in transaction mode', { skip: noBouncer }, () => {
+    let bouncer: PgBouncer;
+    before(async () => {
+      bouncer = await startPgBouncer({ targetUrl: databaseUrl(), poolMode: 'transaction' });
+    });
+    after(async () => {
+      await bouncer?.stop();
+    });
+
+    test('doctor says poll (LISTEN never delivers there) and still reads the journal', async () => {
+      const outcome = await pgnotify(
+        ['doctor', '--schema', schema, '--timeout', '1500'],
+        '',
+        bouncer.url,
+      );
+      assertExit(outcome, 1, 'doctor through PgBouncer (the LISTEN round trip fails)');
+      assert.match(
+        outcome.stdout,
+        /^warn\s+durable mode\s+poll: LISTEN does not deliver on this path.*mode: 'poll'/m,
+      );
+      assert.match(outcome.stdout, /^ok\s+durable journal\s+schema "[^"]+" version 1/m);
+      assert.match(outcome.stdout, /^fail\s+LISTEN\/NOTIFY round trip/m);
+      // Durable notify works through it: the journal is plain SQL.
+      const channel = uniqueChannel('cli_bnc');
+      const sent = await pgnotify(
+        ['notify', '--durable', '--schema', schema, channel],
+        'p1\np2\n',
+        bouncer.url,
+      );
+      assertExit(sent, 0, 'notify --durable through PgBouncer');
+      assert.deepEqual(await payloads(channel), ['p1', 'p2']);
+    });
+  });
+});
