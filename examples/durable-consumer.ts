@@ -2,7 +2,7 @@
 // examples/durable-consumer.ts` (DATABASE_URL names the server). docs/durable.md is cut from it.
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { createListener, installSchema, type Notification } from 'pgnotify';
+import { createListener, installSchema, type Notification, notify } from 'pgnotify';
 
 const url = process.env.DATABASE_URL ?? 'postgres://localhost/postgres';
 // A fresh channel and consumer name per run, so the program prints the same every time.
@@ -12,20 +12,13 @@ const channel = `invoices_${run}`;
 // Once per database (idempotent: safe at every start). CLI: pgnotify setup [--print]
 await installSchema({ connection: url });
 
-// A durable message is a journal row written in the sender's transaction plus a wake-up;
-// `notify(client, channel, payload, { durable: true })` does this. Spelled out here in SQL.
+// A durable message is a journal row written in the sender's transaction plus a wake-up.
 const pool = new pg.Pool({ connectionString: url });
 async function publish(payloads: string[]): Promise<void> {
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
-    for (const payload of payloads) {
-      await client.query('INSERT INTO pgnotify.journal (channel, payload) VALUES ($1, $2)', [
-        channel,
-        payload,
-      ]);
-    }
-    await client.query("SELECT pg_notify('pgnotify.wake', $1)", [channel]);
+    for (const payload of payloads) await notify(client, channel, payload, { durable: true });
     await client.query('COMMIT'); // visible to consumers now, never on ROLLBACK
   } finally {
     client.release();
