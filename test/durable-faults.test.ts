@@ -21,7 +21,7 @@ import { installSchema } from '../src/journal.js';
 import { appendDurable } from '../src/journal-write.js';
 import { waitFor } from './helpers/db.js';
 import { readAll } from './helpers/journal.js';
-import { type Proxy, startProxy } from './helpers/proxy.js';
+import { startProxy, type Proxy as TcpProxy } from './helpers/proxy.js';
 import { type PrivateServer, startPrivateServer } from './helpers/server.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -29,7 +29,7 @@ const CHANNELS = ['fault_a', 'fault_b'];
 const CONSUMER = 'fault-consumer';
 
 let server: PrivateServer;
-let proxy: Proxy;
+let proxy: TcpProxy;
 
 before(async () => {
   server = await startPrivateServer();
