@@ -11,6 +11,8 @@
  * whose predecessors were all acknowledged, written at most every 100 ms or 1 000 messages
  * and on unsubscribe/stop.
  */
+
+import { validate } from './codec.js';
 import { ConsumerAcks, MAX_UNSTORED } from './durable-acks.js';
 import { Feed, type FeedHost, retryDelay, Tail } from './durable-feed.js';
 import { ErrorCode, PgNotifyError, toError } from './errors.js';
@@ -28,9 +30,13 @@ import type {
   Handler,
   ListenerState,
   Notification,
+  Schema,
   SubscriberId,
   WaitOptions,
 } from './types.js';
+
+/** A payload that failed its channel's schema. */
+const FAILED = Symbol('failed');
 
 /** Default time between journal reads in poll mode. */
 export const DEFAULT_POLL_INTERVAL_MS = 1000;
@@ -88,6 +94,8 @@ export interface DurableHost {
   emitGap(gap: ExpiredGap): void;
   handlerFailed(error: unknown, id: SubscriberId, channel: string): void;
   readonly connection: ConnectionOption | undefined;
+  /** The listener's per-channel schemas: durable payloads are validated like plain ones. */
+  readonly schemas: ReadonlyMap<string, Schema>;
   readonly applicationName: string;
   readonly connectTimeoutMs: number;
 }
@@ -98,6 +106,7 @@ export class DurableHub {
   readonly #feedHost: FeedHost;
   readonly #tails = new Map<string, Tail>();
   readonly #consumers = new Set<string>();
+  readonly #asyncWarned = new Set<string>();
 
   constructor(host: DurableHost) {
     this.#host = host;
@@ -209,6 +218,34 @@ export class DurableHub {
 
   handlerFailed(error: unknown, id: SubscriberId, channel: string): void {
     this.#host.handlerFailed(error, id, channel);
+  }
+
+  /**
+   * A decoded payload through its channel's schema: the value to deliver, or `FAILED` (reported:
+   * like a plain notification that fails its schema, the row is passed over). An asynchronous
+   * schema cannot hold delivery in journal order here: the payload goes unvalidated, reported.
+   */
+  check(channel: string, payload: unknown): unknown {
+    const schema = this.#host.schemas.get(channel);
+    if (schema === undefined) return payload;
+    const result = validate(schema, payload, channel);
+    if (result instanceof Promise) {
+      result.catch(() => undefined);
+      if (!this.#asyncWarned.has(channel)) {
+        this.#asyncWarned.add(channel);
+        this.#host.report(
+          new PgNotifyError(
+            ErrorCode.INVALID_OPTION,
+            `the schema of ${JSON.stringify(channel)} validates asynchronously: durable subscriptions deliver its payloads unvalidated`,
+            { channel },
+          ),
+        );
+      }
+      return payload;
+    }
+    if (result.ok) return result.value;
+    this.#host.report(result.error);
+    return FAILED;
   }
 }
 
@@ -340,7 +377,9 @@ export class DurableSubscription<T = unknown> extends Subscription<T> {
     let n = byRow.get(row);
     if (n === undefined) {
       try {
-        const payload = decoder(row.payload, row.channel) as T;
+        const decoded = decoder(row.payload, row.channel);
+        const payload = this.#parts.hub.check(row.channel, decoded) as T;
+        if ((payload as unknown) === FAILED) throw FAILED;
         n = {
           channel: row.channel,
           payload,
@@ -351,13 +390,14 @@ export class DurableSubscription<T = unknown> extends Subscription<T> {
         };
       } catch (cause) {
         n = null;
-        this.#parts.hub.report(
-          new PgNotifyError(
-            ErrorCode.DECODE_FAILED,
-            `durable payload at ${row.cursor} on ${JSON.stringify(row.channel)} could not be decoded: ${toError(cause).message}`,
-            { cause, channel: row.channel },
-          ),
-        );
+        if (cause !== FAILED)
+          this.#parts.hub.report(
+            new PgNotifyError(
+              ErrorCode.DECODE_FAILED,
+              `durable payload at ${row.cursor} on ${JSON.stringify(row.channel)} could not be decoded: ${toError(cause).message}`,
+              { cause, channel: row.channel },
+            ),
+          );
       }
       byRow.set(row, n);
     }

@@ -218,6 +218,7 @@ export class Subscribers {
       emitGap: (gap) => host.emitGap(gap),
       handlerFailed: (error, id, channel) => this.#handlerFailed(error, id, channel, 'handler'),
       connection: options.connection,
+      schemas: options.schemas,
       applicationName: options.applicationName,
       connectTimeoutMs: options.connectTimeoutMs,
     });

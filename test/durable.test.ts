@@ -278,6 +278,35 @@ describe('durable subscriptions', () => {
     }
   });
 
+  test("the listener's schemas apply: a payload that fails is reported and passed over", async () => {
+    const channel = uniqueChannel('schema');
+    const schemaOf = {
+      '~standard': {
+        version: 1 as const,
+        vendor: 'test',
+        validate: (v: unknown) =>
+          typeof v === 'object' && v !== null && 'id' in v
+            ? { value: v }
+            : { issues: [{ message: 'expected an object with an id' }] },
+      },
+    };
+    const { listener, errors } = listenerRig({ schemas: { [channel]: schemaOf } });
+    await listener.start();
+    try {
+      const box = collect();
+      await listener.subscribe(channel, box.handler, { durable: { after: 'now', schema } });
+      await send(channel, ['{"id":1}', '"nope"', '{"id":3}']);
+      await box.atLeast(2);
+      assert.deepEqual(box.payloads(), [{ id: 1 }, { id: 3 }]);
+      assert.deepEqual(
+        errors.map((e) => e.code),
+        ['PGNOTIFY_VALIDATION_FAILED'],
+      );
+    } finally {
+      await listener.stop();
+    }
+  });
+
   test('one shared read per wake: many caught-up subscriptions, few queries', async () => {
     const channel = uniqueChannel('fan');
     let reads = 0;
