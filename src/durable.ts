@@ -7,36 +7,23 @@
  * starts the shared read, and an outage gap starts a re-read from where it stands (nothing is
  * lost, so it reports no outage gap).
  *
- * Named consumers acknowledge in order (acks.ts): the stored cursor moves to the newest row
+ * Named consumers acknowledge in order (durable-acks.ts): the stored cursor moves to the newest row
  * whose predecessors were all acknowledged, written at most every 100 ms or 1 000 messages
  * and on unsubscribe/stop.
  */
 
 import { validate } from './codec.js';
-import { ConsumerAcks, MAX_UNSTORED } from './durable-acks.js';
-import { Feed, type FeedHost, retryDelay, Tail } from './durable-feed.js';
-import { ErrorCode, PgNotifyError, toError } from './errors.js';
-import { type JournalRow, loadCursor, resolveCursor, saveCursor, wakeChannel } from './journal.js';
+import { type FeedHost, Tail } from './durable-feed.js';
+import { DurableSubscription, FAILED } from './durable-subscription.js';
+import { ErrorCode, PgNotifyError } from './errors.js';
+import { loadCursor, resolveCursor, saveCursor, wakeChannel } from './journal.js';
 import { parseCursor } from './journal-cursor.js';
 import { DEFAULT_SCHEMA } from './journal-sql.js';
 import type { Queryable } from './notifier.js';
 import { intOption, invalid } from './options.js';
 import { closeClient, makeClient } from './pg-client.js';
-import { Subscription, type SubscriptionOwner, type SubscriptionSetup } from './subscription.js';
-import type {
-  ConnectionOption,
-  ExpiredGap,
-  Gap,
-  Handler,
-  ListenerState,
-  Notification,
-  Schema,
-  SubscriberId,
-  WaitOptions,
-} from './types.js';
-
-/** A payload that failed its channel's schema. */
-const FAILED = Symbol('failed');
+import type { SubscriptionOwner, SubscriptionSetup } from './subscription.js';
+import type { ConnectionOption, ExpiredGap, ListenerState, Schema, SubscriberId } from './types.js';
 
 /** Default time between journal reads in poll mode. */
 export const DEFAULT_POLL_INTERVAL_MS = 1000;
@@ -265,259 +252,6 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
       );
     }),
   ]).finally(() => clearTimeout(timer));
-}
-
-interface DurableParts {
-  hub: DurableHub;
-  feedHost: FeedHost;
-  tail: Tail;
-  channels: readonly string[];
-  config: DurableConfig;
-  decoder: (raw: string, channel: string) => unknown;
-  /** Whether `subscribe()` awaits the start (the listener was running): it then rejects instead. */
-  awaited: boolean;
-  release(): void;
-}
-
-/**
- * A durable subscription: a Subscription fed from the journal. Every notification carries
- * `cursor`. With a named consumer, a notification is acknowledged (the stored cursor may move
- * past it) when the handler settles successfully; a handler that throws is retried with backoff
- * (100 ms doubling to 30 s, each failure reported as `PGNOTIFY_HANDLER_FAILED`) until it
- * succeeds or the subscription ends, and nothing after it is handled meanwhile (order kept).
- * Without a handler, a notification is acknowledged when the consumer asks for the next item:
- * the next `poll()`/`next()` call, or the `for await` loop's next turn (its body completed);
- * `break` or a throw out of the loop does not acknowledge it.
- */
-export class DurableSubscription<T = unknown> extends Subscription<T> {
-  readonly #parts: DurableParts;
-  readonly #feed: Feed;
-  readonly #acks: ConsumerAcks | undefined;
-  /** The last item a consumer took without a handler, acknowledged when it asks again. */
-  #taken: Notification<T> | undefined;
-  readonly #ready: Promise<void>;
-  readonly #retryHold: { cancel?: (() => void) | undefined } = {};
-
-  /** @internal Made by `listener.subscribe(…, { durable })`. */
-  constructor(owner: SubscriptionOwner, setup: SubscriptionSetup<T>, parts: DurableParts) {
-    const { config } = parts;
-    const user = setup.handler;
-    let self: DurableSubscription<T> | undefined;
-    const handler: Handler<T> | undefined =
-      user === undefined
-        ? undefined
-        : config.consumer === undefined
-          ? (n) => {
-              (self as DurableSubscription<T>).#feed.roomFreed();
-              return user(n);
-            }
-          : (n) => (self as DurableSubscription<T>).#handle(user, n);
-    super(owner, { ...setup, handler });
-    self = this;
-    this.#parts = parts;
-    const max = setup.max;
-    const named = config.consumer !== undefined;
-    this.#feed = new Feed(
-      parts.feedHost,
-      parts.tail,
-      {
-        get ended() {
-          return (self as DurableSubscription<T>).ended;
-        },
-        capacity: named ? Math.min(max, MAX_UNSTORED) : max,
-        room: () =>
-          Math.min(max - this.buffered, named ? MAX_UNSTORED - (this.#acks?.unstored ?? 0) : max),
-        offer: (row, cache) => this.#offer(row, cache),
-        offerGap: (gap) => super.gap(gap),
-        failed: (error) => {
-          if (parts.awaited) return;
-          parts.hub.report(error);
-          this.end(error);
-          void this.unsubscribe().catch(() => undefined);
-        },
-      },
-      parts.channels,
-    );
-    if (config.consumer !== undefined) {
-      const consumer = config.consumer;
-      this.#acks = new ConsumerAcks(
-        (cursor) => parts.hub.writeCursor(config.schema, consumer, cursor),
-        (error) => parts.hub.report(toError(error)),
-        () => this.#feed.position,
-        () => this.#feed.roomFreed(),
-      );
-    }
-    this.#ready = new Promise<void>((resolve, reject) => {
-      void this.#feed.start(
-        () => parts.hub.startCursor(config),
-        (error) => (error === undefined ? resolve() : reject(error)),
-      );
-    });
-    // Nobody awaits it before start(): a failure goes to onError through `failed`.
-    this.#ready.catch(() => undefined);
-  }
-
-  /** @internal Resolves once the start position is known (subscribe awaits it on a running listener). */
-  get ready(): Promise<void> {
-    return this.#ready;
-  }
-
-  /** @internal The data channels (the registry holds the wake channel). */
-  get durableChannels(): readonly string[] {
-    return [...this.#feed.channels];
-  }
-
-  #offer(row: JournalRow, cache: Map<unknown, unknown>): void {
-    const decoder = this.decoder ?? this.#parts.decoder;
-    let byRow = cache.get(decoder) as Map<JournalRow, Notification<T> | null> | undefined;
-    if (byRow === undefined) {
-      byRow = new Map();
-      cache.set(decoder, byRow);
-    }
-    let n = byRow.get(row);
-    if (n === undefined) {
-      try {
-        const decoded = decoder(row.payload, row.channel);
-        const payload = this.#parts.hub.check(row.channel, decoded) as T;
-        if ((payload as unknown) === FAILED) throw FAILED;
-        n = {
-          channel: row.channel,
-          payload,
-          raw: row.payload,
-          pid: row.pid,
-          receivedAt: Date.now(),
-          cursor: row.cursor,
-        };
-      } catch (cause) {
-        n = null;
-        if (cause !== FAILED)
-          this.#parts.hub.report(
-            new PgNotifyError(
-              ErrorCode.DECODE_FAILED,
-              `durable payload at ${row.cursor} on ${JSON.stringify(row.channel)} could not be decoded: ${toError(cause).message}`,
-              { cause, channel: row.channel },
-            ),
-          );
-      }
-      byRow.set(row, n);
-    }
-    if (n === null) return; // never deliverable: passed over, like a plain decode failure
-    this.#acks?.delivered(row.cursor);
-    super.deliver(n);
-  }
-
-  async #handle(user: Handler<T>, n: Notification<T>): Promise<void> {
-    this.#feed.roomFreed();
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await user(n);
-        this.#acks?.ack(n.cursor as string);
-        return;
-      } catch (error) {
-        this.#parts.hub.handlerFailed(error, this.id, n.channel);
-        if (this.ended) return;
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, retryDelay(attempt));
-          this.#retryHold.cancel = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-        this.#retryHold.cancel = undefined;
-        if (this.ended) return;
-      }
-    }
-  }
-
-  #took(n: Notification<T> | Gap | undefined): void {
-    const previous = this.#taken;
-    this.#taken = undefined;
-    if (previous !== undefined) this.#acks?.ack(previous.cursor as string);
-    if (n !== undefined && n.kind === undefined) this.#taken = n;
-    this.#feed.roomFreed();
-  }
-
-  /** The next buffered notification; asking acknowledges the one taken before (named consumers). */
-  override poll(): Notification<T> | undefined {
-    const n = super.poll();
-    this.#took(n);
-    return n;
-  }
-
-  /** The next notification; asking acknowledges the one taken before (named consumers). */
-  override async next(options: WaitOptions = {}): Promise<Notification<T> | undefined> {
-    this.#took(undefined);
-    const n = await super.next(options);
-    if (n !== undefined) this.#took(n);
-    return n;
-  }
-
-  /** Iterates in journal order; a turn of the loop acknowledges the item before (named consumers). */
-  override [Symbol.asyncIterator](): AsyncGenerator<Notification<T>, void, undefined> {
-    return this.#acking(super[Symbol.asyncIterator]()) as AsyncGenerator<
-      Notification<T>,
-      void,
-      undefined
-    >;
-  }
-
-  /** As the iterator, with expired gaps in their place. */
-  override withGaps(): AsyncGenerator<Notification<T> | Gap, void, undefined> {
-    return this.#acking(super.withGaps());
-  }
-
-  async *#acking<I extends Notification<T> | Gap>(
-    inner: AsyncGenerator<I, void, undefined>,
-  ): AsyncGenerator<I, void, undefined> {
-    try {
-      for (;;) {
-        this.#feed.roomFreed();
-        const r = await inner.next();
-        if (r.done === true) return;
-        yield r.value;
-        // The loop asked for the next item: its body completed with this one.
-        if (r.value.kind === undefined) this.#acks?.ack(r.value.cursor as string);
-      }
-    } finally {
-      await inner.return(undefined);
-    }
-  }
-
-  /** @internal Wake-ups (the wake channel) start the shared read; the stop channel ends it. */
-  override deliver(notification: Notification<T>): void {
-    if (notification.channel === this.#parts.config.wake) {
-      if (!this.ended) this.#feed.wake(notification.raw);
-    } else super.deliver(notification);
-  }
-
-  /** @internal Always reads outage gaps: each means "re-read", never a loss. */
-  override get readsGaps(): boolean {
-    return !this.ended;
-  }
-
-  /** @internal An outage: wake-ups may have been lost, so the journal is read again. */
-  override gap(gap: Gap): void {
-    if (gap.kind === 'gap') {
-      if (!this.ended) this.#feed.wake(undefined);
-    } else super.gap(gap);
-  }
-
-  /** @internal Ends reading, stops a handler retry, flushes the consumer's cursor. */
-  override end(error?: Error, discard = false): void {
-    const wasEnded = this.ended;
-    super.end(error, discard);
-    if (wasEnded) return;
-    this.#feed.stop();
-    this.#retryHold.cancel?.();
-    this.#parts.release();
-    void this.#acks?.flush();
-  }
-
-  /** @internal Resolves once the handler has worked through the buffer and, once ended, the cursor is stored. */
-  override async drained(): Promise<void> {
-    await super.drained();
-    if (this.ended) await this.#acks?.flush();
-  }
 }
 
 /**
