@@ -150,7 +150,10 @@ const startPgnotify: Starter = async ({ url, appName, subscribers, onPayload, on
   });
   listener.on('reconnected', () => onEvent?.({ kind: 'relistened' }));
   listener.on('gap', (gap) =>
-    onEvent?.({ kind: 'loss-reported', detail: `gap on ${gap.channels.length} channel(s)` }),
+    onEvent?.({
+      kind: 'loss-reported',
+      detail: `gap on ${gap.kind === 'gap' ? gap.channels.length : 1} channel(s)`,
+    }),
   );
   // Subscribed before start(): each resolves at once, and start() LISTENs them all.
   const handler = (n: Notification): void => onPayload(n.payload);

@@ -77,7 +77,7 @@ diagnostics_channel.subscribe(DiagnosticsChannel.ERROR, (message) => {
 });
 diagnostics_channel.subscribe(DiagnosticsChannel.GAP, (message) => {
   const { gap } = message as DiagnosticsMessages['pgnotify:listener:gap'];
-  downtime.observe(gap.downtimeMs / 1000);
+  if (gap.kind === 'gap') downtime.observe(gap.downtimeMs / 1000);
 });
 // The text exposition endpoint Prometheus scrapes.
 const server = createServer(async (_request, response) => {
@@ -118,7 +118,7 @@ diagnostics_channel.subscribe(DiagnosticsChannel.ERROR, (message) => {
 const gapDuration = meter.createHistogram('pgnotify.gap.duration', { unit: 'ms' });
 diagnostics_channel.subscribe(DiagnosticsChannel.GAP, (message) => {
   const { gap } = message as DiagnosticsMessages['pgnotify:listener:gap'];
-  gapDuration.record(gap.downtimeMs);
+  if (gap.kind === 'gap') gapDuration.record(gap.downtimeMs);
 });
 // --- end opentelemetry ---
 

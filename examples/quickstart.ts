@@ -10,7 +10,8 @@ const listener = createListener<Channels>({
   onError: (error) => console.error('pgnotify:', error.message), // handler and connection errors
 });
 listener.on('gap', (gap) => {
-  console.log(`lost ${gap.downtimeMs} ms on ${gap.channels.join(', ')}: resync from your tables`);
+  if (gap.kind === 'gap')
+    console.log(`lost ${gap.downtimeMs} ms on ${gap.channels.join(', ')}: resync from your tables`);
 });
 
 const shutdown = new AbortController();

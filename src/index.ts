@@ -10,8 +10,15 @@
 
 export { DiagnosticsChannel } from './diagnostics.js';
 export { ErrorCode, PgNotifyError, ValidationError } from './errors.js';
-export { installSchema, readJournal } from './journal.js';
+export {
+  installSchema,
+  loadCursor,
+  readJournal,
+  saveCursor,
+  wakeChannel,
+} from './journal.js';
 export { durableStatus, prune } from './journal-admin.js';
+export { compareCursors, isCursor } from './journal-cursor.js';
 export { MAX_DURABLE_PAYLOAD_BYTES } from './journal-write.js';
 export { createListener, Listener } from './listener.js';
 export { createNotifier, Notifier, notify } from './notifier.js';
@@ -33,13 +40,17 @@ export type {
   DiagnosticsMessages,
   Dispatched,
   DispatchFunction,
+  DurableOptions,
+  DurableStart,
   DurableStatus,
   ErrorHandler,
+  ExpiredGap,
   Gap,
   Handler,
   HeartbeatOptions,
   InstallResult,
   InstallSchemaOptions,
+  JournalOptions,
   JournalPage,
   JournalRow,
   ListenerEvents,
@@ -51,6 +62,7 @@ export type {
   NotifyOptions,
   OnceOptions,
   OncePromise,
+  OutageGap,
   OverflowPolicy,
   PayloadActions,
   PruneOptions,

@@ -22,6 +22,7 @@ import { DEFAULT_SCHEMA, installSql, journalNames, journalStatements } from './j
 import type { Queryable } from './notifier.js';
 import { intOption } from './options.js';
 import { checkChannel } from './sql.js';
+import type { ExpiredGap } from './types.js';
 
 /** Options of {@link installSchema}. Give `connection` or `client`. */
 export interface InstallSchemaOptions {
@@ -106,19 +107,7 @@ export interface JournalRow {
   readonly committedAt: number;
 }
 
-/** Messages pruned by retention before a reader got to them. */
-export interface ExpiredGap {
-  readonly kind: 'expired';
-  readonly channel: string;
-  /** The reader's cursor: what the reader had. */
-  readonly from: string;
-  /** The last pruned message's cursor: every message of `channel` up to it is gone. */
-  readonly to: string;
-  /** How many were lost, when known (the reader started from the beginning), else undefined. */
-  readonly count: number | undefined;
-  /** When the latest prune of `channel` ran (ms since the epoch). */
-  readonly prunedAt: number;
-}
+export type { ExpiredGap } from './types.js';
 
 /** Options of {@link readJournal}. */
 export interface ReadJournalOptions {

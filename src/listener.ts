@@ -83,6 +83,9 @@ export class Listener<Channels extends ChannelMap = ChannelMap> {
       touch: (channels) => this.#session.listening.touch(channels),
       emitOverflow: (info) => this.#emit('overflow', info),
       report,
+      query: (text, values) => this.#session.query(text, values),
+      state: () => this.#session.state,
+      emitGap: (gap) => this.#emit('gap', gap),
     });
     const { registry, delivery } = this.#subs;
     this.#session = new Session(
@@ -110,7 +113,8 @@ export class Listener<Channels extends ChannelMap = ChannelMap> {
           this.#emit('reconnecting', { attempt, delayMs, cause }),
         reconnected: (gap) => {
           this.#emit('reconnected', { pid: this.#session.pid ?? 0, downtimeMs: gap.downtimeMs });
-          this.#emit('gap', gap);
+          const visible = this.#subs.publicGap(gap);
+          if (visible !== undefined) this.#emit('gap', visible);
           this.#subs.gap(gap);
         },
         failed: (error) => {
@@ -259,6 +263,7 @@ export class Listener<Channels extends ChannelMap = ChannelMap> {
     const subscription = this.#subs.add(channels, handler as Handler | undefined, options);
     try {
       await this.#session.sync();
+      await this.#subs.started(subscription);
     } catch (error) {
       const { registry } = this.#subs;
       if (registry.get(subscription.id) === subscription) {

@@ -21,9 +21,9 @@ import { backendPid, closeClient, connectionFailed, destroySocket } from './pg-c
 import { Backoff, reconnect } from './reconnect.js';
 import type {
   ConnectionOption,
-  Gap,
   HeartbeatOptions,
   ListenerState,
+  OutageGap,
   ReconnectOptions,
 } from './types.js';
 
@@ -34,7 +34,7 @@ export interface SessionHooks {
   connected(pid: number): void;
   disconnected(cause: PgNotifyError): void;
   reconnecting(attempt: number, delayMs: number, cause: Error): void;
-  reconnected(gap: Gap): void;
+  reconnected(gap: OutageGap): void;
   failed(error: PgNotifyError): void;
   error(error: PgNotifyError): void;
 }

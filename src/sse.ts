@@ -193,6 +193,8 @@ export function createSseHandler(listener: Listener, options: SseOptions = {}): 
   }
 
   function onGap(gap: Gap): void {
+    // Expired gaps belong to durable subscriptions: each client gets its own through openDurable.
+    if (gap.kind !== 'gap') return;
     const lost = new Set(gap.channels);
     for (const client of clients) {
       const mine = client.live.filter((channel) => lost.has(channel));

@@ -6,6 +6,7 @@
  */
 import { decoderFor } from './codec.js';
 import { Delivery } from './delivery.js';
+import { DurableHub, durableConfig, isDurable } from './durable.js';
 import {
   abortedError,
   asPgNotifyError,
@@ -26,7 +27,15 @@ import { Registry } from './registry.js';
 import type { RouteHost } from './router.js';
 import { checkChannel } from './sql.js';
 import { Subscription, type SubscriptionOwner } from './subscription.js';
-import type { Gap, Handler, ListenerEvents, SubscribeOptions, SubscriberId } from './types.js';
+import type {
+  ExpiredGap,
+  Handler,
+  ListenerEvents,
+  ListenerState,
+  OutageGap,
+  SubscribeOptions,
+  SubscriberId,
+} from './types.js';
 
 type AnySubscription = Subscription<unknown>;
 
@@ -41,6 +50,10 @@ export interface SubscribersHost {
   emitOverflow(info: ListenerEvents['overflow'][0]): void;
   /** Hands an error to `onError`; never throws. */
   report(error: PgNotifyError): void;
+  /** Durable subscriptions: SQL on the listener connection, its state, the `'gap'` event. */
+  query(text: string, values?: readonly unknown[]): Promise<unknown>;
+  state(): ListenerState;
+  emitGap(gap: ExpiredGap): void;
 }
 
 /** The subscribers of one listener: the registry, the delivery derived from it, the reports. */
@@ -55,6 +68,7 @@ export class Subscribers {
   #nextId = 1;
   #pendingOverflow = new Map<AnySubscription, number>();
   #overflowTimer: NodeJS.Immediate | undefined;
+  #durable: DurableHub | undefined;
 
   constructor(options: ResolvedListenerOptions, host: SubscribersHost) {
     this.#options = options;
@@ -83,7 +97,9 @@ export class Subscribers {
   add(channels: unknown, handler: Handler | undefined, options: SubscribeOptions): AnySubscription {
     const stopChannel =
       options.stopChannel === undefined ? undefined : checkChannel(options.stopChannel);
+    const durable = options.durable === undefined ? undefined : durableConfig(options.durable);
     const list = [...(channelList(channels ?? null) as readonly string[])];
+    const data = [...list];
     if (stopChannel !== undefined && !list.includes(stopChannel)) list.push(stopChannel);
     const id = options.id ?? this.generateId();
     if (typeof id !== 'string' && typeof id !== 'number') {
@@ -95,7 +111,7 @@ export class Subscribers {
     const buffer = bufferOption('buffer', options.buffer, this.#options.buffer);
     const decoder =
       options.decode === undefined ? undefined : decoderFor(decodeOption('decode', options.decode));
-    const subscription = new Subscription<unknown>(this.owner, {
+    const setup = {
       id,
       handler,
       concurrency: intOption('concurrency', options.concurrency, this.#options.concurrency, 0),
@@ -106,9 +122,26 @@ export class Subscribers {
       onIdle: functionOption<SubscribeOptions['onIdle']>('onIdle', options.onIdle, undefined),
       stopChannel,
       decoder: decoder === decoderFor(this.#options.decode) ? undefined : decoder,
-    });
+    };
+    const subscription =
+      durable === undefined
+        ? new Subscription<unknown>(this.owner, setup)
+        : this.#durableHub().create(
+            this.owner,
+            setup,
+            data,
+            durable,
+            decoderFor(this.#options.decode),
+          );
     try {
-      this.apply(this.registry.subscribe(id, subscription, list));
+      if (durable === undefined) this.apply(this.registry.subscribe(id, subscription, list));
+      else {
+        // On the wake channel only (muted there in poll mode: nothing is LISTENed for it).
+        const on = stopChannel === undefined ? [durable.wake] : [durable.wake, stopChannel];
+        this.registry.subscribe(id, subscription, on);
+        if (durable.mode === 'poll') this.registry.muteSubscriber(id, [durable.wake]);
+        this.apply(on);
+      }
     } catch (error) {
       subscription.end();
       throw error;
@@ -153,8 +186,46 @@ export class Subscribers {
     this.#host.touch(touched);
   }
 
+  /**
+   * What `subscribe()` waits for after LISTEN is confirmed: a durable subscription's start
+   * position, on a running listener (before start() it is taken once connected).
+   */
+  started(subscription: AnySubscription): Promise<void> | undefined {
+    return isDurable(subscription) && this.#host.state() !== 'idle'
+      ? subscription.ready
+      : undefined;
+  }
+
+  /**
+   * The listener's `'gap'` event for an outage: without durable wake channels (durable
+   * subscriptions re-read the journal and lose nothing); undefined when nothing is left.
+   */
+  publicGap(gap: OutageGap): OutageGap | undefined {
+    const hub = this.#durable;
+    if (hub === undefined) return gap;
+    const channels = gap.channels.filter((c) => !hub.isWake(c));
+    if (channels.length === gap.channels.length) return gap;
+    return channels.length === 0 ? undefined : { ...gap, channels };
+  }
+
+  #durableHub(): DurableHub {
+    const host = this.#host;
+    const options = this.#options;
+    this.#durable ??= new DurableHub({
+      query: (text, values) => host.query(text, values),
+      state: () => host.state(),
+      report: host.report,
+      emitGap: (gap) => host.emitGap(gap),
+      handlerFailed: (error, id, channel) => this.#handlerFailed(error, id, channel, 'handler'),
+      connection: options.connection,
+      applicationName: options.applicationName,
+      connectTimeoutMs: options.connectTimeoutMs,
+    });
+    return this.#durable;
+  }
+
   /** A gap report: to every subscription that reads gaps, narrowed to its own channels. */
-  gap(gap: Gap): void {
+  gap(gap: OutageGap): void {
     if (gap.channels.length === 0) return;
     const lost = new Set(gap.channels);
     for (const subscription of this.registry.values()) {

@@ -440,5 +440,5 @@ export class Subscription<T = unknown> implements AsyncIterable<Notification<T>>
 }
 
 function isGap<T>(item: Item<T>): item is Gap {
-  return (item as Partial<Gap>).kind === 'gap';
+  return item.kind !== undefined;
 }

@@ -12,6 +12,7 @@ export type { Decode, DecodeFunction, Schema } from './codec.js';
 export type {
   InstallResult,
   InstallSchemaOptions,
+  JournalOptions,
   JournalPage,
   JournalRow,
   ReadJournalOptions,
@@ -33,9 +34,22 @@ export interface Notification<T = unknown> {
   readonly pid: number;
   /** When the listener read it, in ms since the epoch. */
   readonly receivedAt: number;
-  /** Never set: lets `item.kind === 'gap'` tell a gap from a notification in `withGaps()`. */
+  /**
+   * Set on durable notifications only: the message's position in the journal (opaque, ordered
+   * as strings). `subscribe(…, { durable: { after: n.cursor } })` resumes right after it.
+   */
+  readonly cursor?: string;
+  /** Never set: lets `item.kind !== undefined` tell a gap from a notification in `withGaps()`. */
   readonly kind?: undefined;
 }
+
+/**
+ * A loss report, in one of two kinds: `'gap'` ({@link OutageGap}, plain channels: the listener
+ * connection was down) or `'expired'` ({@link ExpiredGap}, durable channels: retention pruned
+ * messages before this reader got to them). Both reach `onGap`, `withGaps()` loops and the
+ * listener's `'gap'` event.
+ */
+export type Gap = OutageGap | ExpiredGap;
 
 /**
  * An outage report. Sent once the replacement connection LISTENs again: from then on nothing
@@ -43,7 +57,7 @@ export interface Notification<T = unknown> {
  * `reconnectedAt` was lost. Resync from your source of truth now; handlers must tolerate
  * seeing an event both in the resync and as a notification.
  */
-export interface Gap {
+export interface OutageGap {
   /** Tells a gap from a notification in `subscription.withGaps()` loops. */
   readonly kind: 'gap';
   /** Channels that were listened to when the connection was lost and are listened to again. */
@@ -56,6 +70,24 @@ export interface Gap {
   readonly downtimeMs: number;
   /** Why the connection was lost. */
   readonly cause: Error;
+}
+
+/**
+ * Durable messages pruned by retention before a reader got to them: every message of `channel`
+ * after `from` up to and including `to` is gone. Delivered in its place: after the messages
+ * before `from`'s successors that were still there, before the messages after `to`.
+ */
+export interface ExpiredGap {
+  readonly kind: 'expired';
+  readonly channel: string;
+  /** The reader's cursor: what the reader had. */
+  readonly from: string;
+  /** The last pruned message's cursor: every message of `channel` up to it is gone. */
+  readonly to: string;
+  /** How many were lost, when known (the reader started from the beginning), else undefined. */
+  readonly count: number | undefined;
+  /** When the latest prune of `channel` ran (ms since the epoch). */
+  readonly prunedAt: number;
 }
 
 /**
@@ -105,8 +137,47 @@ export interface WaitOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * Where a durable subscription starts, and who keeps its cursor:
+ * - `{ consumer: 'billing' }`: a named consumer. Its cursor is stored in `<schema>.consumers`,
+ *   loaded at start and advanced once each message is acknowledged (at-least-once): with a
+ *   handler, when the handler settles successfully; without one, when the consumer asks for
+ *   the next item (`for await` body completed, next `poll()`/`next()` call). A consumer with no
+ *   stored cursor starts at `startAt` (default `'now'`) and stores that position at once.
+ * - `{ after }`: the caller keeps the cursor (`n.cursor`); nothing is stored. `'start'` replays
+ *   everything retained, `'now'` only what commits after the subscription starts, a cursor
+ *   what follows it.
+ */
+export type DurableStart =
+  | { readonly consumer: string; readonly startAt?: 'start' | 'now' }
+  | { readonly after: string | 'start' | 'now' };
+
+/** Options of a durable subscription (`subscribe(…, { durable })`). */
+export type DurableOptions = DurableStart & {
+  /** The journal's schema (see `installSchema`). Default `'pgnotify'`. */
+  readonly schema?: string;
+  /**
+   * `'listen'` (default): woken by the schema's wake channel (one LISTEN for all durable
+   * traffic). `'poll'`: no LISTEN at all, the journal is read every `pollIntervalMs` — for
+   * PgBouncer in transaction mode and other poolers where LISTEN never delivers.
+   */
+  readonly mode?: 'listen' | 'poll';
+  /** Poll mode: time between journal reads, in ms. Default 1 000. */
+  readonly pollIntervalMs?: number;
+};
+
 /** Options of `listener.subscribe()`. Unset fields inherit the listener's. */
 export interface SubscribeOptions {
+  /**
+   * Makes the subscription durable: it reads the journal written by durable notifies
+   * (`notify(…, { durable: true })`), replays from its cursor on start and after every
+   * reconnect, then continues live, in journal order (commit order), never dropping a row to
+   * overflow (reading pauses while the buffer is full). Every notification carries `cursor`.
+   * Default: a plain subscription. See docs/durable.md.
+   * @example
+   * await listener.subscribe('orders', handle, { durable: { consumer: 'billing' } })
+   */
+  durable?: DurableOptions;
   /** Subscriber id (string or number), unique per listener. Default: generated. */
   id?: SubscriberId;
   /** Decoder for this subscriber. Default: the listener's `decode`. */

@@ -11,7 +11,6 @@ import {
   DiagnosticsChannel,
   type DiagnosticsMessages,
   ErrorCode,
-  type Gap,
   type ListenerState,
 } from '../src/index.js';
 import { adminClient, terminate, uniqueChannel, waitFor } from './helpers/db.js';
@@ -96,7 +95,9 @@ describe('diagnostics_channel', () => {
       const pid = listener.pid ?? -1;
       await terminate(pid);
       await waitFor(() => gap.messages.length > 0, { message: 'the gap', timeoutMs: 10_000 });
-      const lost: Gap | undefined = gap.messages[0]?.gap;
+      const lost = gap.messages[0]?.gap;
+      assert.equal(lost?.kind, 'gap');
+      if (lost?.kind !== 'gap') return;
       assert.deepEqual(lost?.channels, [channel]);
       assert.equal(disconnected.messages[0]?.cause.code, ErrorCode.CONNECTION_LOST);
       assert.equal(reconnecting.messages[0]?.attempt, 1);

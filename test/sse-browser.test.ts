@@ -19,6 +19,8 @@ import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { createListener, type Listener } from '../src/index.js';
+import { installSchema } from '../src/journal.js';
+import { appendDurableBatch } from '../src/journal-write.js';
 import { createSseHandler, type SseHandler } from '../src/sse.js';
 import { adminClient, databaseUrl, uniqueChannel, waitFor } from './helpers/db.js';
 
@@ -67,19 +69,27 @@ interface Site {
   listener: Listener;
   sse: SseHandler;
   sockets: Set<net.Socket>;
+  /** While set, new requests wait (a reconnect is held back until it is resolved). */
+  hold: Promise<void> | undefined;
   close(): Promise<void>;
 }
 
 /** A listener, the bridge at /events and an empty page at / (same origin: no CORS). */
-async function startSite(channel: string): Promise<Site> {
+async function startSite(channel: string, durable = false): Promise<Site> {
   const listener = createListener({ connection: databaseUrl() });
   await listener.start();
-  const sse = createSseHandler(listener, { channels: [channel], path: '/events', retryMs: 200 });
+  const sse = createSseHandler(listener, {
+    channels: [channel],
+    path: '/events',
+    retryMs: 200,
+    durable,
+  });
   const sockets = new Set<net.Socket>();
   const server = http.createServer((req, res) => {
     if (req.url === '/') {
       res.writeHead(200, { 'Content-Type': 'text/html' }).end('<!doctype html><title>t</title>');
-    } else sse(req, res);
+    } else if (site.hold !== undefined) void site.hold.then(() => sse(req, res));
+    else sse(req, res);
   });
   server.on('connection', (socket) => {
     sockets.add(socket);
@@ -87,11 +97,12 @@ async function startSite(channel: string): Promise<Site> {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as net.AddressInfo;
-  return {
+  const site: Site = {
     base: `http://127.0.0.1:${port}`,
     listener,
     sse,
     sockets,
+    hold: undefined,
     async close() {
       await sse.close();
       server.closeAllConnections();
@@ -99,6 +110,7 @@ async function startSite(channel: string): Promise<Site> {
       await listener.stop();
     },
   };
+  return site;
 }
 
 type Seen = { type: string; data: string; lastEventId: string }[];
@@ -167,6 +179,44 @@ describe('in Chromium', { skip }, () => {
       await notify(ch, 'after reconnect');
       await page.waitForFunction('window.seen.length >= 2');
       assert.equal(JSON.parse((await seen(page))[1]?.data ?? '').payload, 'after reconnect');
+    } finally {
+      await page.close();
+      await site.close();
+    }
+  });
+
+  test('durable: after the server drops the stream, the browser resumes with Last-Event-ID and gets exactly the missed events', async () => {
+    const ch = uniqueChannel('bdurable');
+    await installSchema({ client: admin });
+    const site = await startSite(ch, true);
+    const page = await (browser as Browser).newPage();
+    const write = (payloads: string[]) => appendDurableBatch(admin, ch, payloads);
+    try {
+      await page.goto(`${site.base}/`);
+      await openEventSource(page, `/events?channel=${encodeURIComponent(ch)}`);
+      await write(['1', '2']);
+      await page.waitForFunction('window.seen.length >= 2');
+      let release = (): void => undefined;
+      site.hold = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      for (const socket of site.sockets) socket.destroy();
+      await waitFor(() => site.sse.stats().clients === 0);
+      await write(['3', '4']); // while the browser is away
+      site.hold = undefined;
+      release();
+      await page.waitForFunction('window.opens === 2', { timeout: 10_000 });
+      await write(['5']);
+      await page.waitForFunction('window.seen.length >= 5', { timeout: 10_000 });
+      const events = await seen(page);
+      assert.deepEqual(
+        events.map((e) => [e.type, JSON.parse(e.data).payload]),
+        [1, 2, 3, 4, 5].map((n) => ['message', n]),
+        'every event once, in order, no gap',
+      );
+      const ids = events.map((e) => e.lastEventId);
+      for (const id of ids) assert.match(id, /^\d{19}-\d{19}$/);
+      assert.deepEqual([...ids].sort(), ids);
     } finally {
       await page.close();
       await site.close();

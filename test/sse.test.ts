@@ -8,10 +8,14 @@ import http from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import type pg from 'pg';
 import { ErrorCode, PgNotifyError } from '../src/index.js';
+import { installSchema } from '../src/journal.js';
+import { prune } from '../src/journal-admin.js';
+import { appendDurableBatch } from '../src/journal-write.js';
 import { createSseHandler } from '../src/sse.js';
 import { endFrame, gapFrame, notificationFrame, openFrame } from '../src/sse-wire.js';
 import { adminClient, uniqueChannel, waitFor } from './helpers/db.js';
-import { parseEvents, RawSse, startBridge } from './helpers/sse.js';
+import { readAll, testPool } from './helpers/journal.js';
+import { parseEvents, RawSse, type SseEvent, startBridge } from './helpers/sse.js';
 
 let admin: pg.Client;
 let adminPid: number;
@@ -496,28 +500,202 @@ describe('heartbeats, gaps and resume', () => {
       await bridge.close();
     }
   });
+});
 
-  // Durable channels (issue 14) are not in the listener yet; the bridge calls openDurable()
-  // in src/sse-durable.ts, which these tests will exercise once it subscribes for real.
-  test.todo(
-    'durable: each event carries id: <n.cursor>, and a stream opened with no cursor starts with id: <cursor of now>',
-  );
-  test.todo(
-    'durable: reconnecting with Last-Event-ID = cursor(m_i) replays exactly m_(i+1)..m_k in order, then live, no duplicate and no resume gap',
-  );
-  test.todo('durable: ?after=<cursor> on a first connection replays the same way as Last-Event-ID');
-  test.todo(
-    "durable: a cursor older than retention gets event: gap with reason 'expired' and the after it sent",
-  );
-  test.todo(
-    'durable: a slow client ended with slow-client resumes from its Last-Event-ID with nothing lost',
-  );
-  test.todo(
-    'durable: a stream mixing durable and plain channels replays the durable ones and sends a resume gap for the plain ones only',
-  );
-  test.todo(
-    'durable: two bridges on one database: a client that resumes on the other gets exactly what it missed',
-  );
+describe('durable channels (the journal in the default schema)', () => {
+  let pool: pg.Pool;
+  const CURSOR = /^\d{19}-\d{19}$/;
+  before(async () => {
+    pool = testPool(2);
+    await installSchema({ client: pool });
+  });
+  after(async () => {
+    await pool.end();
+  });
+  const write = (ch: string, payloads: string[]) => appendDurableBatch(pool, ch, payloads);
+  const isNote = (e: SseEvent) => e.event === 'message' && e.data !== '';
+  const payloadsOf = (events: SseEvent[]) =>
+    events.filter(isNote).map((e) => JSON.parse(e.data).payload);
+  const range = (from: number, to: number) =>
+    Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+  test('each event carries id: <n.cursor>, and a stream opened with no cursor starts with id: <cursor of now>', async () => {
+    const ch = uniqueChannel('did');
+    await write(ch, ['1']); // before the stream: not replayed
+    const bridge = await startBridge({ channels: [ch], durable: true });
+    try {
+      const client = await RawSse.open(bridge.port, q(ch));
+      const [open] = await client.waitEvents(1);
+      assert.match(open?.id ?? '', CURSOR, 'the first id names the starting point');
+      await write(ch, ['2', '3']);
+      const events = await client.waitEvents(3);
+      assert.deepEqual(payloadsOf(events.slice(1)), [2, 3]);
+      for (const e of events.slice(1)) assert.match(e.id ?? '', CURSOR);
+      assert.ok((events[1]?.id ?? '') > (open?.id ?? ''));
+      client.close();
+    } finally {
+      await bridge.close();
+    }
+  });
+
+  test('reconnecting with Last-Event-ID = cursor(m_i) replays exactly m_(i+1)..m_k in order, then live, no duplicate and no resume gap', async () => {
+    const ch = uniqueChannel('dre');
+    const bridge = await startBridge({ channels: [ch], durable: true });
+    try {
+      const first = await RawSse.open(bridge.port, q(ch));
+      await first.waitEvents(1);
+      await write(ch, ['1', '2', '3']);
+      const got = await first.waitEvents(4);
+      first.close();
+      await write(ch, ['4', '5']); // while away
+      const resumed = await RawSse.open(bridge.port, q(ch), {
+        'Last-Event-ID': got[1]?.id as string,
+      });
+      await resumed.waitEvents(5); // open + 2, 3, 4, 5
+      await write(ch, ['6']);
+      const events = await resumed.waitEvents(6);
+      assert.deepEqual(payloadsOf(events), [2, 3, 4, 5, 6]);
+      assert.ok(!events.some((e) => e.event === 'gap'));
+      resumed.close();
+    } finally {
+      await bridge.close();
+    }
+  });
+
+  test('?after=<cursor> on a first connection replays the same way as Last-Event-ID', async () => {
+    const ch = uniqueChannel('daf');
+    await write(ch, ['1', '2', '3']);
+    const rows = await readAll(pool, 'pgnotify', 'start', { channels: [ch] });
+    const bridge = await startBridge({ channels: [ch], durable: true });
+    try {
+      const client = await RawSse.open(
+        bridge.port,
+        `${q(ch)}&after=${encodeURIComponent(rows[0]?.cursor as string)}`,
+      );
+      const events = await client.waitEvents(3);
+      assert.deepEqual(payloadsOf(events), [2, 3]);
+      client.close();
+    } finally {
+      await bridge.close();
+    }
+  });
+
+  test("a cursor older than retention gets event: gap with reason 'expired' and the after it sent", async () => {
+    const ch = uniqueChannel('dex');
+    await write(ch, ['1', '2', '3', '4', '5']);
+    const rows = await readAll(pool, 'pgnotify', 'start', { channels: [ch] });
+    await prune(pool, { maxPerChannel: 2 });
+    const bridge = await startBridge({ channels: [ch], durable: true });
+    try {
+      const cursor = rows[0]?.cursor as string;
+      const client = await RawSse.open(bridge.port, q(ch), { 'Last-Event-ID': cursor });
+      const events = await client.waitEvents(4);
+      const gap = events[1];
+      assert.equal(gap?.event, 'gap');
+      const data = JSON.parse(gap?.data ?? '');
+      assert.equal(data.reason, 'expired');
+      assert.deepEqual(data.channels, [ch]);
+      assert.equal(data.after, cursor);
+      assert.deepEqual(payloadsOf(events.slice(2)), [4, 5]);
+      client.close();
+    } finally {
+      await bridge.close();
+    }
+  });
+
+  test('a slow client ended with slow-client resumes from its Last-Event-ID with nothing lost', async () => {
+    const ch = uniqueChannel('dslow');
+    const bridge = await startBridge({ channels: [ch], durable: true, maxQueuedBytes: 256 * 1024 });
+    try {
+      const slow = await RawSse.open(bridge.port, q(ch));
+      await slow.waitEvents(1);
+      slow.socket.pause();
+      const big = 'x'.repeat(7000);
+      let sent = 0;
+      while (bridge.sse.stats().slowClients === 0 && sent < 3000) {
+        await write(
+          ch,
+          range(sent + 1, sent + 100).map((i) => `${i}${big}`),
+        );
+        sent += 100;
+        await new Promise((r) => setImmediate(r));
+      }
+      await waitFor(() => bridge.sse.stats().slowClients === 1, { timeoutMs: 20_000 });
+      slow.socket.resume();
+      await waitFor(() => slow.ended, { timeoutMs: 20_000, message: 'the slow stream to end' });
+      assert.equal(slow.events.at(-1)?.event, 'end');
+      const had = slow.events.filter(isNote);
+      const lastId = had.at(-1)?.id ?? (slow.events[0]?.id as string);
+      // Resumed on a bridge whose clients may queue the whole replay (a replay is written as
+      // fast as the journal is read: the socket does not pace it).
+      const roomy = await startBridge({ channels: [ch], durable: true, maxQueuedBytes: 64 << 20 });
+      const resumed = await RawSse.open(roomy.port, q(ch), { 'Last-Event-ID': lastId });
+      await resumed.waitEvents(1 + sent - had.length, 30_000).finally(() => roomy.close());
+      const all = [...had, ...resumed.events.filter(isNote)];
+      assert.deepEqual(
+        all.map((e) => Number.parseInt(JSON.parse(e.data).payload, 10)),
+        range(1, sent),
+      );
+      resumed.close();
+    } finally {
+      await bridge.close();
+    }
+  });
+
+  test('a stream mixing durable and plain channels replays the durable ones and sends a resume gap for the plain ones only', async () => {
+    const dch = uniqueChannel('dmix');
+    const pch = uniqueChannel('pmix');
+    const bridge = await startBridge({ channels: [dch, pch], durable: [dch] });
+    try {
+      const first = await RawSse.open(bridge.port, q(dch, pch));
+      await first.waitEvents(1);
+      await write(dch, ['1']);
+      const [, one] = await first.waitEvents(2);
+      first.close();
+      await write(dch, ['2']);
+      const resumed = await RawSse.open(bridge.port, q(dch, pch), {
+        'Last-Event-ID': one?.id as string,
+      });
+      const events = await resumed.waitEvents(3);
+      const gaps = events.filter((e) => e.event === 'gap').map((e) => JSON.parse(e.data));
+      assert.equal(gaps.length, 1);
+      assert.equal(gaps[0].reason, 'resume');
+      assert.deepEqual(gaps[0].channels, [pch]);
+      assert.deepEqual(payloadsOf(events), [2]);
+      await notify(pch, 'plain');
+      const more = await resumed.waitEvents(4);
+      assert.equal(JSON.parse(more[3]?.data ?? '').payload, 'plain');
+      resumed.close();
+    } finally {
+      await bridge.close();
+    }
+  });
+
+  test('two bridges on one database: a client that resumes on the other gets exactly what it missed', async () => {
+    const ch = uniqueChannel('dtwo');
+    const a = await startBridge({ channels: [ch], durable: true });
+    const b = await startBridge({ channels: [ch], durable: true });
+    try {
+      const onA = await RawSse.open(a.port, q(ch));
+      await onA.waitEvents(1);
+      await write(ch, ['1', '2']);
+      const got = await onA.waitEvents(3);
+      onA.close();
+      await write(ch, ['3', '4']);
+      const onB = await RawSse.open(b.port, q(ch), { 'Last-Event-ID': got[2]?.id as string });
+      await write(ch, ['5']);
+      const events = await onB.waitEvents(4);
+      assert.deepEqual(payloadsOf(events), [3, 4, 5]);
+      assert.deepEqual(
+        events.slice(1).map((e) => e.id),
+        [...events.slice(1).map((e) => e.id)].sort(),
+      );
+      onB.close();
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
 });
 
 describe('channel names', () => {

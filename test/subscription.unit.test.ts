@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ErrorCode } from '../src/errors.js';
 import { Subscription, type SubscriptionOwner } from '../src/subscription.js';
-import type { Gap, Handler, Notification, OverflowPolicy } from '../src/types.js';
+import type { OutageGap as Gap, Handler, Notification, OverflowPolicy } from '../src/types.js';
 import { isCode } from './helpers/assert.js';
 
 function owner() {

@@ -14,6 +14,7 @@ import {
   type Listener,
   type Notification,
   type Notifier,
+  type OutageGap,
 } from '../index.js';
 import {
   connectionFrom,
@@ -406,9 +407,11 @@ async function killConnection(
   say(heading("5. Killing the listener's own backend: reconnect and gap report", color));
   const pid = listener.pid;
   let onGap: ((gap: Gap) => void) | undefined;
-  const gapReported = new Promise<Gap>((resolve) => {
-    onGap = resolve;
-    listener.on('gap', resolve);
+  const gapReported = new Promise<OutageGap>((resolve) => {
+    onGap = (gap) => {
+      if (gap.kind === 'gap') resolve(gap);
+    };
+    listener.on('gap', onGap);
   });
   let timer: NodeJS.Timeout | undefined;
   try {

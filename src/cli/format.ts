@@ -117,6 +117,10 @@ export function ndjson(n: Notification): string {
 
 /** What a gap report says on stderr. */
 export function formatGap(gap: Gap): string {
+  if (gap.kind === 'expired') {
+    const lost = gap.count === undefined ? 'messages' : `${gap.count} message(s)`;
+    return `gap: ${lost} on ${showChannels([gap.channel])} up to ${gap.to} expired (pruned by retention before this reader got to them)`;
+  }
   const channels = gap.channels.length > 0 ? showChannels(gap.channels) : '(no channel)';
   return (
     `gap: ${gap.downtimeMs} ms without a connection (${clock(gap.disconnectedAt)} to ` +

@@ -1,0 +1,306 @@
+/**
+ * Durable subscriptions through the listener: replay then live in journal order, cursors on
+ * every notification, named consumers (stored cursor, retry, acks by consumption style),
+ * backpressure instead of overflow, expired gaps, commit order, a terminated backend.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type pg from 'pg';
+import type { Gap, Notification } from '../src/index.js';
+import { installSchema, loadCursor, wakeChannel } from '../src/journal.js';
+import { prune } from '../src/journal-admin.js';
+import { appendDurable, appendDurableBatch } from '../src/journal-write.js';
+import { uniqueChannel, waitFor } from './helpers/db.js';
+import { connect, dropSchema, testPool, uniqueSchema } from './helpers/journal.js';
+import { collect, listenerRig } from './helpers/rig.js';
+
+const schema = uniqueSchema('dl');
+let pool: pg.Pool;
+
+before(async () => {
+  pool = testPool(4);
+  await installSchema({ client: pool, schema });
+});
+after(async () => {
+  await dropSchema(pool, schema);
+  await pool.end();
+});
+
+const send = (channel: string, payloads: string[]) =>
+  appendDurableBatch(pool, channel, payloads, schema);
+const range = (from: number, to: number) =>
+  Array.from({ length: to - from + 1 }, (_, i) => String(from + i));
+
+describe('durable subscriptions', () => {
+  test('replay from start, then live, in order, each with a cursor; plain NOTIFYs never reach it', async () => {
+    const { listener, errors } = listenerRig({ decode: 'text' });
+    const channel = uniqueChannel('dur');
+    await send(channel, range(1, 5));
+    await listener.start();
+    try {
+      const box = collect();
+      await listener.subscribe(channel, box.handler, { durable: { after: 'start', schema } });
+      await box.atLeast(5);
+      await pool.query('SELECT pg_notify($1, $2)', [channel, 'plain']);
+      await send(channel, range(6, 8));
+      await box.atLeast(8);
+      assert.deepEqual(box.raws(), range(1, 8));
+      const cursors = box.got.map((n) => n.cursor as string);
+      assert.deepEqual([...cursors].sort(), cursors, 'cursors ascend');
+      assert.equal(new Set(cursors).size, 8);
+      const listening = listener.channels().map((c) => c.name);
+      assert.ok(!listening.includes(channel), 'the data channel is not LISTENed');
+      assert.ok(listening.includes(wakeChannel(schema)));
+      // after: cursor(m3) replays exactly m4..m8
+      const again = collect();
+      await listener.subscribe(channel, again.handler, {
+        durable: { after: cursors[2] as string, schema },
+      });
+      await again.atLeast(5);
+      assert.deepEqual(again.raws(), range(4, 8));
+      assert.deepEqual(errors, []);
+    } finally {
+      await listener.stop();
+    }
+  });
+
+  test("'now' starts after what is committed; subscribe resolves with the position taken", async () => {
+    const { listener } = listenerRig({ decode: 'text' });
+    const channel = uniqueChannel('now');
+    await send(channel, ['old']);
+    await listener.start();
+    try {
+      const feed = await listener.subscribe(channel, { durable: { after: 'now', schema } });
+      await send(channel, ['new']);
+      const n = await feed.next({ timeoutMs: 10_000 });
+      assert.equal(n?.raw, 'new');
+      assert.equal(typeof n?.cursor, 'string');
+    } finally {
+      await listener.stop();
+    }
+  });
+
+  test('commit order: A inserts first and commits last, B commits between; A is never skipped', async () => {
+    const { listener } = listenerRig({ decode: 'text' });
+    const channel = uniqueChannel('ab');
+    await listener.start();
+    const a = await connect();
+    const b = await connect();
+    try {
+      const box = collect();
+      await listener.subscribe(channel, box.handler, { durable: { after: 'now', schema } });
+      await a.query('BEGIN');
+      await appendDurable(a, channel, 'A', schema);
+      await b.query('BEGIN');
+      await appendDurable(b, channel, 'B', schema);
+      await b.query('COMMIT');
+      await box.atLeast(1, 'B');
+      await a.query('COMMIT');
+      await box.atLeast(2, 'A');
+      assert.deepEqual(box.raws(), ['B', 'A']);
+      const replay = collect();
+      await listener.subscribe(channel, replay.handler, {
+        durable: { after: box.got[0]?.cursor as string, schema },
+      });
+      await replay.atLeast(1);
+      assert.deepEqual(replay.raws(), ['A'], 'after cursor(B) replays A');
+    } finally {
+      await a.end();
+      await b.end();
+      await listener.stop();
+    }
+  });
+
+  test('a named consumer resumes where it acknowledged; a throwing handler is retried in order', async () => {
+    const channel = uniqueChannel('cons');
+    const consumer = `c_${channel}`;
+    const first = listenerRig({ decode: 'text' });
+    await first.listener.start();
+    const seen: string[] = [];
+    let failOnce = true;
+    await first.listener.subscribe(
+      channel,
+      (n) => {
+        if (n.raw === '2' && failOnce) {
+          failOnce = false;
+          throw new Error('boom');
+        }
+        seen.push(n.raw);
+      },
+      { durable: { consumer, startAt: 'start', schema } },
+    );
+    await send(channel, range(1, 4));
+    await waitFor(() => seen.length >= 4, { timeoutMs: 10_000 });
+    assert.deepEqual(seen, range(1, 4), 'the failed message was retried before the next');
+    assert.equal(first.errors.filter((e) => e.code === 'PGNOTIFY_HANDLER_FAILED').length, 1);
+    await first.listener.stop();
+    const stored = await loadCursor(pool, consumer, { schema });
+    assert.ok(stored !== undefined, 'stop() flushed the cursor');
+    await send(channel, range(5, 6));
+    const second = listenerRig({ decode: 'text' });
+    await second.listener.start();
+    try {
+      const box = collect();
+      await second.listener.subscribe(channel, box.handler, { durable: { consumer, schema } });
+      await box.atLeast(2);
+      assert.deepEqual(box.raws(), ['5', '6'], 'resumed after the acknowledged ones');
+    } finally {
+      await second.listener.stop();
+    }
+  });
+
+  test('for await: break does not acknowledge the item it broke on', async () => {
+    const channel = uniqueChannel('iter');
+    const consumer = `c_${channel}`;
+    await send(channel, range(1, 3));
+    const { listener } = listenerRig({ decode: 'text' });
+    await listener.start();
+    try {
+      const feed = await listener.subscribe(channel, {
+        durable: { consumer, startAt: 'start', schema },
+      });
+      for await (const n of feed) if (n.raw === '2') break;
+      const again = await listener.subscribe(channel, { durable: { consumer, schema } });
+      const n = await again.next({ timeoutMs: 10_000 });
+      assert.equal(n?.raw, '2', '1 was acknowledged, 2 was not');
+    } finally {
+      await listener.stop();
+    }
+  });
+
+  test('a backlog larger than the buffer is delivered whole: reading pauses, nothing dropped', async () => {
+    const channel = uniqueChannel('bp');
+    await send(channel, range(1, 2500));
+    const { listener, errors } = listenerRig({ decode: 'text' });
+    await listener.start();
+    try {
+      const feed = await listener.subscribe(channel, {
+        durable: { after: 'start', schema },
+        buffer: { max: 50, overflow: 'drop-oldest' },
+      });
+      const got: string[] = [];
+      let maxBuffered = 0;
+      for await (const n of feed) {
+        maxBuffered = Math.max(maxBuffered, feed.buffered);
+        got.push(n.raw);
+        if (got.length % 100 === 0) await new Promise((r) => setImmediate(r));
+        if (got.length === 2500) break;
+      }
+      assert.deepEqual(got, range(1, 2500));
+      assert.ok(maxBuffered <= 50, `buffer stayed within its bound (${maxBuffered})`);
+      assert.equal(feed.dropped, 0);
+      assert.deepEqual(
+        errors.map((e) => e.code),
+        [],
+      );
+    } finally {
+      await listener.stop();
+    }
+  });
+
+  test('an expired cursor gets an expired gap in its place, then the rows after it', async () => {
+    const channel = uniqueChannel('exp');
+    await send(channel, range(1, 10));
+    const { listener } = listenerRig({ decode: 'text' });
+    await listener.start();
+    try {
+      const probe = collect();
+      await listener.subscribe(channel, probe.handler, { durable: { after: 'start', schema } });
+      await probe.atLeast(10);
+      const cursor = probe.got[1]?.cursor as string; // had 1, 2
+      await prune(pool, { schema, maxPerChannel: 3 });
+      const events: Gap[] = [];
+      listener.on('gap', (g) => events.push(g));
+      const items: (Notification | Gap)[] = [];
+      const feed = await listener.subscribe(channel, { durable: { after: cursor, schema } });
+      const gaps: Gap[] = [];
+      const loop = (async () => {
+        for await (const item of feed.withGaps()) {
+          items.push(item);
+          if (item.kind === undefined && item.raw === '10') break;
+        }
+      })();
+      await loop;
+      void gaps;
+      const first = items[0] as Gap;
+      assert.equal(first.kind, 'expired');
+      if (first.kind === 'expired') {
+        assert.equal(first.channel, channel);
+        assert.equal(first.from, cursor);
+      }
+      assert.deepEqual(
+        items.slice(1).map((n) => (n as Notification).raw),
+        range(8, 10),
+      );
+      assert.ok(
+        events.some((g) => g.kind === 'expired'),
+        "the listener's 'gap' event too",
+      );
+    } finally {
+      await listener.stop();
+    }
+  });
+
+  test('a terminated backend: replay from the last delivered cursor, nothing lost or repeated, no outage gap', async () => {
+    const channel = uniqueChannel('kill');
+    const { listener } = listenerRig({ decode: 'text', reconnect: { minDelayMs: 20 } });
+    await listener.start();
+    const admin = await connect();
+    try {
+      const box = collect();
+      const gaps: Gap[] = [];
+      await listener.subscribe(channel, box.handler, {
+        durable: { after: 'now', schema },
+        onGap: (g) => gaps.push(g),
+      });
+      const events: Gap[] = [];
+      listener.on('gap', (g) => events.push(g));
+      await send(channel, range(1, 50));
+      await box.atLeast(50);
+      const reconnected = new Promise<void>((resolve) =>
+        listener.on('reconnected', () => resolve()),
+      );
+      await admin.query('SELECT pg_terminate_backend($1)', [listener.pid]);
+      await send(channel, range(51, 100)); // while it is away
+      await reconnected;
+      await send(channel, range(101, 120));
+      await box.atLeast(120);
+      assert.deepEqual(box.raws(), range(1, 120));
+      assert.deepEqual(gaps, [], 'no gap: nothing was lost');
+      assert.deepEqual(events, [], "the listener's gap event leaves the wake channel out");
+    } finally {
+      await admin.end();
+      await listener.stop();
+    }
+  });
+
+  test('one shared read per wake: many caught-up subscriptions, few queries', async () => {
+    const channel = uniqueChannel('fan');
+    const { listener } = listenerRig({ decode: 'text' });
+    await listener.start();
+    try {
+      const boxes = Array.from({ length: 200 }, () => collect());
+      for (const box of boxes)
+        await listener.subscribe(channel, box.handler, { durable: { after: 'now', schema } });
+      const before = await readCount();
+      for (let i = 1; i <= 5; i++) {
+        await send(channel, [String(i)]);
+        await waitFor(() => boxes.every((b) => b.got.length >= i), { timeoutMs: 10_000 });
+      }
+      const reads = (await readCount()) - before;
+      assert.ok(reads <= 12, `${reads} journal reads for 5 messages to 200 subscriptions`);
+      for (const box of boxes) assert.deepEqual(box.raws(), range(1, 5));
+    } finally {
+      await listener.stop();
+    }
+  });
+});
+
+/** Index scans of the commits table: one per journal read (pg_stat counters, this backend's view). */
+async function readCount(): Promise<number> {
+  const r = await pool.query(
+    `SELECT pg_stat_clear_snapshot(), (SELECT coalesce(seq_scan,0) + coalesce(idx_scan,0) FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = 'commits') AS n`,
+    [schema],
+  );
+  return Number(r.rows[0].n);
+}
