@@ -59,6 +59,12 @@ async function within<T>(promise: Promise<T>, ms: number, what: string, signal: 
   }
 }
 
+/** Waits until `tally` counts `n`; throws after {@link STEP_MS}. */
+async function reach(tally: Tally, n: number, what: string, signal: AbortSignal): Promise<void> {
+  if (!(await tally.reached(n, STEP_MS, signal)))
+    throw new Error(`durable act: not ${what} within ${STEP_MS} ms (${tally.count} so far)`);
+}
+
 /** Sends `{ seq }` durable messages one after another until stopped, through restarts. */
 class Writer {
   committed = new Tally();
@@ -197,17 +203,12 @@ export async function durableAct(context: DurableActContext): Promise<void> {
     show(`consumer pid ${consumer.child.pid} subscribed: { durable: { consumer: '${name}' } }`);
     writer.start();
     dim(`writer: notify(client, '${channel}', { seq }, { durable: true }), one commit each`);
-    await within(handled.reached(100, STEP_MS, signal), STEP_MS, '100 handled', signal);
+    await reach(handled, 100, '100 messages handled', signal);
     consumer.child.kill('SIGKILL');
     await consumer.exited;
     event(`kill -9 ${consumer.child.pid}: the consumer died after handling seq ${lastSeq}`);
     const atKill = writer.committed.count;
-    await within(
-      writer.committed.reached(atKill + 50, STEP_MS, signal),
-      STEP_MS,
-      '50 sent',
-      signal,
-    );
+    await reach(writer.committed, atKill + 50, '50 more messages sent', signal);
     if (server === undefined) {
       dim('server restart skipped: the configured server is not the demo’s to restart');
     } else {
@@ -222,14 +223,9 @@ export async function durableAct(context: DurableActContext): Promise<void> {
     consumer = new Consumer(args, onHandled);
     await within(consumer.ready, STEP_MS, 'the new consumer to start', signal);
     show(
-      `consumer pid ${consumer.child.pid} started, same name: it resumes from its stored cursor, ${thousands(behind)} messages behind`,
+      `consumer pid ${consumer.child.pid} started, same name: it resumes from its stored cursor (${thousands(behind)} committed messages it never handled)`,
     );
-    await within(
-      writer.committed.reached(atRestart + 100, STEP_MS, signal),
-      STEP_MS,
-      '100 more sent',
-      signal,
-    );
+    await reach(writer.committed, atRestart + 100, '100 more messages sent', signal);
     await writer.stop();
     const committed = await journalCursors(url, schema, channel);
     // Everything committed, handled at least once: wait for the catch-up.
