@@ -9,6 +9,7 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { plural } from '../errors.js';
 import { installSchema, notify, readJournal } from '../index.js';
 import { sleep } from './common.js';
 import type { RestartableServer } from './demo-server.js';
@@ -236,7 +237,7 @@ export async function durableAct(context: DurableActContext): Promise<void> {
     const duplicates = handled.count - seen.size;
     if (writer.failures > 0)
       dim(
-        `the writer's statements failed ${writer.failures} times while the server was down, and were sent again`,
+        `the writer's statements failed ${plural(writer.failures, 'time')} while the server was down, and were sent again`,
       );
     show(
       `sent ${thousands(committed.length)} (committed), handled ${thousands(handled.count)}, ` +
