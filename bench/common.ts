@@ -16,7 +16,13 @@ export interface RoundContext {
 }
 
 /** The round functions a contestant process runs (see worker.ts). */
-export type RoundName = 'delivery' | 'latency' | 'fanout' | 'publish' | 'durablePublish';
+export type RoundName =
+  | 'delivery'
+  | 'latency'
+  | 'fanout'
+  | 'publish'
+  | 'durablePublish'
+  | 'durableLatency';
 
 export interface Context {
   url: string;

@@ -5,14 +5,16 @@
  *   npm run bench                          workloads (a)–(g), 5 interleaved rounds
  *   npm run bench -- delivery latency      only those workloads (names or letters a–g)
  *   npm run bench -- durable-publish       (h) only: durable publish vs plain and hand-rolled
- *   npm run bench -- --quick               small sizes, 1 round, (a)–(h) (a step of .ci/run;
+ *   npm run bench -- durable-latency durable-catchup   (i), (j): the durable consumer's side
+ *   npm run bench -- --quick               small sizes, 1 round, (a)–(j) (a step of .ci/run;
  *                                          test/bench.test.ts runs it with --only=pgnotify)
  *   npm run bench -- --rounds=3 --no-json
  *   npm run bench -- delivery --only=pgnotify,pg   only those contestants ('pg' includes 'pg Pool')
  *
  * Workloads: (a) delivery, (b) latency, (c) publish, (d) fanout, (e) recovery, (f) memory,
  * (g) instructions (under valgrind; skipped with --quick or without valgrind), (h) durable-publish
- * (named or --quick); and `dispatch` (on request only): the listener's own cost per
+ * (named or --quick), (i) durable-latency and (j) durable-catchup (named or --quick); and
+ * `dispatch` (on request only): the listener's own cost per
  * notification, without the server.
  * Every workload runs its rounds through runRounds() (bench/common.ts).
  * Server: DATABASE_URL when set, else a throwaway embedded PostgreSQL (startEmbedded() of
@@ -38,6 +40,8 @@ import {
 import { LISTENERS, PUBLISHERS } from './contestants.js';
 import { delivery } from './delivery.js';
 import { dispatch } from './dispatch.js';
+import { durableCatchup } from './durable-catchup.js';
+import { durableLatency } from './durable-latency.js';
 import { durablePublish } from './durable-publish.js';
 import { fanout } from './fanout.js';
 import { instructions } from './instructions.js';
@@ -61,12 +65,15 @@ const WORKLOADS = {
   instructions,
   dispatch,
   'durable-publish': durablePublish,
+  'durable-latency': durableLatency,
+  'durable-catchup': durableCatchup,
 } as const satisfies Record<string, (ctx: Context) => Promise<WorkloadResult>>;
 type WorkloadName = keyof typeof WORKLOADS;
 
 /**
- * What runs when no workload is named: (a)–(g), and with --quick (h) too. `dispatch` only on
- * request; (h) `durable-publish` adds about a minute to a full run, so it runs when named.
+ * What runs when no workload is named: (a)–(g), and with --quick (h)–(j) too. `dispatch` only
+ * on request; (h) `durable-publish`, (i) `durable-latency` and (j) `durable-catchup` add about
+ * a minute each to a full run, so they run when named.
  */
 const DEFAULT_WORKLOADS: readonly WorkloadName[] = [
   'delivery',
@@ -88,7 +95,14 @@ const ALIASES: Record<string, WorkloadName> = {
   f: 'memory',
   g: 'instructions',
   h: 'durable-publish',
+  i: 'durable-latency',
+  j: 'durable-catchup',
 };
+const DURABLE_WORKLOADS: readonly WorkloadName[] = [
+  'durable-publish',
+  'durable-latency',
+  'durable-catchup',
+];
 
 interface Cli {
   workloads: WorkloadName[];
@@ -105,7 +119,7 @@ function usage(): string {
   return [
     'usage: npm run bench -- [workload ...] [--quick] [--rounds=N] [--no-json] [--only=a,b]',
     `contestants for --only: ${CONTESTANT_NAMES.join(', ')} ('pg' also selects 'pg Pool')`,
-    `workloads: ${Object.keys(WORKLOADS).join(', ')} (or a–h); default: ${DEFAULT_WORKLOADS.join(', ')} (--quick: and durable-publish)`,
+    `workloads: ${Object.keys(WORKLOADS).join(', ')} (or a–j); default: ${DEFAULT_WORKLOADS.join(', ')} (--quick: and ${DURABLE_WORKLOADS.join(', ')})`,
   ].join('\n');
 }
 
@@ -138,7 +152,7 @@ function parseArgs(argv: readonly string[]): Cli {
     }
   }
   if (cli.workloads.length === 0) {
-    cli.workloads = [...DEFAULT_WORKLOADS, ...(cli.quick ? (['durable-publish'] as const) : [])];
+    cli.workloads = [...DEFAULT_WORKLOADS, ...(cli.quick ? DURABLE_WORKLOADS : [])];
   }
   if (cli.rounds === 0) cli.rounds = cli.quick ? 1 : 5;
   return cli;
@@ -276,6 +290,29 @@ function targets(results: Partial<Record<WorkloadName, WorkloadResult>>): Target
       '≥ 20',
       durable / hand >= 20,
     );
+  const i = results['durable-latency']?.medians;
+  const dp50 = get(i, 'pgnotify durable', 'p50');
+  const pp50 = get(i, 'pgnotify plain', 'p50');
+  if (dp50 !== undefined && pp50 !== undefined)
+    add('durable commit→handler p50 vs plain', dp50 / pp50, '≤ 2', dp50 / pp50 <= 2);
+  const j = results['durable-catchup'];
+  if (j !== undefined) {
+    const ratio = get(j.medians, 'pgnotify', 'ratio');
+    const growth = get(j.medians, 'pgnotify', 'rssGrowthMB');
+    const backlog = fmt(j.params.total as number);
+    add(
+      `durable catch-up of ${backlog}: rate vs plain delivery`,
+      ratio,
+      '≥ 0.5',
+      (ratio ?? 0) >= 0.5,
+    );
+    add(
+      `  consumer RSS growth (MB) over the ${backlog} backlog`,
+      growth,
+      '< 100',
+      (growth ?? Infinity) < 100,
+    );
+  }
   const m = results.memory;
   if (m !== undefined) {
     const growth = get(m.medians, 'pgnotify', 'rssGrowthMB');

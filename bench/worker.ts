@@ -7,6 +7,7 @@
  */
 import { type RoundContext, type RoundName, runAppName } from './common.js';
 import { deliveryRound } from './delivery.js';
+import { durableLatencyRound } from './durable-latency.js';
 import { durablePublishRound } from './durable-publish.js';
 import { fanoutRound } from './fanout.js';
 import { latencyRound } from './latency.js';
@@ -21,6 +22,7 @@ const ROUNDS: Record<RoundName, (rc: RoundContext, ...args: any[]) => Promise<un
   fanout: fanoutRound,
   publish: publishRound,
   durablePublish: durablePublishRound,
+  durableLatency: durableLatencyRound,
 };
 
 const url = process.env.DATABASE_URL ?? '';

@@ -12,6 +12,7 @@ export type { Decode, DecodeFunction, Schema } from './codec.js';
 export type {
   InstallResult,
   InstallSchemaOptions,
+  JournalOptions,
   JournalPage,
   JournalRow,
   ReadJournalOptions,

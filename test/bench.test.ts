@@ -23,6 +23,8 @@ const TABLES = {
   recovery: '(e) recovery',
   memory: '(f) memory',
   'durable-publish': '(h) durable publish',
+  'durable-latency': '(i) durable latency',
+  'durable-catchup': '(j) durable catch-up',
 } as const;
 
 /** The lines of the table titled `title` (up to the next blank line). */

