@@ -2,7 +2,7 @@
 // background mode (start/stop/join), blocking mode (run), max_workers and ping_period.
 // Run: DATABASE_URL=postgres://… node --import tsx examples/classic-pg-listener.ts
 import pg from 'pg';
-import { createListener, createNotifier, type Notification } from '../src/index.js';
+import { createListener, createNotifier, type Notification } from 'pgnotify';
 
 const url = process.env.DATABASE_URL;
 if (!url) throw new Error('set DATABASE_URL=postgres://user:password@host:port/database');

@@ -1,7 +1,7 @@
 // pgnotifier's README example with pgnotify: many channels on one listener, subscribers with ids,
 // mute/unmute, subscribers added and removed while running, payloads as native values.
 // Run: DATABASE_URL=postgres://… node --import tsx examples/pgnotifier.ts
-import { createListener, createNotifier, type Notification } from '../src/index.js';
+import { createListener, createNotifier, type Notification } from 'pgnotify';
 
 const url = process.env.DATABASE_URL;
 if (!url) throw new Error('set DATABASE_URL=postgres://user:password@host:port/database');

@@ -1,7 +1,7 @@
 // pgnotifpy's README with pgnotify: action routing à la Flask on channel 'job', a custom
 // dispatcher, an ill-formed message, and the decorator form on a class.
 // Run: DATABASE_URL=postgres://… node --import tsx examples/pgnotifpy.ts
-import { createListener, createNotifier, handles } from '../src/index.js';
+import { createListener, createNotifier, handles } from 'pgnotify';
 
 type User = { id: number; name: string };
 const url = process.env.DATABASE_URL;

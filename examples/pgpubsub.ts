@@ -2,7 +2,7 @@
 // the non-blocking get_event(), and the echo loop guarded by the sender's pid.
 // Run: DATABASE_URL=postgres://… node --import tsx examples/pgpubsub.ts
 import pg from 'pg';
-import { createListener, createNotifier, notify, type Subscription } from '../src/index.js';
+import { createListener, createNotifier, notify, type Subscription } from 'pgnotify';
 
 const url = process.env.DATABASE_URL;
 if (!url) throw new Error('set DATABASE_URL=postgres://user:password@host:port/database');

@@ -1,7 +1,7 @@
 // PyGreSQL's NotificationHandler with pgnotify: a callback with its arg_dict, the timeout
 // callback, timeout=0 polling, and the 'stop_' + event stop notification.
 // Run: DATABASE_URL=postgres://… node --import tsx examples/pygresql.ts
-import { createListener, createNotifier, type Notification } from '../src/index.js';
+import { createListener, createNotifier, type Notification } from 'pgnotify';
 
 const url = process.env.DATABASE_URL;
 if (!url) throw new Error('set DATABASE_URL=postgres://user:password@host:port/database');

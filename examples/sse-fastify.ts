@@ -3,8 +3,8 @@
 // test/sse-examples.test.ts starts it, connects, and receives one notification.
 import type { AddressInfo } from 'node:net';
 import Fastify from 'fastify';
-import { createListener } from '../src/index.js';
-import { createSseHandler } from '../src/sse.js'; // 'pgnotify/sse' in your code
+import { createListener } from 'pgnotify';
+import { createSseHandler } from 'pgnotify/sse';
 
 const channel = process.env.SSE_CHANNEL ?? 'orders';
 const listener = createListener({ connection: process.env.DATABASE_URL });

@@ -4,8 +4,8 @@
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
-import { createListener } from '../src/index.js';
-import { createSseHandler } from '../src/sse.js'; // 'pgnotify/sse' in your code
+import { createListener } from 'pgnotify';
+import { createSseHandler } from 'pgnotify/sse';
 
 const channel = process.env.SSE_CHANNEL ?? 'orders';
 const listener = createListener({ connection: process.env.DATABASE_URL });
