@@ -1,9 +1,10 @@
 /**
- * One subscriber's delivery: a bounded buffer with a stated overflow policy, drained either
- * by a handler (through a HandlerRunner) or by the consumer: `for await`, `withGaps()`,
+ * One subscriber's delivery: its bounded buffer (buffer.ts, with the overflow policy) drained
+ * either by a handler (through a HandlerRunner) or by the consumer: `for await`, `withGaps()`,
  * `poll()`, `next({ timeoutMs })`. Gap reports go into the buffer in their arrival position
  * for `withGaps()` loops, and are never dropped by the overflow policy.
  */
+import { type Item, NotificationBuffer } from './buffer.js';
 import { abortedError, asPgNotifyError, ErrorCode, PgNotifyError } from './errors.js';
 import { HandlerRunner } from './runner.js';
 import type {
@@ -45,8 +46,6 @@ interface Waiter<T> {
   reject(error: Error): void;
 }
 
-type Item<T> = Notification<T> | Gap;
-
 /**
  * A subscriber on one or more channels. With a handler, notifications are handed to it;
  * without one, the subscription is an async iterable with `poll()` and `next()`.
@@ -64,17 +63,9 @@ export class Subscription<T = unknown> implements AsyncIterable<Notification<T>>
   #ended = false;
   readonly #owner: SubscriptionOwner;
   readonly #runner: HandlerRunner<Notification<T>> | undefined;
-  #buffer: (Item<T> | undefined)[] = [];
-  #head = 0;
-  /** Items in the buffer (`buffer.length - head`), gap reports included. */
-  #queued = 0;
-  /** Gap reports in the buffer: they do not count against `max`. */
-  #gapsQueued = 0;
+  readonly #buffer: NotificationBuffer<T>;
   #waiters: Waiter<T>[] = [];
   #endError: Error | undefined;
-  #dropped = 0;
-  readonly #max: number;
-  readonly #overflow: OverflowPolicy;
   readonly #onGap: ((gap: Gap) => unknown) | undefined;
   #gapReaders = 0;
   /** Set while an idle timeout is armed; only then is `lastActivity` kept. */
@@ -85,8 +76,7 @@ export class Subscription<T = unknown> implements AsyncIterable<Notification<T>>
   constructor(owner: SubscriptionOwner, setup: SubscriptionSetup<T>) {
     this.#owner = owner;
     this.id = setup.id;
-    this.#max = setup.max;
-    this.#overflow = setup.overflow;
+    this.#buffer = new NotificationBuffer(setup.max, setup.overflow);
     this.#onGap = setup.onGap;
     this.stopChannel = setup.stopChannel;
     this.decoder = setup.decoder;
@@ -115,12 +105,12 @@ export class Subscription<T = unknown> implements AsyncIterable<Notification<T>>
 
   /** Items waiting in the buffer. */
   get buffered(): number {
-    return this.#queued;
+    return this.#buffer.size;
   }
 
   /** Notifications this subscription lost to its overflow policy. */
   get dropped(): number {
-    return this.#dropped;
+    return this.#buffer.dropped;
   }
 
   /** Handler calls in flight. */
@@ -241,25 +231,7 @@ export class Subscription<T = unknown> implements AsyncIterable<Notification<T>>
 
   /** The next buffered item; gap reports are skipped unless `gaps`. */
   #takeItem(gaps: boolean): Item<T> | undefined {
-    let item = this.#shift();
-    while (item !== undefined && !gaps && isGap(item)) item = this.#shift();
-    return item;
-  }
-
-  #shift(): Item<T> | undefined {
-    if (this.#queued === 0) return undefined;
-    const item = this.#buffer[this.#head];
-    this.#buffer[this.#head++] = undefined;
-    this.#queued--;
-    if (item !== undefined && isGap(item)) this.#gapsQueued--;
-    if (this.#queued === 0) {
-      this.#buffer.length = 0;
-      this.#head = 0;
-    } else if (this.#head >= 1024 && this.#head * 2 >= this.#buffer.length) {
-      this.#buffer = this.#buffer.slice(this.#head);
-      this.#head = 0;
-    }
-    return item;
+    return this.#buffer.take(gaps);
   }
 
   /** @internal Hands one notification to this subscriber. */
@@ -274,7 +246,7 @@ export class Subscription<T = unknown> implements AsyncIterable<Notification<T>>
     if (this.#idleTimer !== undefined) this.#lastActivity = notification.receivedAt;
     const runner = this.#runner;
     if (runner !== undefined) {
-      if (this.#queued === 0 && runner.canRunNow()) runner.run(notification);
+      if (this.#buffer.size === 0 && runner.canRunNow()) runner.run(notification);
       else if (this.#push(notification)) runner.pump();
       return;
     }
@@ -340,11 +312,7 @@ export class Subscription<T = unknown> implements AsyncIterable<Notification<T>>
     if (this.#runner === undefined && this.#gapReaders > 0) {
       const waiter = this.#waiters.find((w) => w.gaps);
       if (waiter !== undefined) waiter.resolve(gap);
-      else {
-        this.#buffer.push(gap);
-        this.#queued++;
-        this.#gapsQueued++;
-      }
+      else this.#buffer.pushGap(gap);
     }
     const onGap = this.#onGap;
     if (onGap !== undefined) this.#callHook(() => onGap(gap));
@@ -358,10 +326,7 @@ export class Subscription<T = unknown> implements AsyncIterable<Notification<T>>
   end(error?: Error, discard = false): void {
     if (discard && this.#runner !== undefined) {
       // Unsubscribed: queued handler work is dropped, not run after the caller said stop.
-      this.#buffer = [];
-      this.#head = 0;
-      this.#queued = 0;
-      this.#gapsQueued = 0;
+      this.#buffer.clear();
     }
     if (this.#ended) return;
     this.#ended = true;
@@ -385,48 +350,23 @@ export class Subscription<T = unknown> implements AsyncIterable<Notification<T>>
     }
   }
 
-  /** Adds to the buffer under the overflow policy; false when the item was dropped. */
+  /** Adds to the buffer under the overflow policy and reports any loss; false when not kept. */
   #push(notification: Notification<T>): boolean {
-    if (this.#queued - this.#gapsQueued < this.#max) {
-      this.#buffer.push(notification);
-      this.#queued++;
-      return true;
+    const outcome = this.#buffer.push(notification);
+    if (outcome === 'added') return true;
+    this.#owner.reportOverflow(this as Subscription<unknown>, 1);
+    if (outcome === 'evicted') return true;
+    if (this.#buffer.overflow === 'error') {
+      const error = new PgNotifyError(
+        ErrorCode.BUFFER_OVERFLOW,
+        `subscriber ${JSON.stringify(this.id)}: buffer full (${this.#buffer.max}); subscription ended`,
+        { subscriberId: this.id, channel: notification.channel },
+      );
+      this.end(error);
+      this.#owner.reportError(error);
+      this.#leave();
     }
-    this.#dropped++;
-    switch (this.#overflow) {
-      case 'drop-oldest':
-        this.#dropOldest();
-        this.#buffer.push(notification);
-        this.#queued++;
-        this.#owner.reportOverflow(this as Subscription<unknown>, 1);
-        return true;
-      case 'drop-newest':
-        this.#owner.reportOverflow(this as Subscription<unknown>, 1);
-        return false;
-      case 'error': {
-        const error = new PgNotifyError(
-          ErrorCode.BUFFER_OVERFLOW,
-          `subscriber ${JSON.stringify(this.id)}: buffer full (${this.#max}); subscription ended`,
-          { subscriberId: this.id, channel: notification.channel },
-        );
-        this.#owner.reportOverflow(this as Subscription<unknown>, 1);
-        this.end(error);
-        this.#owner.reportError(error);
-        this.#leave();
-        return false;
-      }
-    }
-  }
-
-  /** Drops the oldest notification; gap reports before it stay (a loop must see every gap). */
-  #dropOldest(): void {
-    let at = this.#head;
-    while (isGap(this.#buffer[at] as Item<T>)) at++;
-    if (at === this.#head) this.#shift();
-    else {
-      this.#buffer.splice(at, 1);
-      this.#queued--;
-    }
+    return false;
   }
 
   #endReason(): Error {
@@ -437,8 +377,4 @@ export class Subscription<T = unknown> implements AsyncIterable<Notification<T>>
       })
     );
   }
-}
-
-function isGap<T>(item: Item<T>): item is Gap {
-  return item.kind !== undefined;
 }
