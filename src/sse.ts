@@ -2,17 +2,18 @@
  * `pgnotify/sse`: a browser bridge. Server-Sent Events for any Node HTTP server from one
  * listener (one PostgreSQL backend) whatever the number of clients.
  *
- * Fan-out: every channel with clients is ONE subscription on the listener (a hub); a
- * notification is framed and encoded once and the same bytes are written to each client.
- * Durable channels get a subscription per client instead (replay from its cursor), through
- * `openDurable` in sse-durable.ts.
+ * This module is the handler: admission (sse-request.ts), one SseClient per stream
+ * (sse-client.ts), the live per-channel fan-out (sse-fanout.ts: one listener subscription per
+ * channel, each notification encoded once), durable channels through a subscription per
+ * client (`openDurable` in sse-durable.ts), heartbeats, stats and shutdown.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ErrorCode, toError } from './errors.js';
-import type { Gap, Listener, ListenerState, Notification, Subscription } from './index.js';
+import type { Gap, Listener, ListenerState, Subscription } from './index.js';
 import { PgNotifyError } from './index.js';
 import { Frame, NodeSink, type Sink, SseClient, WebSink } from './sse-client.js';
 import { openDurable } from './sse-durable.js';
+import { Fanout, sendGap } from './sse-fanout.js';
 import { resolveSseOptions, type SseOptions } from './sse-options.js';
 import {
   type Admitted,
@@ -69,12 +70,6 @@ export interface SseHandler {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-interface Hub {
-  readonly clients: Set<SseClient>;
-  subscription: Subscription<unknown> | undefined;
-  ready: Promise<void>;
-}
-
 const STREAM_HEADERS = {
   'Content-Type': 'text/event-stream; charset=utf-8',
   'Cache-Control': 'no-cache',
@@ -115,12 +110,10 @@ export function createSseHandler(listener: Listener, options: SseOptions = {}): 
   const idPrefix = `sse${++handlers}:`;
 
   const clients = new Set<SseClient>();
-  const hubs = new Map<string, Hub>();
   const durableSubs = new Map<SseClient, Promise<Subscription<unknown> | undefined>>();
-  const unsubscribing = new Set<Promise<void>>();
   let opening = 0;
-  let hubCount = 0;
-  let events = 0;
+  /** Notification events written by durable subscriptions; the fan-out counts its own. */
+  let durableEvents = 0;
   let slowClients = 0;
   let heartbeat: NodeJS.Timeout | undefined;
   let closed = false;
@@ -133,54 +126,12 @@ export function createSseHandler(listener: Listener, options: SseOptions = {}): 
     }
   };
 
-  function join(channel: string, client: SseClient): Promise<void> {
-    let hub = hubs.get(channel);
-    if (hub === undefined) {
-      const created: Hub = {
-        clients: new Set(),
-        subscription: undefined,
-        ready: Promise.resolve(),
-      };
-      hub = created;
-      hubs.set(channel, created);
-      created.ready = listener
-        .subscribe(
-          channel,
-          (n: Notification<unknown>) => {
-            // One frame, encoded once, for every client of the channel.
-            const frame = Frame.of(notificationFrame(n));
-            events += created.clients.size;
-            for (const c of created.clients) c.send(frame);
-          },
-          { id: `${idPrefix}${channel}#${++hubCount}`, concurrency: 0 },
-        )
-        .then(
-          (subscription) => {
-            created.subscription = subscription;
-          },
-          (error: unknown) => {
-            if (hubs.get(channel) === created) hubs.delete(channel);
-            throw error;
-          },
-        );
-    }
-    hub.clients.add(client);
-    return hub.ready;
-  }
-
-  function leave(channel: string, client: SseClient): void {
-    const hub = hubs.get(channel);
-    if (hub === undefined || !hub.clients.delete(client) || hub.clients.size > 0) return;
-    hubs.delete(channel);
-    const done = hub.ready.then(() => hub.subscription?.unsubscribe()).catch(report);
-    unsubscribing.add(done);
-    void done.finally(() => unsubscribing.delete(done));
-  }
+  const fanout = new Fanout(listener, idPrefix, report);
 
   function gone(client: SseClient, reason: string): void {
     clients.delete(client);
     if (reason === 'slow-client') slowClients++;
-    for (const channel of client.live) leave(channel, client);
+    for (const channel of client.live) fanout.leave(channel, client);
     const sub = durableSubs.get(client);
     if (sub !== undefined) {
       durableSubs.delete(client);
@@ -192,25 +143,7 @@ export function createSseHandler(listener: Listener, options: SseOptions = {}): 
     }
   }
 
-  function onGap(gap: Gap): void {
-    // Expired gaps belong to durable subscriptions: each client gets its own through openDurable.
-    if (gap.kind !== 'gap') return;
-    const lost = new Set(gap.channels);
-    for (const client of clients) {
-      const mine = client.live.filter((channel) => lost.has(channel));
-      if (mine.length === 0) continue;
-      client.send(
-        gapFrame({
-          reason: 'connection',
-          channels: mine,
-          message: `the listener's connection was lost for ${gap.downtimeMs} ms: ${gap.cause.message}`,
-          disconnectedAt: gap.disconnectedAt,
-          reconnectedAt: gap.reconnectedAt,
-          downtimeMs: gap.downtimeMs,
-        }),
-      );
-    }
-  }
+  const onGap = (gap: Gap): void => sendGap(gap, clients);
   function onState(state: ListenerState): void {
     if (state !== 'stopped' && state !== 'failed') return;
     for (const client of [...clients]) client.end('listener-stopped', `the listener is ${state}`);
@@ -233,7 +166,7 @@ export function createSseHandler(listener: Listener, options: SseOptions = {}): 
         ? undefined
         : openDurable(listener, durableWanted, isLiveMarker(after) ? undefined : after, {
             deliver: (n) => {
-              events++;
+              durableEvents++;
               client.send(notificationFrame(n));
             },
             gap: (gap) =>
@@ -266,7 +199,7 @@ export function createSseHandler(listener: Listener, options: SseOptions = {}): 
     const opened = (async () => {
       let cursor: string | undefined;
       try {
-        await Promise.all(live.map((channel) => join(channel, client)));
+        await Promise.all(live.map((channel) => fanout.join(channel, client)));
         if (pending !== undefined) cursor = (await pending).cursor;
       } catch (error) {
         client.closed();
@@ -405,13 +338,14 @@ export function createSseHandler(listener: Listener, options: SseOptions = {}): 
         retryMs + Math.floor(Math.random() * retryMs),
       );
     }
-    const subs = [...hubs.values()].map((hub) =>
-      hub.ready.then(() => hub.subscription?.unsubscribe()),
-    );
-    hubs.clear();
-    await Promise.allSettled([...subs, ...durableSubs.values(), ...unsubscribing]);
+    await Promise.allSettled([...fanout.close(), ...durableSubs.values()]);
   };
-  handler.stats = () => ({ clients: clients.size, channels: hubs.size, events, slowClients });
+  handler.stats = () => ({
+    clients: clients.size,
+    channels: fanout.channels,
+    events: fanout.events + durableEvents,
+    slowClients,
+  });
   handler[Symbol.asyncDispose] = () => handler.close();
   return handler;
 }
