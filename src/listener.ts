@@ -1,17 +1,13 @@
 /**
  * The Listener: what users hold. A facade over the registry (who listens to what), delivery
  * (derived from it), the subscriptions and one Session; it turns session hooks into events
- * and keeps every error away from the host process (they go to `onError`).
+ * and keeps every error away from the host process (they go to `onError`). The events, the
+ * error hook, the session hooks that feed them and the stats snapshot live in listener-events.ts.
  */
 
-import { publishError, publishEvent, publishReceived, receivedChannel } from './diagnostics.js';
-import {
-  asPgNotifyError,
-  ErrorCode,
-  listenerClosedError,
-  PgNotifyError,
-  toError,
-} from './errors.js';
+import { publishReceived, receivedChannel } from './diagnostics.js';
+import { asPgNotifyError, ErrorCode, listenerClosedError, PgNotifyError } from './errors.js';
+import { ListenerEventHub, lifecycleHooks, listenerStats } from './listener-events.js';
 import { once } from './once.js';
 import { type ResolvedListenerOptions, resolveListenerOptions } from './options.js';
 import { createRoute } from './router.js';
@@ -37,8 +33,6 @@ import type {
   SubscriberInfo,
 } from './types.js';
 
-type Listeners = { [E in keyof ListenerEvents]?: ((...args: ListenerEvents[E]) => void)[] };
-
 /** @internal What pgnotify's own modules (durable channels) reach inside a listener. */
 export interface ListenerInternals {
   readonly session: Session;
@@ -56,10 +50,8 @@ export class Listener<Channels extends ChannelMap = ChannelMap> {
   readonly #options: ResolvedListenerOptions;
   readonly #subs: Subscribers;
   readonly #session: Session;
-  readonly #events: Listeners = {};
+  readonly #events: ListenerEventHub;
   #stopPromise: Promise<void> | undefined;
-  #failure: PgNotifyError | undefined;
-  #resolveClosed!: () => void;
   readonly #counters = { received: 0, lastAt: 0 };
 
   static {
@@ -73,19 +65,18 @@ export class Listener<Channels extends ChannelMap = ChannelMap> {
   constructor(options: ListenerOptions<Channels> = {}) {
     const resolved = resolveListenerOptions(options as ListenerOptions<ChannelMap>);
     this.#options = resolved;
-    this.closed = new Promise((resolve) => {
-      this.#resolveClosed = resolve;
-    });
-    const report = (error: PgNotifyError): void => this.#reportError(error);
+    this.#events = new ListenerEventHub(this, resolved.onError);
+    this.closed = this.#events.closed;
+    const report = (error: PgNotifyError): void => this.#events.report(error);
     this.#subs = new Subscribers(resolved, {
       unsubscribe: (id) => this.unsubscribe(id),
       subscribe: (channel, handler, opts) => this.subscribe(channel, handler, opts),
       touch: (channels) => this.#session.listening.touch(channels),
-      emitOverflow: (info) => this.#emit('overflow', info),
+      emitOverflow: (info) => this.#events.emit('overflow', info),
       report,
       query: (text, values) => this.#session.query(text, values),
       state: () => this.#session.state,
-      emitGap: (gap) => this.#emit('gap', gap),
+      emitGap: (gap) => this.#events.emit('gap', gap),
     });
     const { registry, delivery } = this.#subs;
     this.#session = new Session(
@@ -103,27 +94,7 @@ export class Listener<Channels extends ChannelMap = ChannelMap> {
           if (resolved.ignoreOwn && pid === this.#session.pid) return;
           delivery.deliver(channel, raw, pid, receivedAt);
         },
-        state: (state) => {
-          this.#emit('state', state);
-          if (state === 'failed') this.#resolveClosed();
-        },
-        connected: (pid) => this.#emit('connected', { pid }),
-        disconnected: (cause) => this.#emit('disconnected', { cause }),
-        reconnecting: (attempt, delayMs, cause) =>
-          this.#emit('reconnecting', { attempt, delayMs, cause }),
-        reconnected: (gap) => {
-          this.#emit('reconnected', { pid: this.#session.pid ?? 0, downtimeMs: gap.downtimeMs });
-          const visible = this.#subs.publicGap(gap);
-          if (visible !== undefined) this.#emit('gap', visible);
-          this.#subs.gap(gap);
-        },
-        failed: (error) => {
-          this.#failure = error;
-          report(error);
-          // Nothing more will arrive: loops and next() end with the failure, after their buffers.
-          for (const subscription of registry.values()) subscription.end(error);
-        },
-        error: report,
+        ...lifecycleHooks(this.#events, this.#subs, () => this.#session.pid),
       },
     );
     const stopChannel = resolved.stopChannel;
@@ -220,7 +191,7 @@ export class Listener<Channels extends ChannelMap = ChannelMap> {
       await this.closed;
       if (this.#session.state === 'failed') {
         throw (
-          this.#failure ??
+          this.#events.failure ??
           new PgNotifyError(ErrorCode.CONNECTION_FAILED, 'the listener failed for good')
         );
       }
@@ -364,9 +335,7 @@ export class Listener<Channels extends ChannelMap = ChannelMap> {
     event: E,
     listener: (...args: ListenerEvents[E]) => void,
   ): this {
-    const list = (this.#events[event] ?? []) as ((...args: ListenerEvents[E]) => void)[];
-    list.push(listener);
-    (this.#events as Record<string, unknown>)[event] = list;
+    this.#events.on(event, listener);
     return this;
   }
 
@@ -375,32 +344,13 @@ export class Listener<Channels extends ChannelMap = ChannelMap> {
     event: E,
     listener: (...args: ListenerEvents[E]) => void,
   ): this {
-    const list = this.#events[event] as ((...args: ListenerEvents[E]) => void)[] | undefined;
-    const at = list?.indexOf(listener) ?? -1;
-    if (at >= 0) list?.splice(at, 1);
+    this.#events.off(event, listener);
     return this;
   }
 
   /** Counters and gauges for health checks and metrics. */
   stats(): ListenerStats {
-    const { received, lastAt } = this.#counters;
-    const { registry, delivery, counters } = this.#subs;
-    return {
-      state: this.#session.state,
-      pid: this.#session.pid,
-      received,
-      ...delivery.counters,
-      ...counters,
-      reconnects: this.#session.reconnects,
-      lastNotificationAt: lastAt || undefined,
-      channels: { active: registry.activeCount(), listening: this.#session.listening.size },
-      subscribers: registry.values().map(({ id, buffered, dropped, inFlight }) => ({
-        id,
-        buffered,
-        dropped,
-        inFlight,
-      })),
-    };
+    return listenerStats(this.#session, this.#subs, this.#counters);
   }
 
   // ---- internals ----------------------------------------------------------------------
@@ -414,33 +364,7 @@ export class Listener<Channels extends ChannelMap = ChannelMap> {
   async #shutdown(): Promise<void> {
     await this.#session.stop();
     await this.#subs.close(this.#options.stopTimeoutMs);
-    this.#resolveClosed();
-  }
-
-  #emit<E extends keyof ListenerEvents>(event: E, ...args: ListenerEvents[E]): void {
-    publishEvent(this, event, args);
-    const list = this.#events[event] as ((...a: ListenerEvents[E]) => void)[] | undefined;
-    if (list === undefined) return;
-    for (const listener of [...list]) {
-      try {
-        listener(...args);
-      } catch (error) {
-        const what = `a ${JSON.stringify(event)} event listener threw`;
-        this.#reportError(asPgNotifyError(error, ErrorCode.HANDLER_FAILED, what));
-      }
-    }
-  }
-
-  /** Hands an error to `onError`; never throws. */
-  #reportError(error: PgNotifyError): void {
-    publishError(this, error);
-    try {
-      this.#options.onError(error);
-    } catch (hookError) {
-      process.stderr.write(
-        `pgnotify: onError threw: ${toError(hookError).message} (reporting: ${error.message})\n`,
-      );
-    }
+    this.#events.end();
   }
 
   #assertOpen(): void {
