@@ -139,10 +139,15 @@ export class Listener<Channels extends ChannelMap = ChannelMap> {
   /**
    * Connects and LISTENs every channel subscribed so far. Resolves once the server confirmed;
    * rejects with `PGNOTIFY_CONNECTION_FAILED` when the first connection fails (no retry: a
-   * bad URL or password should fail fast). Idempotent while running.
+   * bad URL or password should fail fast). Idempotent while running. Durable subscriptions made
+   * before it have their start position (`'now'`, a consumer's stored cursor) when it resolves.
    */
-  start(): Promise<void> {
-    return this.#session.start();
+  async start(): Promise<void> {
+    await this.#session.start();
+    // Durable subscriptions made before start() take their start position once connected
+    // ('now' is read then): resolve after that, so nothing committed after start() resolved
+    // can be taken for "before now".
+    await this.#subs.durableStarted();
   }
 
   /**

@@ -3,7 +3,8 @@
  * on the server (its snapshot taken before the commit), its result is held back from the feed
  * while a durable message commits and its wake-up reaches the listener, then released. The rule
  * under test: a wake-up during a read means "read again after this one", never "dropped" (the
- * first message after start() was lost in 9 of 300 fresh listeners before it held).
+ * first message after start() was lost in 9 of 300 fresh listeners before it held). And
+ * `after: 'now'` given before start(): start() resolves only once 'now' is read.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -35,6 +36,33 @@ function gate(): { wait: Promise<void>; open(): void } {
   });
   return { wait, open };
 }
+
+describe("'now' before start()", () => {
+  test('start() resolves once the position is taken: what commits after it is delivered', async () => {
+    const { listener, errors } = listenerRig({ decode: 'text' });
+    const channel = uniqueChannel('dnow');
+    await appendDurable(pool, channel, 'before', schema);
+    const session = internalsOf(listener).session;
+    const query = session.query.bind(session);
+    // The head query that resolves 'now' is slow to go out: start() must wait for it anyway.
+    session.query = (async (text: string, values?: readonly unknown[]) => {
+      if (/^SELECT pg_catalog\.max\(seq\) AS seq/.test(text))
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      return query(text, values);
+    }) as typeof session.query;
+    const box = collect();
+    try {
+      await listener.subscribe(channel, box.handler, { durable: { after: 'now', schema } });
+      await listener.start();
+      await appendDurable(pool, channel, 'after', schema);
+      await box.atLeast(1, 'the message committed after start()');
+      assert.deepEqual(box.raws(), ['after']);
+      assert.deepEqual(errors, []);
+    } finally {
+      await listener.stop();
+    }
+  });
+});
 
 describe('a wake-up during a read', () => {
   for (const start of ['before start()', 'on a running listener'] as const) {
