@@ -231,7 +231,12 @@ export interface JournalStatements {
     readonly text: { readonly one: string; readonly many: string };
     readonly json: { readonly one: string; readonly many: string };
   };
-  /** $1 seq, $2 id, $3 channels (text[] or null), $4 row limit, $5 byte budget. */
+  /**
+   * $1 seq, $2 id, $3 channels (text[] or null), $4 row limit, $5 byte budget, $6 most commits
+   * looked at (≥ 1). Row kinds: 'h' head seq, 'e' the window's last commit when it is full,
+   * 'w' prune watermarks, 'r' rows. readJournal sends it as {@link readInlineSql} (values
+   * written in, with settings of its own); this form is for EXPLAIN and for readers of the SQL.
+   */
   readonly read: string;
   /** The newest commit's seq (null when none). */
   readonly head: string;
@@ -239,6 +244,97 @@ export interface JournalStatements {
   readonly loadCursor: string;
   /** $1 name, $2 seq, $3 id: stores it unless the stored cursor is at or past it. */
   readonly saveCursor: string;
+}
+
+/** The values of one journal read (decimal text or numbers, channels or null for all). */
+export interface ReadValues {
+  readonly seq: string;
+  readonly id: string;
+  readonly channels: readonly string[] | null;
+  readonly limitRows: number;
+  readonly limitBytes: number;
+  readonly window: number;
+}
+
+/** The read statement with parameter `n` written as `p(n)` (see JournalStatements.read). */
+function readSql(q: string, p: (n: number) => string): string {
+  return `SELECT 'h' AS k, NULL::text AS channel, (SELECT pg_catalog.max(seq) FROM ${q}.commits) AS seq,
+  NULL::bigint AS id, NULL::text AS payload, NULL::integer AS pid, NULL::float8 AS at, NULL::bigint AS n
+UNION ALL
+SELECT 'e', NULL, (SELECT ce.seq FROM ${q}.commits AS ce WHERE ce.seq >= ${p(1)}::bigint
+  ORDER BY ce.seq OFFSET ${p(6)}::bigint - 1 LIMIT 1), NULL, NULL, NULL, NULL, NULL
+UNION ALL
+SELECT 'w', w.channel, w.seq, w.id, NULL, NULL, pg_catalog.date_part('epoch', w.pruned_at) * 1000, w.count
+  FROM ${q}.pruned AS w
+  WHERE (w.seq, w.id) > (${p(1)}::bigint, ${p(2)}::bigint) AND (${p(3)}::text[] IS NULL OR w.channel = ANY (${p(3)}::text[]))
+UNION ALL
+SELECT 'r', p.channel, p.seq, p.id, p.payload, p.pid, p.at, p.n FROM (
+  SELECT q.*, pg_catalog.row_number() OVER w AS rn, pg_catalog.count(*) OVER () AS n,
+    pg_catalog.sum(pg_catalog.octet_length(q.payload)) OVER w AS running
+  FROM (
+    SELECT c.seq, j.id, j.channel, j.payload, j.pid, pg_catalog.date_part('epoch', c.committed_at) * 1000 AS at
+    FROM (SELECT cw.seq, cw.xid, cw.committed_at FROM ${q}.commits AS cw WHERE cw.seq >= ${p(1)}::bigint
+      ORDER BY cw.seq LIMIT ${p(6)}::bigint) AS c CROSS JOIN LATERAL (
+      SELECT r.id, r.channel, r.payload, r.pid FROM ${q}.journal AS r
+      WHERE r.xid = c.xid AND r.id > (CASE WHEN c.seq = ${p(1)}::bigint THEN ${p(2)}::bigint ELSE 0::bigint END)
+        AND (${p(3)}::text[] IS NULL OR r.channel = ANY (${p(3)}::text[]))
+      ORDER BY r.id LIMIT ${p(4)}::bigint
+    ) AS j
+    ORDER BY c.seq, j.id LIMIT ${p(4)}::bigint
+  ) AS q
+  WINDOW w AS (ORDER BY q.seq, q.id)
+) AS p
+WHERE p.rn = 1 OR p.running <= ${p(5)}::bigint
+ORDER BY k, seq, id`;
+}
+
+const DIGITS = /^\d{1,19}$/;
+
+function literal(value: string): string {
+  return `E'${value.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`;
+}
+
+/**
+ * Settings turned off for the read alone. Without statistics (a backlog written just before it is
+ * read, before autovacuum analyzed it) the planner guesses ~1 000 rows per transaction: it then
+ * fetches all of a transaction's remaining rows by bitmap and sorts them on every page of it
+ * (O(transaction) per page), and the page's cost reaches JIT's threshold (compiling took ~180 ms
+ * a read for a 2 ms query). Without both, the only sane path is left: ordered index scans.
+ */
+const READ_SETTINGS = ['jit', 'enable_bitmapscan'] as const;
+
+/**
+ * The read as one simple-query string with its values written in, {@link READ_SETTINGS} off for
+ * this statement only: `set_config(…, true)` lasts until the end of the implicit transaction of
+ * the string, and is set back at once for a caller inside a transaction of its own. One round
+ * trip, and nothing outlives it, also through PgBouncer in transaction pooling.
+ */
+export function readInlineSql(schema: string, v: ReadValues): string {
+  const num = (x: string | number): string => {
+    const text = String(x);
+    if (!DIGITS.test(text)) throw new RangeError(`expected decimal digits, got ${text}`);
+    return `'${text}'`;
+  };
+  const values: Record<number, string> = {
+    1: num(v.seq),
+    2: num(v.id),
+    3: v.channels === null ? 'NULL' : `ARRAY[${v.channels.map(literal).join(', ')}]::text[]`,
+    4: num(v.limitRows),
+    5: num(v.limitBytes),
+    6: num(v.window),
+  };
+  const { q } = journalNames(schema);
+  const set = READ_SETTINGS.map(
+    (name) =>
+      `pg_catalog.set_config('pgnotify.${name}', pg_catalog.current_setting('${name}'), true), pg_catalog.set_config('${name}', 'off', true)`,
+  );
+  const reset = READ_SETTINGS.map(
+    (name) =>
+      `pg_catalog.set_config('${name}', pg_catalog.current_setting('pgnotify.${name}'), true)`,
+  );
+  return `SELECT ${set.join(',\n  ')};
+${readSql(q, (n) => values[n] as string)};
+SELECT ${reset.join(',\n  ')}`;
 }
 
 const statementsCache = new Map<string, JournalStatements>();
@@ -269,30 +365,18 @@ export function journalStatements(schema: string = DEFAULT_SCHEMA): JournalState
       json: { one: one(jsonEl, 'e.p::text'), many: many(jsonEl, 'e.p::text') },
     },
     // One statement, so one snapshot: the head, the prune watermarks past the cursor and the
-    // page agree. The page keeps rows while the running byte total stays within the budget,
+    // page agree. The rows come from a nested loop of index scans whatever the statistics say:
+    // commits from the cursor's seq on (commits_pkey), and per commit its rows after the
+    // cursor's id (journal_pkey, `xid = … AND id > …` both index conditions; ids are identity
+    // values, so 0 is before every row), each at most a page. A plain join let the planner pick
+    // a hash join over the whole journal (~350 ms a page on 1 000 000 rows) and rescan a large
+    // transaction's rows on every page of it. At most $6 commits are looked at per page ('e'
+    // names the last of them when the window is full): a channel with few rows among many
+    // commits costs pages of bounded time, not one long scan, and the planner's cost stays
+    // small enough that JIT (~180 ms a read when estimates inflate) never starts. The page keeps rows while the running byte total stays within the budget,
     // and always its first row, so a row larger than the budget still advances the reader.
     // Only returned rows are detoasted.
-    read: `SELECT 'h' AS k, NULL::text AS channel, (SELECT pg_catalog.max(seq) FROM ${q}.commits) AS seq,
-  NULL::bigint AS id, NULL::text AS payload, NULL::integer AS pid, NULL::float8 AS at, NULL::bigint AS n
-UNION ALL
-SELECT 'w', w.channel, w.seq, w.id, NULL, NULL, pg_catalog.date_part('epoch', w.pruned_at) * 1000, w.count
-  FROM ${q}.pruned AS w
-  WHERE (w.seq, w.id) > ($1::bigint, $2::bigint) AND ($3::text[] IS NULL OR w.channel = ANY ($3::text[]))
-UNION ALL
-SELECT 'r', p.channel, p.seq, p.id, p.payload, p.pid, p.at, p.n FROM (
-  SELECT q.*, pg_catalog.row_number() OVER w AS rn, pg_catalog.count(*) OVER () AS n,
-    pg_catalog.sum(pg_catalog.octet_length(q.payload)) OVER w AS running
-  FROM (
-    SELECT c.seq, j.id, j.channel, j.payload, j.pid, pg_catalog.date_part('epoch', c.committed_at) * 1000 AS at
-    FROM ${q}.commits AS c JOIN ${q}.journal AS j ON j.xid = c.xid
-    WHERE c.seq >= $1::bigint AND (c.seq > $1::bigint OR j.id > $2::bigint)
-      AND ($3::text[] IS NULL OR j.channel = ANY ($3::text[]))
-    ORDER BY c.seq, j.id LIMIT $4::bigint
-  ) AS q
-  WINDOW w AS (ORDER BY q.seq, q.id)
-) AS p
-WHERE p.rn = 1 OR p.running <= $5::bigint
-ORDER BY k, seq, id`,
+    read: readSql(q, (n) => `$${n}`),
     head: `SELECT pg_catalog.max(seq) AS seq FROM ${q}.commits`,
     loadCursor: `SELECT seq, id FROM ${q}.consumers WHERE name = $1`,
     saveCursor: `INSERT INTO ${q}.consumers AS c (name, seq, id) VALUES ($1, $2::bigint, $3::bigint)

@@ -18,7 +18,13 @@ import {
   parseCursor,
   START_CURSOR,
 } from './journal-cursor.js';
-import { DEFAULT_SCHEMA, installSql, journalNames, journalStatements } from './journal-sql.js';
+import {
+  DEFAULT_SCHEMA,
+  installSql,
+  journalNames,
+  journalStatements,
+  readInlineSql,
+} from './journal-sql.js';
 import type { Queryable } from './notifier.js';
 import { intOption } from './options.js';
 import { checkChannel } from './sql.js';
@@ -95,6 +101,12 @@ export async function installSchema(options: InstallSchemaOptions = {}): Promise
   }
 }
 
+/**
+ * Most commits one read looks at (more when `limitRows` is larger): bounds a page's time when
+ * the channels read are rare among many commits.
+ */
+const COMMIT_WINDOW = 1000;
+
 /** One durable message as read from the journal. */
 export interface JournalRow {
   /** Its position: read `after: cursor` to get what follows it. */
@@ -140,7 +152,7 @@ export interface JournalPage {
 }
 
 interface ReadRow {
-  k: 'h' | 'w' | 'r';
+  k: 'e' | 'h' | 'w' | 'r';
   channel: string | null;
   seq: string | null;
   id: string | null;
@@ -175,23 +187,30 @@ export async function readJournal(
   const key = parseCursor(after);
   let result: ReadRow[];
   try {
-    const res = (await queryable.query(journalStatements(schema).read, [
-      key.seq,
-      key.id,
-      channels,
-      limitRows,
-      limitBytes,
-    ])) as { rows: ReadRow[] };
-    result = res.rows;
+    const res = (await queryable.query(
+      readInlineSql(schema, {
+        seq: key.seq,
+        id: key.id,
+        channels,
+        limitRows,
+        limitBytes,
+        window: Math.max(limitRows, COMMIT_WINDOW),
+      }),
+    )) as { rows: ReadRow[] }[] | undefined;
+    const page = Array.isArray(res) ? res[1] : undefined;
+    if (page === undefined) throw new Error('expected the three results of a simple query');
+    result = page.rows;
   } catch (error) {
     throw journalError(error, 'reading the journal failed', schema);
   }
   let head: string | null = null;
+  let windowEnd: string | null = null;
   let inner = 0;
   const marks: ReadRow[] = [];
   const rows: JournalRow[] = [];
   for (const r of result) {
     if (r.k === 'h') head = r.seq;
+    else if (r.k === 'e') windowEnd = r.seq;
     else if (r.k === 'w') marks.push(r);
     else {
       inner = Number(r.n);
@@ -204,10 +223,14 @@ export async function readJournal(
       });
     }
   }
-  const caughtUp = rows.length === inner && inner < limitRows;
+  // Every row of the commits looked at was returned: nothing cut by the row limit (each
+  // commit's rows are capped at it too) or the byte budget.
+  const whole = rows.length === inner && inner < limitRows;
+  const caughtUp = whole && windowEnd === null;
   let next = rows.length > 0 ? (rows[rows.length - 1] as JournalRow).cursor : after;
-  if (caughtUp && head !== null) {
-    const past = cursorAfterCommit(head);
+  const end = whole ? (windowEnd ?? head) : null;
+  if (end !== null) {
+    const past = cursorAfterCommit(end);
     if (past > next) next = past;
   }
   const gaps: ExpiredGap[] = [];

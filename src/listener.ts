@@ -138,10 +138,15 @@ export class Listener<Channels extends ChannelMap = ChannelMap> {
    * with `PGNOTIFY_CONNECTION_FAILED` (`retryable` says whether trying again may help), or
    * `PGNOTIFY_INVALID_OPTION` when no connection is configured or the URL does not parse.
    * After a failure the state is back to `idle` with {@link Listener.lastError} set, and
-   * `start()` may be called again. Idempotent while running.
+   * `start()` may be called again. Idempotent while running. Durable subscriptions made before
+   * it have their start position (`'now'`, a consumer's stored cursor) when it resolves.
    */
-  start(): Promise<void> {
-    return this.#session.start();
+  async start(): Promise<void> {
+    await this.#session.start();
+    // Durable subscriptions made before start() take their start position once connected
+    // ('now' is read then): resolve after that, so nothing committed after start() resolved
+    // can be taken for "before now".
+    await this.#subs.durableStarted();
   }
 
   /**

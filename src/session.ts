@@ -18,6 +18,7 @@ import {
 import { Heartbeat, type Timers } from './heartbeat.js';
 import { type Deferred, deferred, ListenSet, type Query } from './listen-set.js';
 import { backendPid, closeClient, connectionFailed, destroySocket } from './pg-client.js';
+import { QueryQueue } from './query-queue.js';
 import { Backoff, reconnect } from './reconnect.js';
 import type {
   ConnectionOption,
@@ -66,8 +67,10 @@ export class Session {
   /** The server's LISTEN set on the current connection. */
   readonly listening: ListenSet;
   #client: pg.Client | undefined;
-  /** `client.query` of the current connection, one function per connection. */
+  /** The session's own statements on the current connection, one function per connection. */
   #query: Query | undefined;
+  /** Every statement on the current connection goes through it, one at a time. */
+  #queue: QueryQueue | undefined;
   /** The client of a connection attempt in progress, so stop() can abort it. */
   #connecting: pg.Client | undefined;
   /** Per client: what detaches its handlers, and what it read before it was adopted. */
@@ -146,17 +149,18 @@ export class Session {
   /**
    * Runs a query on the listener's own connection, once one is live: waits while idle or
    * (re)connecting, rejects `PGNOTIFY_CLOSED` (or the failure) once the session is over.
-   * Notifications keep flowing meanwhile; the query shares the connection's one pipeline,
-   * so keep it short. For pgnotify's own modules (durable channels), not public.
+   * Notifications keep flowing meanwhile; the query waits its turn on the connection (after the
+   * session's own queued statements) and holds it while it runs, so keep it short. For
+   * pgnotify's own modules (durable channels), not public.
    */
   async query<R extends pg.QueryResultRow = pg.QueryResultRow>(
     text: string,
     values?: readonly unknown[],
   ): Promise<pg.QueryResult<R>> {
     for (;;) {
-      const client = this.#client;
-      if (client !== undefined && this.state === 'listening')
-        return client.query<R>(text, values as unknown[] | undefined);
+      const queue = this.#queue;
+      if (queue !== undefined && this.state === 'listening')
+        return queue.run<R>('data', text, values);
       if (this.state === 'stopped' || this.state === 'failed')
         throw this.#failure ?? listenerClosedError();
       const waiter = deferred();
@@ -168,9 +172,10 @@ export class Session {
   /** One round trip on the listener connection: what the server sent before it has been read. */
   async ping(): Promise<void> {
     const client = this.#client;
-    if (client === undefined) return;
+    const queue = this.#queue;
+    if (client === undefined || queue === undefined) return;
     try {
-      await client.query('SELECT 1');
+      await queue.run('control', 'SELECT 1');
       this.#heartbeat.lastActivity = Date.now();
     } catch (error) {
       this.#lost(client, error);
@@ -196,6 +201,7 @@ export class Session {
     const client = this.#client;
     this.#client = undefined;
     this.#query = undefined;
+    this.#queue = undefined;
     this.pid = undefined;
     this.listening.reset();
     if (client !== undefined) this.#detach(client);
@@ -240,7 +246,9 @@ export class Session {
   /** Makes a connected client current: state, heartbeat, waiters, changes made meanwhile. */
   #adopt(client: pg.Client): boolean {
     this.#client = client;
-    this.#query = (sql) => client.query(sql);
+    const queue = new QueryQueue(client);
+    this.#queue = queue;
+    this.#query = (sql) => queue.run('control', sql);
     this.pid = backendPid(client);
     this.#failure = undefined;
     this.lastError = undefined;
@@ -309,6 +317,7 @@ export class Session {
     if (client !== this.#client) return;
     this.#client = undefined;
     this.#query = undefined;
+    this.#queue = undefined;
     this.#detach(client);
     destroySocket(client);
     this.#heartbeat.stop();

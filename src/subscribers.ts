@@ -196,6 +196,12 @@ export class Subscribers {
       : undefined;
   }
 
+  /** Resolves once every durable subscription has its start position (failures go to onError). */
+  async durableStarted(): Promise<void> {
+    const durable = this.registry.values().filter(isDurable);
+    if (durable.length > 0) await Promise.allSettled(durable.map((s) => s.ready));
+  }
+
   /**
    * The listener's `'gap'` event for an outage: without durable wake channels (durable
    * subscriptions re-read the journal and lose nothing); undefined when nothing is left.

@@ -1,0 +1,141 @@
+/**
+ * The journal read's plan and paging on a real server: index conditions only (never a scan of
+ * the journal, never a large transaction's rows rescanned per page), cursors on a commit boundary
+ * ('now', bigint ids), the commit window that bounds a page's work, and JIT kept off for the
+ * read alone.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type pg from 'pg';
+import { installSchema, readJournal, resolveCursor } from '../src/journal.js';
+import { cursorAfterCommit, START_CURSOR } from '../src/journal-cursor.js';
+import { readInlineSql } from '../src/journal-sql.js';
+import { appendDurable, appendDurableBatch } from '../src/journal-write.js';
+import { connect, dropSchema, readAll, testPool, uniqueSchema } from './helpers/journal.js';
+
+const schema = uniqueSchema('jr');
+let pool: pg.Pool;
+
+before(async () => {
+  pool = testPool();
+  await installSchema({ client: pool, schema });
+});
+
+after(async () => {
+  await dropSchema(pool, schema);
+  await pool.end();
+});
+
+/** The plan of one read, as EXPLAIN ANALYZE prints it. */
+async function plan(values: Parameters<typeof readInlineSql>[1]): Promise<string> {
+  const sql = readInlineSql(schema, values).replace(
+    /;\nSELECT 'h'/,
+    ";\nEXPLAIN (ANALYZE, COSTS OFF) SELECT 'h'",
+  );
+  const results = (await pool.query(sql)) as unknown as { rows: Record<string, string>[] }[];
+  return (results[1]?.rows ?? []).map((r) => Object.values(r)[0]).join('\n');
+}
+
+describe('journal read', () => {
+  test("'now' and a commit boundary read what commits next", async () => {
+    await appendDurable(pool, 'b', 'before', schema);
+    const now = await resolveCursor(pool, 'now', { schema });
+    assert.match(now, /-9223372036854775807$/);
+    await appendDurable(pool, 'b', 'one', schema);
+    await appendDurable(pool, 'b', 'two', schema);
+    const page = await readJournal(pool, { schema, after: now });
+    assert.deepEqual(
+      page.rows.map((r) => r.payload),
+      ['one', 'two'],
+    );
+    assert.equal(page.caughtUp, true);
+    const seq = (page.rows[0]?.cursor ?? '').slice(0, 19);
+    const rest = await readJournal(pool, { schema, after: cursorAfterCommit(seq) });
+    assert.deepEqual(
+      rest.rows.map((r) => r.payload),
+      ['two'],
+    );
+  });
+
+  test('a large transaction is read in pages by index conditions, each row once, in order', async () => {
+    const from = await resolveCursor(pool, 'now', { schema });
+    await appendDurable(pool, 'big', 'first', schema);
+    const payloads = Array.from({ length: 5000 }, (_, i) => `r${i}`);
+    await appendDurableBatch(pool, 'big', payloads, schema);
+    await appendDurable(pool, 'big', 'last', schema);
+    const pages: number[] = [];
+    const rows: string[] = [];
+    let cursor = from;
+    let middle: string | undefined;
+    for (;;) {
+      const page = await readJournal(pool, { schema, after: cursor, limitRows: 1000 });
+      pages.push(page.rows.length);
+      rows.push(...page.rows.map((r) => r.payload));
+      if (rows.length === 2000) middle = page.next;
+      cursor = page.next;
+      if (page.caughtUp) break;
+    }
+    assert.deepEqual(rows, ['first', ...payloads, 'last']);
+    assert.ok(pages.every((n) => n <= 1000));
+    assert.ok(middle !== undefined);
+    const [seq, id] = middle.split('-').map((part) => BigInt(part).toString()) as [string, string];
+    const text = await plan({
+      seq,
+      id,
+      channels: ['big'],
+      limitRows: 1000,
+      limitBytes: 1 << 22,
+      window: 1000,
+    });
+    assert.doesNotMatch(text, /Seq Scan on journal|Hash Join|JIT/);
+    assert.match(text, /Index Cond: \(\(xid = cw\.xid\) AND \(id > CASE/);
+    // Only the page's rows (and the next one) were fetched from the large transaction.
+    const fetched =
+      /Index Scan using journal_pkey on journal r \(actual .* rows=(\d+) loops=(\d+)/.exec(text);
+    assert.ok(fetched !== null && Number(fetched[1]) * Number(fetched[2]) <= 1001, text);
+  });
+
+  test('a page looks at a bounded number of commits: a rare channel advances without skipping', async () => {
+    const from = await resolveCursor(pool, 'now', { schema });
+    // 1 500 commits of another channel, then one row on the rare one.
+    const writer = await connect();
+    try {
+      await writer.query('SET synchronous_commit = off');
+      await writer.query(`DO $$ BEGIN FOR i IN 1..1500 LOOP
+        INSERT INTO ${schema}.journal (channel, payload) VALUES ('noise', i::text); COMMIT;
+      END LOOP; END $$`);
+    } finally {
+      await writer.end();
+    }
+    await appendDurable(pool, 'rare', 'found', schema);
+    const first = await readJournal(pool, { schema, after: from, channels: ['rare'] });
+    assert.equal(first.rows.length, 0);
+    assert.equal(first.caughtUp, false);
+    assert.ok(first.next > from);
+    const all = await readAll(pool, schema, from, { channels: ['rare'] });
+    assert.deepEqual(
+      all.map((r) => r.payload),
+      ['found'],
+    );
+    const everything = await readAll(pool, schema, from);
+    assert.equal(everything.length, 1501);
+    assert.deepEqual(
+      everything.slice(0, 3).map((r) => r.payload),
+      ['1', '2', '3'],
+    );
+  });
+
+  test('JIT is off for the read alone: a caller inside a transaction keeps its setting', async () => {
+    const client = await connect();
+    try {
+      await client.query('BEGIN');
+      await client.query('SET LOCAL jit = on');
+      await readJournal(client, { schema, after: START_CURSOR, limitRows: 10 });
+      const { rows } = await client.query<{ jit: string }>("SELECT current_setting('jit') AS jit");
+      assert.equal(rows[0]?.jit, 'on');
+      await client.query('COMMIT');
+    } finally {
+      await client.end();
+    }
+  });
+});
