@@ -329,44 +329,49 @@ export class Tail {
       return;
     }
     this.#running = true;
-    void this.#run().finally(() => {
-      this.#running = false;
-    });
+    void this.#run();
   }
 
   async #run(): Promise<void> {
-    let attempt = 0;
-    // One notification is handed to every durable subscription in one synchronous loop: let
-    // those calls land first, so they fold into this read instead of asking for another.
-    await null;
-    do {
-      this.#dirty = false;
-      if (this.#members.size === 0 || this.cursor === undefined) return;
-      const union = new Set<string>();
-      for (const member of this.#members) for (const c of member.channels) union.add(c);
-      const after = this.cursor;
-      let page: JournalPage;
-      try {
-        page = await readJournal(this.#host.queryable, {
-          schema: this.schema,
-          channels: [...union],
-          after,
-          limitRows: PAGE_ROWS,
-          limitBytes: PAGE_BYTES,
-        });
-        attempt = 0;
-      } catch (error) {
-        if (
-          !(await retry(this.#host, error, attempt++, () => this.#members.size === 0, this.#hold))
-        )
-          return;
-        this.#dirty = true;
-        continue;
-      }
-      this.#distribute(page, union);
-      if (this.cursor === undefined || page.next > this.cursor) this.cursor = page.next;
-      if (!page.caughtUp) this.#dirty = true;
-    } while (this.#dirty);
+    try {
+      let attempt = 0;
+      // One notification is handed to every durable subscription in one synchronous loop: let
+      // those calls land first, so they fold into this read instead of asking for another.
+      await null;
+      do {
+        this.#dirty = false;
+        if (this.#members.size === 0 || this.cursor === undefined) return;
+        const union = new Set<string>();
+        for (const member of this.#members) for (const c of member.channels) union.add(c);
+        const after = this.cursor;
+        let page: JournalPage;
+        try {
+          page = await readJournal(this.#host.queryable, {
+            schema: this.schema,
+            channels: [...union],
+            after,
+            limitRows: PAGE_ROWS,
+            limitBytes: PAGE_BYTES,
+          });
+          attempt = 0;
+        } catch (error) {
+          if (
+            !(await retry(this.#host, error, attempt++, () => this.#members.size === 0, this.#hold))
+          )
+            return;
+          this.#dirty = true;
+          continue;
+        }
+        this.#distribute(page, union);
+        if (this.cursor === undefined || page.next > this.cursor) this.cursor = page.next;
+        if (!page.caughtUp) this.#dirty = true;
+      } while (this.#dirty);
+    } finally {
+      // In this function, not in a callback a microtask later: a wake landing in between
+      // (e.g. from a microtask queued while a page was handed over) would find the tail
+      // running and be lost.
+      this.#running = false;
+    }
   }
 
   #distribute(page: JournalPage, union: ReadonlySet<string>): void {

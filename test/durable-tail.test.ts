@@ -1,0 +1,176 @@
+/**
+ * The shared live reader (Tail, durable-feed.ts) against a real journal: a wake-up that lands in
+ * a microtask queued while the tail hands a page over is read, not dropped. The tail used to
+ * mark itself idle in a callback one microtask after its read loop ended, so such a wake found
+ * it "running" and was folded into a read that never came. And a feed replaying a backlog of
+ * several pages on its own: order, no duplicate, the buffer never over its size, a stop
+ * mid-replay leaves nothing behind (no row after it, no rejection).
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import type pg from 'pg';
+import { Feed, type FeedHost, type FeedTarget, Tail } from '../src/durable-feed.js';
+import { installSchema, resolveCursor } from '../src/journal.js';
+import { appendDurable, appendDurableBatch } from '../src/journal-write.js';
+import { uniqueChannel } from './helpers/db.js';
+import { dropSchema, testPool, uniqueSchema } from './helpers/journal.js';
+
+const schema = uniqueSchema('dtail');
+let pool: pg.Pool;
+
+before(async () => {
+  pool = testPool(2);
+  await installSchema({ client: pool, schema });
+});
+after(async () => {
+  await dropSchema(pool, schema);
+  await pool.end();
+});
+
+test('a wake from a microtask queued while the tail hands a page over is read', async () => {
+  const channel = uniqueChannel('dtail');
+  const errors: unknown[] = [];
+  /** Runs once the first read's result is back, before the tail sees it. */
+  let afterRead: (() => Promise<unknown>) | undefined;
+  const host: FeedHost = {
+    queryable: {
+      async query(text: string, values?: unknown[]) {
+        const result = await pool.query(text, values);
+        const hold = afterRead;
+        afterRead = undefined;
+        await hold?.();
+        return result;
+      },
+    },
+    closed: () => false,
+    report: (error) => errors.push(error),
+    emitGap: () => undefined,
+  };
+  const got: string[] = [];
+  let gotTwo!: () => void;
+  const two = new Promise<void>((resolve) => {
+    gotTwo = resolve;
+  });
+  const tail = new Tail(host, schema, undefined);
+  const target: FeedTarget = {
+    ended: false,
+    capacity: 100,
+    room: () => 100,
+    offer: (row) => {
+      got.push(row.payload);
+      // The wake-up of 'two' reaches the tail in a microtask of this hand-over.
+      if (row.payload === 'one') queueMicrotask(() => feed.wake(channel));
+      if (row.payload === 'two') gotTwo();
+    },
+    offerGap: () => undefined,
+    failed: (error) => errors.push(error),
+  };
+  const feed = new Feed(host, tail, target, [channel]);
+  feed.position = await resolveCursor(pool, 'now', { schema });
+  assert.equal(tail.join(feed), true);
+  try {
+    await appendDurable(pool, channel, 'one', schema);
+    // 'two' commits after the read's snapshot: only a second read finds it.
+    afterRead = () => appendDurable(pool, channel, 'two', schema);
+    feed.wake(channel);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`'two' not read (got ${got})`)), 5000);
+    });
+    try {
+      await Promise.race([two, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+    assert.deepEqual(got, ['one', 'two']);
+    assert.deepEqual(errors, []);
+  } finally {
+    feed.stop();
+  }
+});
+
+/** A replaying feed over `total` rows with a buffer of `capacity` drained a row per macrotask. */
+async function replay(total: number, capacity: number, stopAt?: number) {
+  const channel = uniqueChannel('dahead');
+  const start = await resolveCursor(pool, 'now', { schema });
+  const payloads = Array.from({ length: total }, (_, i) => String(i + 1));
+  for (let i = 0; i < total; i += 1000)
+    await appendDurableBatch(pool, channel, payloads.slice(i, i + 1000), schema);
+  const errors: unknown[] = [];
+  const reads: Promise<unknown>[] = [];
+  const host: FeedHost = {
+    queryable: {
+      query(text: string, values?: unknown[]) {
+        const result = pool.query(text, values);
+        reads.push(result.catch(() => undefined));
+        return result;
+      },
+    },
+    closed: () => false,
+    report: (error) => errors.push(error),
+    emitGap: () => undefined,
+  };
+  const got: string[] = [];
+  const buffer: string[] = [];
+  let overflowed = 0;
+  let ended = false;
+  const tail = new Tail(host, schema, undefined);
+  const target: FeedTarget = {
+    get ended() {
+      return ended;
+    },
+    capacity,
+    room: () => capacity - buffer.length,
+    offer: (row) => {
+      if (buffer.length >= capacity) overflowed++;
+      got.push(row.payload);
+      buffer.push(row.payload);
+      if (got.length === stopAt) {
+        ended = true;
+        feed.stop();
+      }
+    },
+    offerGap: () => undefined,
+    failed: (error) => errors.push(error),
+  };
+  const feed = new Feed(host, tail, target, [channel]);
+  feed.position = start;
+  const drain = setInterval(() => {
+    buffer.splice(0, 100);
+    feed.roomFreed();
+  }, 1);
+  let joined = false;
+  try {
+    await feed.catchUp();
+    joined = tail.has(feed);
+  } finally {
+    clearInterval(drain);
+    feed.stop();
+  }
+  // Whatever was still on its way settles without reaching the target or rejecting.
+  await Promise.all(reads);
+  await new Promise((resolve) => setImmediate(resolve));
+  return { got, overflowed, errors, joined };
+}
+
+test('a replay of several pages: in order, once, within the buffer, then joins the tail', async () => {
+  const r = await replay(3500, 2500);
+  assert.equal(r.got.length, 3500);
+  assert.deepEqual(
+    r.got,
+    Array.from({ length: 3500 }, (_, i) => String(i + 1)),
+  );
+  assert.equal(r.overflowed, 0);
+  assert.equal(r.joined, true);
+  assert.deepEqual(r.errors, []);
+});
+
+test('a stop mid-replay: nothing after it, nothing rejected', async () => {
+  const r = await replay(3500, 10_000, 1500);
+  assert.deepEqual(
+    r.got,
+    Array.from({ length: 1500 }, (_, i) => String(i + 1)),
+  );
+  assert.equal(r.joined, false);
+  assert.deepEqual(r.errors, []);
+});
