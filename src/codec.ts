@@ -3,7 +3,7 @@
  * once per subscriber; encoding happens once per notify() call, before validation.
  */
 import type { StandardSchemaV1 } from '@standard-schema/spec';
-import { ErrorCode, PgNotifyError, shorten, ValidationError } from './errors.js';
+import { ErrorCode, PgNotifyError, shorten, toError, ValidationError } from './errors.js';
 import { checkPayload, checkPayloadSize } from './sql.js';
 
 /** A decoder turns the raw payload text of a channel into a value. It may throw. */
@@ -87,13 +87,27 @@ function decodeAuto(raw: string): unknown {
 export function encodePayload(payload: unknown, channel: string): string {
   if (typeof payload === 'string') return checkPayload(payload, channel);
   if (payload === undefined) return '';
+  const text = stringifyPayload(payload, channel);
+  // JSON.stringify escapes NUL and lone surrogates: only the size can be wrong. The size comes
+  // first: it bounds the depth of what the walk below recurses into.
+  checkPayloadSize(text, channel);
+  checkLossless(payload, text, channel);
+  return text;
+}
+
+/**
+ * `JSON.stringify(payload)`, or `PGNOTIFY_INVALID_PAYLOAD` when it throws (circular, BigInt) or
+ * gives nothing (a function, a symbol). Shared by plain and durable encoding.
+ * @internal
+ */
+export function stringifyPayload(payload: unknown, channel: string): string {
   let text: string | undefined;
   try {
     text = JSON.stringify(payload);
   } catch (cause) {
     throw new PgNotifyError(
       ErrorCode.INVALID_PAYLOAD,
-      `payload cannot be encoded as JSON: ${(cause as Error).message}`,
+      `payload cannot be encoded as JSON: ${toError(cause).message}`,
       { cause, channel },
     );
   }
@@ -104,10 +118,6 @@ export function encodePayload(payload: unknown, channel: string): string {
       { channel },
     );
   }
-  // JSON.stringify escapes NUL and lone surrogates: only the size can be wrong. The size comes
-  // first: it bounds the depth of what the walk below recurses into.
-  checkPayloadSize(text, channel);
-  checkLossless(payload, text, channel);
   return text;
 }
 

@@ -3,7 +3,7 @@
  * insert journal rows together with their wake-up NOTIFY. `notify(client, …, { durable: true })`
  * and the notifier's durable batches call these.
  */
-import { checkLossless } from './codec.js';
+import { checkLossless, stringifyPayload } from './codec.js';
 import { describe, ErrorCode, PgNotifyError, toError } from './errors.js';
 import { journalError } from './journal.js';
 import { DEFAULT_SCHEMA, journalNames, journalStatements } from './journal-sql.js';
@@ -60,23 +60,7 @@ export function checkDurablePayload(payload: string, channel?: string): string {
 export function encodeDurablePayload(payload: unknown, channel: string): string {
   if (typeof payload === 'string') return checkDurablePayload(payload, channel);
   if (payload === undefined) return '';
-  let text: string | undefined;
-  try {
-    text = JSON.stringify(payload);
-  } catch (cause) {
-    throw new PgNotifyError(
-      ErrorCode.INVALID_PAYLOAD,
-      `payload cannot be encoded as JSON: ${toError(cause).message}`,
-      { cause, channel },
-    );
-  }
-  if (text === undefined) {
-    throw new PgNotifyError(
-      ErrorCode.INVALID_PAYLOAD,
-      `payload of type ${typeof payload} cannot be encoded as JSON`,
-      { channel },
-    );
-  }
+  const text = stringifyPayload(payload, channel);
   checkDurablePayload(text, channel);
   try {
     checkLossless(payload, text, channel);
