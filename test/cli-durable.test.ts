@@ -5,17 +5,15 @@
  * pooling mode (skipped, with a SKIP line, where pgbouncer is not installed).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { installSchema, saveCursor } from '../src/journal.js';
 import { appendDurableBatch } from '../src/journal-write.js';
+import { assertExit, runCli } from './helpers/cli.js';
 import { databaseUrl, uniqueChannel } from './helpers/db.js';
 import { dropSchema, readAll, testPool, uniqueSchema } from './helpers/journal.js';
 import { type PgBouncer, pgbouncerMissing, startPgBouncer } from './helpers/pgbouncer.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const schema = uniqueSchema('clid');
 let pool: pg.Pool;
 
@@ -29,49 +27,6 @@ after(async () => {
   await pool.end();
 });
 
-interface Outcome {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `pgnotify …` with `input` on stdin, to completion (killed, and failing, after 30 s). */
-function pgnotify(args: string[], input = '', url = databaseUrl()): Promise<Outcome> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
-      cwd: root,
-      env: { ...process.env, DATABASE_URL: url, NO_COLOR: '1' },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => {
-      stdout += c;
-    });
-    child.stderr.setEncoding('utf8').on('data', (c: string) => {
-      stderr += c;
-    });
-    child.stdin.on('error', () => undefined);
-    child.stdin.end(input);
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`pgnotify ${args.join(' ')} still ran after 30 s\n${stdout}\n${stderr}`));
-    }, 30_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-function assertExit(outcome: Outcome, code: number, what: string): void {
-  assert.equal(
-    outcome.code,
-    code,
-    `${what}\n--- stdout\n${outcome.stdout}\n--- stderr\n${outcome.stderr}`,
-  );
-}
-
 async function payloads(channel: string): Promise<string[]> {
   return (await readAll(pool, schema, 'start', { channels: [channel] })).map((r) => r.payload);
 }
@@ -79,41 +34,39 @@ async function payloads(channel: string): Promise<string[]> {
 describe('pgnotify notify --durable', () => {
   test('an argument and stdin lines become journal rows, in order, duplicates kept, past 8000 bytes', async () => {
     const channel = uniqueChannel('cli_dur');
-    const one = await pgnotify(['notify', '--durable', '--schema', schema, channel, 'first']);
+    const one = await runCli(['notify', '--durable', '--schema', schema, channel, 'first']);
     assertExit(one, 0, 'notify --durable with a payload');
     assert.match(one.stderr, /sent 1 durable message on/);
     const big = 'b'.repeat(20_000);
     const lines = ['a', 'dup', 'dup', '', big, 'z'];
-    const many = await pgnotify(
-      ['notify', '--durable', '--schema', schema, channel],
-      `${lines.join('\n')}\n`,
-    );
+    const many = await runCli(['notify', '--durable', '--schema', schema, channel], {
+      input: `${lines.join('\n')}\n`,
+    });
     assertExit(many, 0, 'notify --durable from stdin');
     assert.match(many.stderr, /sent 6 durable messages/);
     assert.deepEqual(await payloads(channel), ['first', ...lines]);
     // The same 20 000-byte line as a plain notification is refused (exit 2).
-    const plain = await pgnotify(['notify', channel, big]);
+    const plain = await runCli(['notify', channel, big]);
     assertExit(plain, 2, 'a plain payload of 20 000 bytes');
     assert.match(plain.stderr, /PGNOTIFY_PAYLOAD_TOO_LARGE/);
   });
 
   test('--json compacts; a journal not installed exits 3 naming pgnotify setup; --schema needs --durable', async () => {
     const channel = uniqueChannel('cli_dur');
-    const json = await pgnotify(
-      ['notify', '--durable', '--json', '--schema', schema, channel],
-      '{ "id": 1 }\n\nnot json\n{"id":2}\n',
-    );
+    const json = await runCli(['notify', '--durable', '--json', '--schema', schema, channel], {
+      input: '{ "id": 1 }\n\nnot json\n{"id":2}\n',
+    });
     assertExit(json, 2, 'a refused line');
     assert.match(json.stderr, /line 3: /);
     assert.deepEqual(await payloads(channel), ['{"id":1}', '{"id":2}']);
 
     const missing = uniqueSchema('none');
-    const none = await pgnotify(['notify', '--durable', '--schema', missing, channel, 'x']);
+    const none = await runCli(['notify', '--durable', '--schema', missing, channel, 'x']);
     assertExit(none, 3, 'durable notify into a missing journal');
     assert.match(none.stderr, /PGNOTIFY_SCHEMA_MISSING.*pgnotify setup/);
-    const bad = await pgnotify(['notify', '--schema', schema, channel, 'x']);
+    const bad = await runCli(['notify', '--schema', schema, channel, 'x']);
     assertExit(bad, 2, '--schema without --durable');
-    const badName = await pgnotify(['notify', '--durable', '--schema', '', channel, 'x']);
+    const badName = await runCli(['notify', '--durable', '--schema', '', channel, 'x']);
     assertExit(badName, 2, 'an empty schema name');
   });
 });
@@ -125,7 +78,7 @@ describe('pgnotify doctor: durable checks', () => {
     const [first] = await readAll(pool, schema, 'start', { channels: [channel] });
     await saveCursor(pool, 'billing', first?.cursor as string, { schema });
     await appendDurableBatch(pool, channel, ['4'], schema);
-    const outcome = await pgnotify(['doctor', '--schema', schema]);
+    const outcome = await runCli(['doctor', '--schema', schema]);
     assertExit(outcome, 0, 'doctor on an installed journal');
     assert.match(
       outcome.stdout,
@@ -141,7 +94,7 @@ describe('pgnotify doctor: durable checks', () => {
 
   test('a journal asked for and missing fails with the fix; unasked, plain users are not bothered', async () => {
     const missing = uniqueSchema('none');
-    const asked = await pgnotify(['doctor', '--schema', missing]);
+    const asked = await runCli(['doctor', '--schema', missing]);
     assertExit(asked, 1, 'doctor --schema on a missing journal');
     assert.match(
       asked.stdout,
@@ -150,7 +103,7 @@ describe('pgnotify doctor: durable checks', () => {
         'm',
       ),
     );
-    const plain = await pgnotify(['doctor']);
+    const plain = await runCli(['doctor']);
     assert.match(
       plain.stdout,
       /^ok\s+durable journal\s+(not installed in schema "pgnotify": only durable channels|schema "pgnotify" version)/m,
@@ -170,11 +123,9 @@ describe('pgnotify doctor: durable checks', () => {
     });
 
     test('doctor says poll (LISTEN never delivers there) and still reads the journal', async () => {
-      const outcome = await pgnotify(
-        ['doctor', '--schema', schema, '--timeout', '1500'],
-        '',
-        bouncer.url,
-      );
+      const outcome = await runCli(['doctor', '--schema', schema, '--timeout', '1500'], {
+        url: bouncer.url,
+      });
       assertExit(outcome, 1, 'doctor through PgBouncer (the LISTEN round trip fails)');
       assert.match(
         outcome.stdout,
@@ -184,11 +135,10 @@ describe('pgnotify doctor: durable checks', () => {
       assert.match(outcome.stdout, /^fail\s+LISTEN\/NOTIFY round trip/m);
       // Durable notify works through it: the journal is plain SQL.
       const channel = uniqueChannel('cli_bnc');
-      const sent = await pgnotify(
-        ['notify', '--durable', '--schema', schema, channel],
-        'p1\np2\n',
-        bouncer.url,
-      );
+      const sent = await runCli(['notify', '--durable', '--schema', schema, channel], {
+        input: 'p1\np2\n',
+        url: bouncer.url,
+      });
       assertExit(sent, 0, 'notify --durable through PgBouncer');
       assert.deepEqual(await payloads(channel), ['p1', 'p2']);
     });

@@ -3,17 +3,14 @@
  * pass's server, asserting output and exit codes.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { readJournal } from '../src/journal.js';
 import { journalNames } from '../src/journal-sql.js';
 import { appendDurableBatch } from '../src/journal-write.js';
-import { databaseUrl } from './helpers/db.js';
+import { assertExit, runCli } from './helpers/cli.js';
 import { dropSchema, testPool, uniqueSchema } from './helpers/journal.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const made: string[] = [];
 let pool: pg.Pool;
 
@@ -26,62 +23,19 @@ after(async () => {
   await pool.end();
 });
 
-interface Outcome {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `pgnotify …` to completion (killed, and failing, after 30 s). */
-function pgnotify(args: string[], url = databaseUrl()): Promise<Outcome> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
-      cwd: root,
-      env: { ...process.env, DATABASE_URL: url },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => {
-      stdout += c;
-    });
-    child.stderr.setEncoding('utf8').on('data', (c: string) => {
-      stderr += c;
-    });
-    child.stdin.end();
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`pgnotify ${args.join(' ')} still ran after 30 s\n${stdout}\n${stderr}`));
-    }, 30_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-function assertExit(outcome: Outcome, code: number, what: string): void {
-  assert.equal(
-    outcome.code,
-    code,
-    `${what}\n--- stdout\n${outcome.stdout}\n--- stderr\n${outcome.stderr}`,
-  );
-}
-
 test('setup --print needs no server; its SQL installs the schema; setup then finds it current', async () => {
   const s = uniqueSchema('cli');
   made.push(s);
-  const printed = await pgnotify(
-    ['setup', '--schema', s, '--print'],
-    'postgres://nobody@127.0.0.1:1/none',
-  );
+  const printed = await runCli(['setup', '--schema', s, '--print'], {
+    url: 'postgres://nobody@127.0.0.1:1/none',
+  });
   assertExit(printed, 0, 'setup --print');
   assert.match(printed.stdout, /^BEGIN;$/m);
   assert.match(printed.stdout, /^COMMIT;$/m);
   assert.match(printed.stdout, /GRANT INSERT ON "[^"]+"\.journal TO publisher/);
   await pool.query(printed.stdout);
   await pool.query(printed.stdout);
-  const again = await pgnotify(['setup', '--schema', s]);
+  const again = await runCli(['setup', '--schema', s]);
   assertExit(again, 0, 'setup on an installed schema');
   assert.match(again.stderr, /already at version 1/);
 });
@@ -89,17 +43,17 @@ test('setup --print needs no server; its SQL installs the schema; setup then fin
 test('setup installs a fresh schema', async () => {
   const s = uniqueSchema('cli');
   made.push(s);
-  const outcome = await pgnotify(['setup', '--schema', s]);
+  const outcome = await runCli(['setup', '--schema', s]);
   assertExit(outcome, 0, 'setup');
   assert.match(outcome.stderr, /installed: version 0 -> 1/);
-  const bad = await pgnotify(['setup', '--schema', '']);
+  const bad = await runCli(['setup', '--schema', '']);
   assertExit(bad, 2, 'setup with an empty schema name');
 });
 
 test('prune keeps the newest per channel; usage and missing-schema errors', async () => {
   const s = uniqueSchema('cli');
   made.push(s);
-  assertExit(await pgnotify(['setup', '--schema', s]), 0, 'setup');
+  assertExit(await runCli(['setup', '--schema', s]), 0, 'setup');
   const channels = Array.from({ length: 10 }, (_, i) => `c${i % 2}`);
   await appendDurableBatch(
     pool,
@@ -107,7 +61,7 @@ test('prune keeps the newest per channel; usage and missing-schema errors', asyn
     channels.map((_, i) => `m${i}`),
     s,
   );
-  const outcome = await pgnotify(['prune', '--schema', s, '--max-per-channel', '2']);
+  const outcome = await runCli(['prune', '--schema', s, '--max-per-channel', '2']);
   assertExit(outcome, 0, 'prune');
   assert.match(outcome.stderr, /pruned 6 messages and 0 commit records in \d+ statements/);
   const page = await readJournal(pool, { schema: s, after: 'start' });
@@ -116,13 +70,13 @@ test('prune keeps the newest per channel; usage and missing-schema errors', asyn
     ['m6', 'm7', 'm8', 'm9'],
   );
   assert.deepEqual(page.gaps.map((g) => g.channel).sort(), ['c0', 'c1']);
-  const age = await pgnotify(['prune', '--schema', s, '--max-age', '1d']);
+  const age = await runCli(['prune', '--schema', s, '--max-age', '1d']);
   assertExit(age, 0, 'prune --max-age');
   assert.match(age.stderr, /pruned 0 message/);
 
-  assertExit(await pgnotify(['prune', '--schema', s]), 2, 'prune without a rule');
-  assertExit(await pgnotify(['prune', '--max-age', 'soon']), 2, 'prune with a bad duration');
-  const missing = await pgnotify(['prune', '--schema', uniqueSchema('none'), '--max-age', '7d']);
+  assertExit(await runCli(['prune', '--schema', s]), 2, 'prune without a rule');
+  assertExit(await runCli(['prune', '--max-age', 'soon']), 2, 'prune with a bad duration');
+  const missing = await runCli(['prune', '--schema', uniqueSchema('none'), '--max-age', '7d']);
   assertExit(missing, 3, 'prune on a missing schema');
   assert.match(missing.stderr, /pgnotify setup/);
   assert.ok(journalNames(s).wakeChannel.endsWith('.wake'));

@@ -2,6 +2,7 @@
  * Runs one of the project's TypeScript entry points in a child process
  * (`node --import tsx <script> …args`, from the repository root, with DATABASE_URL set to this
  * pass's server, plus `env`), collects its output, and kills it with SIGKILL after `timeoutMs`.
+ * `input`, when given, is written to its stdin (which is otherwise closed).
  */
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -23,6 +24,7 @@ export function runScript(
   args: readonly string[],
   timeoutMs: number,
   env: NodeJS.ProcessEnv = {},
+  input?: string,
 ): Promise<ScriptOutcome> {
   const childEnv: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: databaseUrl(), ...env };
   // The script is not a test file: it must not report to this test run.
@@ -31,15 +33,19 @@ export function runScript(
     const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
       cwd: ROOT,
       env: childEnv,
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     });
+    if (input !== undefined) {
+      child.stdin?.on('error', () => undefined);
+      child.stdin?.end(input);
+    }
     let stdout = '';
     let stderr = '';
     let timedOut = false;
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => {
       stdout += chunk;
     });
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+    child.stderr?.setEncoding('utf8').on('data', (chunk: string) => {
       stderr += chunk;
     });
     const timer = setTimeout(() => {
