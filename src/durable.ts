@@ -97,16 +97,9 @@ export class DurableHub {
 
   constructor(host: DurableHost) {
     this.#host = host;
-    // One statement at a time on the listener connection: pg queues the rest itself, but
-    // deprecates (and warns about) calls made while another is queued.
-    let chain: Promise<unknown> = Promise.resolve();
-    const query = (text: string, values?: readonly unknown[]): Promise<unknown> => {
-      const result = chain.then(() => host.query(text, values));
-      chain = result.catch(() => undefined);
-      return result;
-    };
     this.#feedHost = {
-      queryable: { query } as Queryable,
+      // The listener's session runs one statement at a time on its connection, in order.
+      queryable: { query: (text, values) => host.query(text, values) } as Queryable,
       closed: () => host.state() === 'stopped' || host.state() === 'failed',
       report: (error) => host.report(error),
       emitGap: (gap) => host.emitGap(gap),
