@@ -2,6 +2,8 @@
  * One connected SSE client: where its bytes go (a node:http response or a web ReadableStream),
  * how much it has not read yet, and how it ends. A client whose backlog passes its limits is
  * ended with a final event instead of being buffered for: it never stalls anyone else.
+ * Durable frames are paced instead ({@link SseClient.sendPaced}): their source (the client's
+ * own journal read) waits for the client, which is ended only when it stops reading.
  */
 import type { ServerResponse } from 'node:http';
 import { endFrame, type SseEndReason } from './sse-wire.js';
@@ -18,7 +20,12 @@ export class Frame {
 export interface Sink {
   /** Sends the status line and headers (node:http); the web form puts them on its Response. */
   open(headers: Readonly<Record<string, string>>): void;
-  write(frame: Frame): void;
+  /**
+   * Queues a frame; `taken`, when given, runs once the peer has taken it (and all before it):
+   * handed to the socket, or pulled from the stream (possibly before `write` returns).
+   * Callbacks run in write order; once the sink is destroyed they may run or not.
+   */
+  write(frame: Frame, taken?: () => void): void;
   readonly queuedBytes: number;
   readonly queuedEvents: number;
   /** Ends after what is queued (and `last`). */
@@ -29,6 +36,8 @@ export interface Sink {
 
 /** How long an ended stream may take to flush its final event before it is dropped. */
 const END_GRACE_MS = 2000;
+/** setTimeout's longest delay (longer ones fire at once). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * A node:http response as a sink. Its backlog is Node's buffer (`writableLength`).
@@ -47,8 +56,10 @@ export class NodeSink implements Sink {
   open(headers: Readonly<Record<string, string>>): void {
     this.res.writeHead(200, headers);
   }
-  write(frame: Frame): void {
-    if (!this.res.write(frame.bytes)) this.#backlogged = true;
+  write(frame: Frame, taken?: () => void): void {
+    const ok =
+      taken === undefined ? this.res.write(frame.bytes) : this.res.write(frame.bytes, taken);
+    if (!ok) this.#backlogged = true;
     if (this.#backlogged) this.#queuedEvents++;
   }
   get queuedBytes(): number {
@@ -73,6 +84,8 @@ export class WebSink implements Sink {
   readonly stream: ReadableStream<Uint8Array>;
   #controller!: ReadableStreamDefaultController<Uint8Array>;
   #queue: Uint8Array[] = [];
+  /** The `taken` callbacks of what is queued, run once a pull takes it. */
+  #taken: (() => void)[] = [];
   #bytes = 0;
   #waiting: (() => void) | undefined;
   #ending = false;
@@ -92,6 +105,7 @@ export class WebSink implements Sink {
         cancel: () => {
           this.#done = true;
           this.#queue = [];
+          this.#taken = [];
           onCancel();
         },
       },
@@ -99,10 +113,11 @@ export class WebSink implements Sink {
     );
   }
   open(): void {}
-  write(frame: Frame): void {
+  write(frame: Frame, taken?: () => void): void {
     if (this.#done || this.#ending) return;
     const bytes = frame.bytes;
     this.#queue.push(bytes);
+    if (taken !== undefined) this.#taken.push(taken);
     this.#bytes += bytes.byteLength;
     if (this.#waiting !== undefined) this.#flush();
   }
@@ -119,6 +134,7 @@ export class WebSink implements Sink {
   }
   destroy(): void {
     this.#queue = [];
+    this.#taken = [];
     this.#bytes = 0;
     this.#ending = true;
     this.#flush();
@@ -128,10 +144,15 @@ export class WebSink implements Sink {
     if (this.#done) return;
     const waiting = this.#waiting;
     this.#waiting = undefined;
+    let taken: (() => void)[] | undefined;
     if (this.#queue.length > 0) {
       const chunk = this.#queue.length === 1 ? this.#queue[0] : Buffer.concat(this.#queue);
       this.#queue = [];
       this.#bytes = 0;
+      if (this.#taken.length > 0) {
+        taken = this.#taken;
+        this.#taken = [];
+      }
       if (chunk !== undefined) this.#controller.enqueue(chunk);
     }
     if (this.#ending) {
@@ -139,6 +160,7 @@ export class WebSink implements Sink {
       this.#controller.close();
     }
     waiting?.();
+    if (taken !== undefined) for (const run of taken) run();
   }
 }
 
@@ -147,6 +169,8 @@ export interface ClientLimits {
   readonly maxQueuedEvents: number;
   readonly maxQueuedBytes: number;
   readonly retryMs: number;
+  /** How long a paced stream waits for its client to take something before it is cut. */
+  readonly stallTimeoutMs: number;
 }
 
 /**
@@ -158,6 +182,27 @@ export class SseClient {
   gone = false;
   #pending: Frame[] | undefined = [];
   #timer: NodeJS.Timeout | undefined;
+  /** Paced frames written, and how many of them the peer has taken (they are taken in order). */
+  #pacedWritten = 0;
+  #pacedTaken = 0;
+  /** Set while a paced frame waits for the peer: resolves that wait. */
+  #resume: (() => void) | undefined;
+  /** Runs while paced and started: ends the client when it takes nothing for `stallTimeoutMs`. */
+  #stall: NodeJS.Timeout | undefined;
+  readonly #stalled = (): void => {
+    const taken = this.#pacedTaken;
+    // After a busy event loop, timers run before the I/O that may show progress: let it land.
+    setImmediate(() => {
+      if (this.#resume === undefined || this.#pacedTaken !== taken) return; // resumed or re-armed
+      this.end('slow-client', `nothing read for ${this.limits.stallTimeoutMs} ms`);
+    });
+  };
+  readonly #onTaken = (): void => {
+    this.#pacedTaken++;
+    if (this.#resume === undefined) return;
+    if (this.#pacedTaken >= this.#pacedWritten) this.#wake();
+    else this.#stall?.refresh(); // progress: the client is reading
+  };
 
   /**
    * @param live the channels served from the shared live subscriptions (a connection gap
@@ -180,9 +225,48 @@ export class SseClient {
     this.sink.open(headers);
     this.sink.write(Frame.of(first));
     for (const frame of pending) this.send(frame);
+    // A paced frame that waited for the stream to open has been sent with the rest.
+    if (this.#resume !== undefined && !this.gone) this.#wake();
   }
 
-  /** Queues one frame; a client past its limits is ended as `'slow-client'`. */
+  /** Whether a paced frame waits for the client to read (its source is paused). */
+  get paused(): boolean {
+    return this.#resume !== undefined && this.#pending === undefined;
+  }
+
+  /**
+   * Sends one frame of a source that can wait (a durable stream's own journal read): never
+   * ends the client for its backlog. While the backlog is at or above half a limit
+   * (`maxQueuedBytes / 2`, `maxQueuedEvents / 2`, the other half left for live frames and
+   * heartbeats), returns a promise that resolves once the client has taken this frame (or is
+   * gone): the caller sends nothing more meanwhile. A client that takes nothing for
+   * `stallTimeoutMs` while waited for is ended as `'slow-client'`. Before the stream opens,
+   * the frame waits in memory and the promise resolves when it opens.
+   */
+  sendPaced(frame: Frame): Promise<void> | undefined {
+    if (this.gone) return undefined;
+    const pending = this.#pending;
+    if (pending !== undefined) {
+      pending.push(frame);
+      return this.#wait();
+    }
+    const sink = this.sink;
+    const limits = this.limits;
+    this.#pacedWritten++;
+    sink.write(frame, this.#onTaken);
+    if (this.#pacedTaken >= this.#pacedWritten) return undefined;
+    if (
+      sink.queuedBytes * 2 < limits.maxQueuedBytes &&
+      sink.queuedEvents * 2 < limits.maxQueuedEvents
+    )
+      return undefined;
+    const waiting = this.#wait();
+    this.#stall = setTimeout(this.#stalled, Math.min(limits.stallTimeoutMs, MAX_TIMER_MS));
+    this.#stall.unref();
+    return waiting;
+  }
+
+  /** Queues one frame; a client past its limits is ended as `'slow-client'` (see also sendPaced). */
   send(frameOrText: Frame | string): void {
     if (this.gone) return;
     const chunk = typeof frameOrText === 'string' ? Frame.of(frameOrText) : frameOrText;
@@ -230,6 +314,29 @@ export class SseClient {
     if (this.gone) return;
     this.gone = true;
     this.#pending = undefined;
+    this.#wake();
     this.onGone(this, reason);
+  }
+
+  #wait(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const before = this.#resume; // callers wait one at a time; never strand one that did not
+      this.#resume =
+        before === undefined
+          ? resolve
+          : () => {
+              before();
+              resolve();
+            };
+    });
+  }
+
+  /** Ends a wait for the client (it took the frame, the stream opened, or it is gone). */
+  #wake(): void {
+    clearTimeout(this.#stall);
+    this.#stall = undefined;
+    const resume = this.#resume;
+    this.#resume = undefined;
+    resume?.();
   }
 }

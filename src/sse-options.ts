@@ -42,6 +42,14 @@ export interface SseOptions {
   /** Bytes one client may have not read yet (Node's buffer, not the kernel's); as above. Default 1 MiB. */
   maxQueuedBytes?: number;
   /**
+   * Durable streams are paced instead: once a client has half of `maxQueuedEvents` or
+   * `maxQueuedBytes` unread, its stream stops reading the journal until the client has read
+   * that (a replay of any size reaches a client that keeps reading). Such a stream ends with
+   * `reason: 'slow-client'` only when its client takes none of it for `stallTimeoutMs`.
+   * Default 30 000 ms.
+   */
+  stallTimeoutMs?: number;
+  /**
    * Origins allowed to read the stream cross-origin (exact `scheme://host[:port]`, or `'*'`).
    * Default: CORS off (no `Access-Control-*` header: browsers allow same-origin only).
    */
@@ -76,6 +84,7 @@ export function resolveSseOptions(options: SseOptions): ResolvedSseOptions {
     retryMs,
     maxQueuedEvents: positive('maxQueuedEvents', options.maxQueuedEvents, 1000),
     maxQueuedBytes: positive('maxQueuedBytes', options.maxQueuedBytes, 1024 * 1024),
+    stallTimeoutMs: positive('stallTimeoutMs', options.stallTimeoutMs, 30_000),
   };
   const { channels, authorize, cors, path, durable = false } = options;
   check(

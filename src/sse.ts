@@ -45,8 +45,16 @@ export interface SseStats {
   readonly channels: number;
   /** Notification events written to clients (one notification to three clients counts three). */
   readonly events: number;
-  /** Streams ended because the client did not read fast enough. */
+  /**
+   * Streams ended because the client did not read fast enough: a plain stream past its queue
+   * limits, a durable one that read nothing for `stallTimeoutMs` while its replay waited.
+   */
   readonly slowClients: number;
+  /**
+   * Durable streams waiting for their client to read now (their journal read is paused: a
+   * replay goes at the client's pace).
+   */
+  readonly pausedClients: number;
 }
 
 /**
@@ -164,22 +172,31 @@ export function createSseHandler(listener: Listener, options: SseOptions = {}): 
     const pending =
       durableWanted.length === 0
         ? undefined
-        : openDurable(listener, durableWanted, isLiveMarker(after) ? undefined : after, {
-            deliver: (n) => {
-              durableEvents++;
-              client.send(notificationFrame(n));
+        : openDurable(
+            listener,
+            durableWanted,
+            isLiveMarker(after) ? undefined : after,
+            {
+              deliver: (n) => {
+                durableEvents++;
+                return client.sendPaced(Frame.of(notificationFrame(n)));
+              },
+              get gone() {
+                return client.gone;
+              },
+              gap: (gap) =>
+                client.send(
+                  gapFrame({
+                    reason: 'expired',
+                    channels:
+                      gap.channels ?? (gap.channel === undefined ? durableWanted : [gap.channel]),
+                    message: 'the journal no longer holds what this cursor missed',
+                    ...(after === undefined ? {} : { after }),
+                  }),
+                ),
             },
-            gap: (gap) =>
-              client.send(
-                gapFrame({
-                  reason: 'expired',
-                  channels:
-                    gap.channels ?? (gap.channel === undefined ? durableWanted : [gap.channel]),
-                  message: 'the journal no longer holds what this cursor missed',
-                  ...(after === undefined ? {} : { after }),
-                }),
-              ),
-          });
+            limits.maxQueuedEvents,
+          );
     // Without durable subscriptions, durable channels are served live like the rest.
     const live = pending === undefined ? wanted : wanted.filter((c) => !isDurable(c));
     client = new SseClient(sink, wanted, live, limits, gone);
@@ -191,7 +208,10 @@ export function createSseHandler(listener: Listener, options: SseOptions = {}): 
       durableSubs.set(
         client,
         pending.then(
-          (s) => s.subscription,
+          (s) => {
+            s.done.catch(report);
+            return s.subscription;
+          },
           () => undefined,
         ),
       );
@@ -340,11 +360,17 @@ export function createSseHandler(listener: Listener, options: SseOptions = {}): 
     }
     await Promise.allSettled([...fanout.close(), ...durableSubs.values()]);
   };
+  const countPaused = (): number => {
+    let n = 0;
+    for (const client of clients) if (client.paused) n++;
+    return n;
+  };
   handler.stats = () => ({
     clients: clients.size,
     channels: fanout.channels,
     events: fanout.events + durableEvents,
     slowClients,
+    pausedClients: countPaused(),
   });
   handler[Symbol.asyncDispose] = () => handler.close();
   return handler;

@@ -1,12 +1,13 @@
 /**
  * The SSE bridge without a browser: the wire format byte by byte over raw sockets,
  * authorization, limits, slow clients, cleanup, CORS, heartbeats, hostile channel names,
- * gaps, shutdown, and the fetch form.
+ * gaps, shutdown, the fetch form, and durable replays paced by their client.
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import type pg from 'pg';
+import { resolveNowOn } from '../src/durable.js';
 import { ErrorCode, PgNotifyError } from '../src/index.js';
 import { installSchema } from '../src/journal.js';
 import { prune } from '../src/journal-admin.js';
@@ -15,7 +16,7 @@ import { createSseHandler } from '../src/sse.js';
 import { endFrame, gapFrame, notificationFrame, openFrame } from '../src/sse-wire.js';
 import { adminClient, uniqueChannel, waitFor } from './helpers/db.js';
 import { readAll, testPool } from './helpers/journal.js';
-import { parseEvents, RawSse, type SseEvent, startBridge } from './helpers/sse.js';
+import { type Bridge, parseEvents, RawSse, type SseEvent, startBridge } from './helpers/sse.js';
 
 let admin: pg.Client;
 let adminPid: number;
@@ -328,7 +329,13 @@ describe('cleanup', () => {
       await waitFor(() => bridge.listener.subscribers().length === 0, {
         message: 'the subscription to go',
       });
-      assert.deepEqual(bridge.sse.stats(), { clients: 0, channels: 0, events: 0, slowClients: 0 });
+      assert.deepEqual(bridge.sse.stats(), {
+        clients: 0,
+        channels: 0,
+        events: 0,
+        slowClients: 0,
+        pausedClients: 0,
+      });
       assert.equal(timers(), baseTimers);
       await waitFor(() => bridge.listener.stats().channels.listening === 0);
     } finally {
@@ -603,9 +610,14 @@ describe('durable channels (the journal in the default schema)', () => {
     }
   });
 
-  test('a slow client ended with slow-client resumes from its Last-Event-ID with nothing lost', async () => {
+  test('a client that stops reading live durable traffic is ended with slow-client and resumes from its Last-Event-ID with nothing lost', async () => {
     const ch = uniqueChannel('dslow');
-    const bridge = await startBridge({ channels: [ch], durable: true, maxQueuedBytes: 256 * 1024 });
+    const bridge = await startBridge({
+      channels: [ch],
+      durable: true,
+      maxQueuedBytes: 256 * 1024,
+      stallTimeoutMs: 200,
+    });
     try {
       const slow = await RawSse.open(bridge.port, q(ch));
       await slow.waitEvents(1);
@@ -626,11 +638,10 @@ describe('durable channels (the journal in the default schema)', () => {
       assert.equal(slow.events.at(-1)?.event, 'end');
       const had = slow.events.filter(isNote);
       const lastId = had.at(-1)?.id ?? (slow.events[0]?.id as string);
-      // Resumed on a bridge whose clients may queue the whole replay (a replay is written as
-      // fast as the journal is read: the socket does not pace it).
-      const roomy = await startBridge({ channels: [ch], durable: true, maxQueuedBytes: 64 << 20 });
-      const resumed = await RawSse.open(roomy.port, q(ch), { 'Last-Event-ID': lastId });
-      await resumed.waitEvents(1 + sent - had.length, 30_000).finally(() => roomy.close());
+      // The replay is paced by the client: the same limits do not cut it.
+      const resumed = await RawSse.open(bridge.port, q(ch), { 'Last-Event-ID': lastId });
+      await resumed.waitEvents(1 + sent - had.length, 30_000);
+      assert.equal(bridge.sse.stats().slowClients, 1);
       const all = [...had, ...resumed.events.filter(isNote)];
       assert.deepEqual(
         all.map((e) => Number.parseInt(JSON.parse(e.data).payload, 10)),
@@ -859,6 +870,250 @@ describe('options', () => {
           JSON.stringify(bad),
         );
       }
+    } finally {
+      await bridge.close();
+    }
+  });
+});
+
+/*
+ * Durable streams are paced by their client: a replay far larger than the client's queue
+ * reaches a client that keeps reading, whatever its pace, with the bridge's memory bounded; a
+ * client that stops reading is still ended as slow-client. Readers pause and resume on
+ * signals (bytes counted, the bridge's stats), never on sleeps.
+ */
+let pacePool: pg.Pool;
+/** The client queue bound: pacing starts at half of it. */
+const LIMITS = { maxQueuedEvents: 64, maxQueuedBytes: 64 * 1024 };
+/** Rows of ~2 kB: the backlog below is ~190 times the queue's byte bound. */
+const PAD = 'x'.repeat(2000);
+const ROWS = 6000;
+
+const payload = (i: number): string => `n${i}-${PAD}`;
+
+/** Writes `rows` durable rows on `ch` after the cursor it returns (where a client resumes). */
+async function backlog(ch: string, rows: number): Promise<string> {
+  const start = await resolveNowOn((text, values) => pacePool.query(text, values as unknown[]));
+  for (let from = 1; from <= rows; from += 1000) {
+    const batch: string[] = [];
+    for (let i = from; i < from + 1000 && i <= rows; i++) batch.push(payload(i));
+    await appendDurableBatch(pacePool, ch, batch);
+  }
+  return start;
+}
+
+/** The numbers of the notifications among `events`, in arrival order. */
+function numbers(events: readonly SseEvent[]): number[] {
+  return events
+    .filter((e) => e.event === 'message' && e.data !== '')
+    .map((e) => Number(/^n(\d+)-/.exec(JSON.parse(e.data).payload)?.[1]));
+}
+
+const upTo = (n: number): number[] => Array.from({ length: n }, (_, i) => i + 1);
+
+/** What a bridge has written to its clients, and the rows its subscriptions read ahead. */
+function holding(bridge: Bridge): { written: number; buffered: number } {
+  const buffered = bridge.listener.stats().subscribers.reduce((sum, s) => sum + s.buffered, 0);
+  return { written: bridge.sse.stats().events, buffered };
+}
+
+// In this file, not one of its own: the 'expired' test above prunes every channel of the default
+// schema (the bridge's journal), which would cut into these backlogs from a file run alongside.
+describe('durable replay paced by the client', () => {
+  before(async () => {
+    pacePool = testPool(2);
+    await installSchema({ client: pacePool });
+  });
+  after(async () => {
+    await pacePool.end();
+  });
+
+  test('a node:http client reading in bursts gets a backlog far past its queue bound, each event once and in order, and is never cut', async () => {
+    const ch = uniqueChannel('pace');
+    const start = await backlog(ch, ROWS);
+    const bridge = await startBridge({
+      channels: [ch],
+      durable: true,
+      heartbeatMs: 600_000,
+      ...LIMITS,
+    });
+    try {
+      const client = await RawSse.open(bridge.port, q(ch), { 'Last-Event-ID': start });
+      const res = bridge.responses[0];
+      assert.ok(res !== undefined);
+      const burst = 128 * 1024;
+      let waits = 0;
+      let maxNodeQueue = 0;
+      let maxBuffered = 0;
+      // Blocks: the opening one, then one per notification.
+      while (client.blocks < 1 + ROWS && !client.ended) {
+        const target = client.received + burst;
+        await waitFor(
+          () => client.received >= target || client.blocks >= 1 + ROWS || client.ended,
+          {
+            timeoutMs: 20_000,
+            message: `a burst of ${burst} bytes (has ${client.received}, ${client.blocks} blocks)`,
+          },
+        );
+        if (client.blocks >= 1 + ROWS || client.ended) break;
+        client.socket.pause();
+        // Hold until the bridge waits for this client (or has written everything, or gave up).
+        const why = await waitFor(
+          () => {
+            const s = bridge.sse.stats();
+            if (s.pausedClients === 1) {
+              const held = holding(bridge);
+              maxNodeQueue = Math.max(maxNodeQueue, res.writableLength);
+              maxBuffered = Math.max(maxBuffered, held.buffered);
+              return 'paused';
+            }
+            if (s.slowClients > 0 || s.clients === 0) return 'cut';
+            if (s.events >= ROWS) return 'all written';
+            return false;
+          },
+          { timeoutMs: 20_000, message: 'the bridge to wait for the client' },
+        );
+        if (why === 'paused') waits++;
+        client.socket.resume();
+      }
+      await waitFor(() => client.blocks >= 1 + ROWS || client.ended, {
+        timeoutMs: 20_000,
+        message: `every event (has ${client.blocks - 1})`,
+      });
+      const { events } = parseEvents(client.body);
+      assert.ok(!events.some((e) => e.event === 'end'), 'the client was never cut');
+      assert.equal(bridge.sse.stats().slowClients, 0);
+      assert.deepEqual(numbers(events), upTo(ROWS), 'every event once, in order');
+      assert.equal(bridge.sse.stats().clients, 1, 'the stream goes on');
+      // The replay waited for the client, and what it held meanwhile stayed within bounds.
+      assert.ok(waits > 0, 'the bridge waited for the client');
+      assert.ok(
+        maxNodeQueue < LIMITS.maxQueuedBytes,
+        `Node's queue stays below the cut (${maxNodeQueue})`,
+      );
+      assert.ok(
+        maxBuffered <= LIMITS.maxQueuedEvents,
+        `rows read ahead stay within maxQueuedEvents (${maxBuffered})`,
+      );
+      client.close();
+    } finally {
+      await bridge.close();
+    }
+  });
+
+  test('the fetch form: a reader pulling one chunk at a time gets the whole backlog; what waits is bounded', async () => {
+    const ch = uniqueChannel('pacefetch');
+    const rows = 1500;
+    const start = await backlog(ch, rows);
+    const bridge = await startBridge({
+      channels: [ch],
+      durable: true,
+      heartbeatMs: 600_000,
+      ...LIMITS,
+    });
+    try {
+      const response = await bridge.sse.fetch(
+        new Request(`http://localhost${q(ch)}`, { headers: { 'Last-Event-ID': start } }),
+      );
+      assert.equal(response.status, 200);
+      const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+      const decoder = new TextDecoder();
+      let text = '';
+      let waits = 0;
+      while (numbers(parseEvents(text).events).length < rows) {
+        // Read only once the bridge waits for this reader (or has written everything).
+        const why = await waitFor(
+          () => {
+            const s = bridge.sse.stats();
+            if (s.pausedClients === 1) {
+              const held = holding(bridge);
+              assert.ok(held.buffered <= LIMITS.maxQueuedEvents, `buffered ${held.buffered}`);
+              return 'paused';
+            }
+            if (s.slowClients > 0 || s.clients === 0) return 'cut';
+            return s.events >= rows ? 'all written' : false;
+          },
+          { timeoutMs: 20_000, message: 'the bridge to wait for the reader' },
+        );
+        if (why === 'paused') waits++;
+        const chunk = await reader.read();
+        assert.equal(chunk.done, false, 'the stream goes on');
+        // One pull takes what was queued: at most half the bound plus one frame.
+        assert.ok((chunk.value?.byteLength ?? 0) < LIMITS.maxQueuedBytes);
+        text += decoder.decode(chunk.value, { stream: true });
+      }
+      const { events } = parseEvents(text);
+      assert.ok(!events.some((e) => e.event === 'end'), 'the reader was never cut');
+      assert.deepEqual(numbers(events), upTo(rows));
+      assert.ok(waits > 10, `the bridge waited for the reader (${waits} times)`);
+      await reader.cancel();
+    } finally {
+      await bridge.close();
+    }
+  });
+
+  test('a client that stops reading is ended as slow-client once it reads nothing for stallTimeoutMs; the journal read stops meanwhile; it resumes from its last id', async () => {
+    const ch = uniqueChannel('pacestop');
+    const start = await backlog(ch, ROWS);
+    const bridge = await startBridge({
+      channels: [ch],
+      durable: true,
+      heartbeatMs: 600_000,
+      stallTimeoutMs: 200,
+      ...LIMITS,
+    });
+    try {
+      const stopped = await RawSse.open(bridge.port, q(ch), { 'Last-Event-ID': start });
+      stopped.socket.pause();
+      const res = bridge.responses[0];
+      assert.ok(res !== undefined);
+      // Once the kernel's buffers are full, the bridge waits: sample what it holds then.
+      const held = await waitFor(
+        () => {
+          if (bridge.sse.stats().slowClients > 0)
+            return { late: true, nodeQueue: 0, written: 0, buffered: 0 };
+          if (bridge.sse.stats().pausedClients !== 1) return false;
+          return {
+            late: false,
+            nodeQueue: res.writableLength,
+            ...holding(bridge),
+          };
+        },
+        { timeoutMs: 20_000, message: 'the bridge to wait for the stopped client' },
+      );
+      assert.equal(held.late, false, 'seen waiting before it was cut');
+      assert.ok(held.nodeQueue < LIMITS.maxQueuedBytes, `Node's queue ${held.nodeQueue}`);
+      assert.ok(held.buffered <= LIMITS.maxQueuedEvents, `read ahead ${held.buffered}`);
+      assert.ok(held.written + held.buffered < ROWS, 'the rest is still in the journal');
+      await waitFor(() => bridge.sse.stats().slowClients === 1, {
+        timeoutMs: 20_000,
+        message: 'the stopped client to be cut',
+      });
+      const written = bridge.sse.stats().events;
+      assert.ok(written < ROWS, `the journal read stopped (${written} written)`);
+      assert.equal(bridge.sse.stats().clients, 0);
+      assert.deepEqual(bridge.listener.stats().subscribers, [], 'its subscription is gone');
+      stopped.socket.resume();
+      await waitFor(() => stopped.ended, {
+        timeoutMs: 20_000,
+        message: 'the stopped stream to end',
+      });
+      const { events } = parseEvents(stopped.body);
+      assert.deepEqual(JSON.parse(events.at(-1)?.data ?? ''), {
+        reason: 'slow-client',
+        message: 'nothing read for 200 ms',
+      });
+      const had = numbers(events);
+      assert.deepEqual(had, upTo(had.length));
+      // It comes back from its last id and gets exactly the rest.
+      const lastId = events.filter((e) => e.id !== undefined).at(-1)?.id as string;
+      const back = await RawSse.open(bridge.port, q(ch), { 'Last-Event-ID': lastId });
+      await waitFor(() => back.blocks >= 1 + ROWS - had.length, {
+        timeoutMs: 20_000,
+        message: 'the rest of the backlog',
+      });
+      assert.deepEqual([...had, ...numbers(back.events)], upTo(ROWS));
+      back.close();
     } finally {
       await bridge.close();
     }

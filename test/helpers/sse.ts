@@ -53,7 +53,11 @@ export class RawSse {
   headers: Record<string, string> = {};
   head = '';
   body = '';
+  /** Body bytes received, and SSE blocks completed (a blank line: events and comments). */
+  received = 0;
+  blocks = 0;
   ended = false;
+  #lastLf = false;
   #buffer = Buffer.alloc(0);
   #inBody = false;
   #chunked = false;
@@ -119,7 +123,7 @@ export class RawSse {
       this.#inBody = true;
     }
     if (!this.#chunked) {
-      this.body += this.#buffer.toString('utf8');
+      this.#append(this.#buffer);
       this.#buffer = Buffer.alloc(0);
       return;
     }
@@ -128,10 +132,20 @@ export class RawSse {
       if (lineEnd < 0) return;
       const size = Number.parseInt(this.#buffer.subarray(0, lineEnd).toString('latin1'), 16);
       if (this.#buffer.length < lineEnd + 2 + size + 2) return;
-      this.body += this.#buffer.subarray(lineEnd + 2, lineEnd + 2 + size).toString('utf8');
+      this.#append(this.#buffer.subarray(lineEnd + 2, lineEnd + 2 + size));
       this.#buffer = this.#buffer.subarray(lineEnd + 2 + size + 2);
       if (size === 0) this.ended = true;
     }
+  }
+
+  #append(bytes: Buffer): void {
+    this.received += bytes.length;
+    for (const byte of bytes) {
+      const lf = byte === 10;
+      if (lf && this.#lastLf) this.blocks++;
+      this.#lastLf = lf;
+    }
+    this.body += bytes.toString('utf8');
   }
 }
 
@@ -141,6 +155,8 @@ export interface Bridge {
   sse: SseHandler;
   server: http.Server;
   port: number;
+  /** Every response the server handed to the handler, in arrival order. */
+  responses: http.ServerResponse[];
   close(): Promise<void>;
 }
 
@@ -152,7 +168,11 @@ export async function startBridge(options: SseOptions): Promise<Bridge> {
   });
   await listener.start();
   const sse = createSseHandler(listener, options);
-  const server = http.createServer(sse);
+  const responses: http.ServerResponse[] = [];
+  const server = http.createServer((req, res) => {
+    responses.push(res);
+    sse(req, res);
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as net.AddressInfo).port;
   return {
@@ -160,6 +180,7 @@ export async function startBridge(options: SseOptions): Promise<Bridge> {
     sse,
     server,
     port,
+    responses,
     async close() {
       await sse.close();
       server.closeAllConnections();
