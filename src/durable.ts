@@ -13,8 +13,9 @@
  */
 
 import { validate } from './codec.js';
-import { type FeedHost, Tail } from './durable-feed.js';
+import type { FeedHost } from './durable-feed.js';
 import { DurableSubscription, FAILED } from './durable-subscription.js';
+import { Tail } from './durable-tail.js';
 import { ErrorCode, PgNotifyError } from './errors.js';
 import { loadCursor, resolveCursor, saveCursor, wakeChannel } from './journal.js';
 import { parseCursor } from './journal-cursor.js';

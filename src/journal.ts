@@ -18,13 +18,8 @@ import {
   parseCursor,
   START_CURSOR,
 } from './journal-cursor.js';
-import {
-  DEFAULT_SCHEMA,
-  installSql,
-  journalNames,
-  journalStatements,
-  readInlineSql,
-} from './journal-sql.js';
+import { installSql } from './journal-install.js';
+import { DEFAULT_SCHEMA, journalNames, journalStatements, readInlineSql } from './journal-sql.js';
 import type { Queryable } from './notifier.js';
 import { intOption } from './options.js';
 import { checkChannel } from './sql.js';
