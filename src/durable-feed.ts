@@ -5,8 +5,8 @@
  *   its own (replay, "behind") — each page no larger than the room left in the subscription's
  *   buffer, so nothing is ever dropped to overflow and a backlog never sits in memory — until
  *   it has caught up with its {@link Tail}, then joins it.
- * - A Tail is the one live reader per (listener, schema, mode): a wake-up (the schema's wake
- *   channel, payload = the channel written to), a poll tick or a reconnect triggers ONE read
+ * - A Tail (durable-tail.ts) is the one live reader per (listener, schema, mode): a wake-up (the
+ *   schema's wake channel, see durable-wake.ts), a poll tick or a reconnect triggers ONE read
  *   after the tail's cursor, shared by every caught-up member. A member whose buffer cannot
  *   take its share of a page leaves the tail where it stands and reads on its own again once
  *   it has room.
@@ -14,6 +14,8 @@
  * Every feed delivers only rows after its own position, so a row is never delivered twice
  * within one running subscription, whichever reader (its own or the tail) fetched it.
  */
+
+import type { Tail } from './durable-tail.js';
 import { ErrorCode, type PgNotifyError } from './errors.js';
 import { type JournalPage, type JournalRow, readJournal } from './journal.js';
 import type { Queryable } from './notifier.js';
@@ -79,7 +81,7 @@ export function retryDelay(attempt: number): number {
  * or a failure retrying cannot fix); else reports what is worth reporting, waits the backoff
  * and resolves true.
  */
-async function retry(
+export async function retry(
   host: FeedHost,
   error: unknown,
   attempt: number,
@@ -122,6 +124,7 @@ export class Feed {
   async start(resolve: () => Promise<string>, ready: (error?: PgNotifyError) => void) {
     for (let attempt = 0; ; attempt++) {
       try {
+        await this.#tail.prepare();
         this.position = await resolve();
         break;
       } catch (error) {
@@ -254,141 +257,12 @@ export class Feed {
   }
 
   /**
-   * A wake-up (`channel`; undefined after a reconnect): a member hands it to the tail (one
-   * read for all); a feed reading on its own notes it and reads once more before it joins.
+   * A wake-up's payload (undefined after a reconnect): a member hands it to the tail (one read,
+   * or none, for all); a feed reading on its own notes it and reads once more before it joins.
    */
-  wake(channel: string | undefined): void {
-    if (this.#tail.has(this)) this.#tail.wake(channel);
-    else if (channel === undefined || this.channels.has(channel)) this.#missed = true;
-  }
-}
-
-/** The one live reader of a schema (per mode) on one listener. */
-export class Tail {
-  readonly schema: string;
-  /** Where the last shared read ended; undefined until a first member joins. */
-  cursor: string | undefined;
-  readonly #members = new Set<Feed>();
-  readonly #host: FeedHost;
-  readonly #pollMs: number | undefined;
-  #timer: NodeJS.Timeout | undefined;
-  #running = false;
-  #dirty = false;
-  readonly #hold: { cancel?: (() => void) | undefined } = {};
-
-  constructor(host: FeedHost, schema: string, pollMs: number | undefined) {
-    this.#host = host;
-    this.schema = schema;
-    this.#pollMs = pollMs;
-  }
-
-  /** Joins a caught-up feed; false when the tail has read past it (it must read on). */
-  join(feed: Feed): boolean {
-    if (this.cursor !== undefined && feed.position < this.cursor) return false;
-    if (this.cursor === undefined || this.#members.size === 0) this.cursor = feed.position;
-    this.#members.add(feed);
-    if (this.#pollMs !== undefined && this.#timer === undefined) {
-      this.#timer = setInterval(() => this.pump(), this.#pollMs);
-      this.#timer.unref?.();
-    }
-    return true;
-  }
-
-  /** Whether `feed` is a member (caught up, fed by the shared read). */
-  has(feed: Feed): boolean {
-    return this.#members.has(feed);
-  }
-
-  leave(feed: Feed): void {
-    if (!this.#members.delete(feed) || this.#members.size > 0) return;
-    if (this.#timer !== undefined) clearInterval(this.#timer);
-    this.#timer = undefined;
-    this.#hold.cancel?.();
-  }
-
-  /** A wake-up for `channel` (undefined: any, e.g. after a reconnect). */
-  wake(channel: string | undefined): void {
-    if (this.#members.size === 0) return;
-    if (channel !== undefined) {
-      let wanted = false;
-      for (const member of this.#members) {
-        if (member.channels.has(channel)) {
-          wanted = true;
-          break;
-        }
-      }
-      if (!wanted) return;
-    }
-    this.pump();
-  }
-
-  /** Reads until caught up; wakes meanwhile fold into one more read. */
-  pump(): void {
-    if (this.#running) {
-      this.#dirty = true;
-      return;
-    }
-    this.#running = true;
-    void this.#run();
-  }
-
-  async #run(): Promise<void> {
-    try {
-      let attempt = 0;
-      // One notification is handed to every durable subscription in one synchronous loop: let
-      // those calls land first, so they fold into this read instead of asking for another.
-      await null;
-      do {
-        this.#dirty = false;
-        if (this.#members.size === 0 || this.cursor === undefined) return;
-        const union = new Set<string>();
-        for (const member of this.#members) for (const c of member.channels) union.add(c);
-        const after = this.cursor;
-        let page: JournalPage;
-        try {
-          page = await readJournal(this.#host.queryable, {
-            schema: this.schema,
-            channels: [...union],
-            after,
-            limitRows: PAGE_ROWS,
-            limitBytes: PAGE_BYTES,
-          });
-          attempt = 0;
-        } catch (error) {
-          if (
-            !(await retry(this.#host, error, attempt++, () => this.#members.size === 0, this.#hold))
-          )
-            return;
-          this.#dirty = true;
-          continue;
-        }
-        this.#distribute(page, union);
-        if (this.cursor === undefined || page.next > this.cursor) this.cursor = page.next;
-        if (!page.caughtUp) this.#dirty = true;
-      } while (this.#dirty);
-    } finally {
-      // In this function, not in a callback a microtask later: a wake landing in between
-      // (e.g. from a microtask queued while a page was handed over) would find the tail
-      // running and be lost.
-      this.#running = false;
-    }
-  }
-
-  #distribute(page: JournalPage, union: ReadonlySet<string>): void {
-    const cache = new Map<unknown, unknown>();
-    // The listener's 'gap' event: once per expired gap this read found, not once per member.
-    for (const gap of page.gaps) this.#host.emitGap(gap);
-    for (const member of [...this.#members]) {
-      let covered = true;
-      for (const c of member.channels) if (!union.has(c)) covered = false;
-      // Joined during the read with a channel it did not cover, or no room for its share:
-      // it reads on its own from where it stands, and joins again once caught up.
-      if (!covered || member.share(page.rows) > member.room()) {
-        this.leave(member);
-        void member.catchUp();
-        continue;
-      }
-      member.take(page.rows, page.gaps, page.next, cache, true);
-    }
+  wake(raw: string | undefined): void {
+    const wake = raw === undefined ? undefined : this.#tail.parse(raw);
+    if (this.#tail.has(this)) this.#tail.wake(wake);
+    else if (this.#tail.concerns(wake, this.channels)) this.#missed = true;
   }
 }

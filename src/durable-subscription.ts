@@ -6,7 +6,8 @@
 
 import type { DurableConfig, DurableHub } from './durable.js';
 import { ConsumerAcks, MAX_UNSTORED } from './durable-acks.js';
-import { Feed, type FeedHost, retryDelay, type Tail } from './durable-feed.js';
+import { Feed, type FeedHost, retryDelay } from './durable-feed.js';
+import type { Tail } from './durable-tail.js';
 import { ErrorCode, PgNotifyError, toError } from './errors.js';
 import type { JournalRow } from './journal.js';
 import { Subscription, type SubscriptionOwner, type SubscriptionSetup } from './subscription.js';

@@ -4,7 +4,7 @@
  * `withGaps()`) fed from the journal by durable-feed.ts instead of by NOTIFY. In the registry
  * it stands on its schema's wake channel only (muted there in poll mode), so its data
  * channels are never LISTENed and plain NOTIFYs on them never reach it; a wake-up it receives
- * starts the shared read, and an outage gap starts a re-read from where it stands (nothing is
+ * goes to its tail (durable-tail.ts: the commit's rows handed over, or one shared read), and an outage gap starts a re-read from where it stands (nothing is
  * lost, so it reports no outage gap).
  *
  * Named consumers acknowledge in order (durable-acks.ts): the stored cursor moves to the newest row
@@ -13,8 +13,9 @@
  */
 
 import { validate } from './codec.js';
-import { type FeedHost, Tail } from './durable-feed.js';
+import type { FeedHost } from './durable-feed.js';
 import { DurableSubscription, FAILED } from './durable-subscription.js';
+import { Tail } from './durable-tail.js';
 import { ErrorCode, PgNotifyError } from './errors.js';
 import { loadCursor, resolveCursor, saveCursor, wakeChannel } from './journal.js';
 import { parseCursor } from './journal-cursor.js';

@@ -18,13 +18,8 @@ import {
   parseCursor,
   START_CURSOR,
 } from './journal-cursor.js';
-import {
-  DEFAULT_SCHEMA,
-  installSql,
-  journalNames,
-  journalStatements,
-  readInlineSql,
-} from './journal-sql.js';
+import { installSql } from './journal-install.js';
+import { DEFAULT_SCHEMA, journalNames, journalStatements, readInlineSql } from './journal-sql.js';
 import type { Queryable } from './notifier.js';
 import { intOption } from './options.js';
 import { checkChannel } from './sql.js';
@@ -250,8 +245,9 @@ export async function readJournal(
 }
 
 /**
- * The channel every durable write in `schema` wakes listeners on (its payload is the channel
- * written to): one LISTEN covers all durable traffic of a schema. `'pgnotify.wake'` by default.
+ * The channel every durable write in `schema` wakes listeners on: one LISTEN covers all durable
+ * traffic of a schema. Its payloads: the channel written to (from the write statement), and the
+ * signed commit itself (from the commit trigger, schema version 2). `'pgnotify.wake'` by default.
  */
 export function wakeChannel(schema: string = DEFAULT_SCHEMA): string {
   return journalNames(schema).wakeChannel;

@@ -88,6 +88,14 @@ export function quoteIdent(name: string): string {
 }
 
 /**
+ * Quotes text as an SQL string literal in the `E'…'` form, whose meaning does not depend on
+ * `standard_conforming_strings`: `it's` becomes `E'it''s'`.
+ */
+export function quoteLiteral(text: string): string {
+  return `E'${text.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`;
+}
+
+/**
  * One simple-query string that LISTENs to every channel given, each quoted: one round trip
  * whatever the count ('' for none). The names must have passed {@link checkChannel}.
  */

@@ -82,7 +82,7 @@ describe('pgnotify doctor: durable checks', () => {
     assertExit(outcome, 0, 'doctor on an installed journal');
     assert.match(
       outcome.stdout,
-      /^ok\s+durable journal\s+schema "[^"]+" version 1: \d+ rows?, head cursor \d{19}-\d{19}, wake-up channel/m,
+      /^ok\s+durable journal\s+schema "[^"]+" version \d+: \d+ rows?, head cursor \d{19}-\d{19}, wake-up channel/m,
     );
     assert.match(
       outcome.stdout,
@@ -131,7 +131,7 @@ describe('pgnotify doctor: durable checks', () => {
         outcome.stdout,
         /^warn\s+durable mode\s+poll: LISTEN does not deliver on this path.*mode: 'poll'/m,
       );
-      assert.match(outcome.stdout, /^ok\s+durable journal\s+schema "[^"]+" version 1/m);
+      assert.match(outcome.stdout, /^ok\s+durable journal\s+schema "[^"]+" version \d+/m);
       assert.match(outcome.stdout, /^fail\s+LISTEN\/NOTIFY round trip/m);
       // Durable notify works through it: the journal is plain SQL.
       const channel = uniqueChannel('cli_bnc');

@@ -1,5 +1,5 @@
 /**
- * The shared live reader (Tail, durable-feed.ts) against a real journal: a wake-up that lands in
+ * The shared live reader (Tail, durable-tail.ts) against a real journal: a wake-up that lands in
  * a microtask queued while the tail hands a page over is read, not dropped. The tail used to
  * mark itself idle in a callback one microtask after its read loop ended, so such a wake found
  * it "running" and was folded into a read that never came. And a feed replaying a backlog of
@@ -9,7 +9,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type pg from 'pg';
-import { Feed, type FeedHost, type FeedTarget, Tail } from '../src/durable-feed.js';
+import { Feed, type FeedHost, type FeedTarget } from '../src/durable-feed.js';
+import { Tail } from '../src/durable-tail.js';
 import { installSchema, resolveCursor } from '../src/journal.js';
 import { appendDurable, appendDurableBatch } from '../src/journal-write.js';
 import { uniqueChannel } from './helpers/db.js';

@@ -16,7 +16,7 @@ import {
   saveCursor,
 } from '../src/journal.js';
 import { durableStatus, prune } from '../src/journal-admin.js';
-import { installSql } from '../src/journal-sql.js';
+import { installSql } from '../src/journal-install.js';
 import { appendDurable, appendDurableBatch } from '../src/journal-write.js';
 import { quoteIdent } from '../src/sql.js';
 import { connect, dropSchema, readAll, testPool, uniqueSchema } from './helpers/journal.js';

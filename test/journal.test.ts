@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type pg from 'pg';
+import { loadWakeKey, parseWake } from '../src/durable-wake.js';
 import { ErrorCode, type PgNotifyError } from '../src/errors.js';
 import {
   installSchema,
@@ -17,7 +18,8 @@ import {
 } from '../src/journal.js';
 import { durableStatus, prune } from '../src/journal-admin.js';
 import { compareCursors, parseCursor, START_CURSOR } from '../src/journal-cursor.js';
-import { installSql, journalNames, MIGRATIONS } from '../src/journal-sql.js';
+import { installSql, MIGRATIONS, SCHEMA_VERSION } from '../src/journal-install.js';
+import { journalNames } from '../src/journal-sql.js';
 import {
   appendDurable,
   appendDurableBatch,
@@ -56,7 +58,7 @@ describe('installSchema', () => {
     assert.deepEqual(await installSchema({ connection: databaseUrl(), schema: s }), {
       schema: s,
       previousVersion: 0,
-      version: 1,
+      version: SCHEMA_VERSION,
     });
     const objects = async () =>
       (
@@ -69,8 +71,8 @@ describe('installSchema', () => {
     const first = await objects();
     assert.deepEqual(await installSchema({ client: pool, schema: s }), {
       schema: s,
-      previousVersion: 1,
-      version: 1,
+      previousVersion: SCHEMA_VERSION,
+      version: SCHEMA_VERSION,
     });
     assert.deepEqual(await objects(), first);
   });
@@ -84,7 +86,7 @@ describe('installSchema', () => {
         clients.map((client) => installSchema({ client, schema: s })),
       );
       assert.equal(results.filter((r) => r.previousVersion === 0).length, 1);
-      assert.ok(results.every((r) => r.version === 1));
+      assert.ok(results.every((r) => r.version === SCHEMA_VERSION));
     } finally {
       await Promise.all(clients.map((c) => c.end()));
     }
@@ -93,19 +95,25 @@ describe('installSchema', () => {
   test('upgrades an older version step by step, keeping its data', async () => {
     const s = uniqueSchema('upg');
     made.push(s);
-    await installSchema({ client: pool, schema: s });
+    await pool.query(installSql(s, MIGRATIONS.slice(0, 1), { forClient: true }));
     await appendDurable(pool, 'kept', 'before the upgrade', s);
-    const v2 = {
-      version: 2,
+    assert.deepEqual(await installSchema({ client: pool, schema: s }), {
+      schema: s,
+      previousVersion: 1,
+      version: SCHEMA_VERSION,
+    });
+    await appendDurable(pool, 'kept', 'after the upgrade', s);
+    const next = {
+      version: SCHEMA_VERSION + 1,
       summary: 'test step',
       sql: ({ q }: { q: string }) => `ALTER TABLE ${q}.journal ADD COLUMN test_v2 text;`,
     };
     const [r1, r2] = (await pool.query(
-      installSql(s, [...MIGRATIONS, v2], { forClient: true }),
+      installSql(s, [...MIGRATIONS, next], { forClient: true }),
     )) as unknown as pg.QueryResult[];
     assert.ok(r1 !== undefined && r2 !== undefined);
     const version = await pool.query(`SELECT version FROM ${journalNames(s).q}.meta`);
-    assert.equal(version.rows[0].version, 2);
+    assert.equal(version.rows[0].version, SCHEMA_VERSION + 1);
     const col = await pool.query(
       `SELECT 1 FROM information_schema.columns WHERE table_schema = $1 AND column_name = 'test_v2'`,
       [s],
@@ -114,12 +122,12 @@ describe('installSchema', () => {
     // Running the library's own (older) script on a newer schema leaves it alone.
     assert.deepEqual(await installSchema({ client: pool, schema: s }), {
       schema: s,
-      previousVersion: 2,
-      version: 2,
+      previousVersion: SCHEMA_VERSION + 1,
+      version: SCHEMA_VERSION + 1,
     });
     assert.deepEqual(
       (await readAll(pool, s)).map((r) => r.payload),
-      ['before the upgrade'],
+      ['before the upgrade', 'after the upgrade'],
     );
   });
 
@@ -180,10 +188,19 @@ describe('writes', () => {
       const woken = onceEvent(listener, 'notification');
       await client.query('COMMIT');
       await woken;
-      // The second wake follows the first in the same message train; a round trip flushes it.
+      // The other wakes follow the first in the same message train; a round trip flushes them.
       await listener.query('SELECT 1');
-      assert.deepEqual(wakes.sort(), ['w1', 'w2']);
+      // One per channel from the write statements, then the commit's own (signed, with its rows).
+      const commits = wakes.filter((w) => /^[0-9a-f]{32}\[/.test(w));
+      assert.deepEqual(wakes.filter((w) => !commits.includes(w)).sort(), ['w1', 'w2']);
+      assert.equal(commits.length, 1);
       const rows = await readAll(pool, schema, head);
+      const wake = parseWake(commits[0] as string, await loadWakeKey(pool, schema));
+      assert.deepEqual(wake, {
+        kind: 'commit',
+        seq: BigInt(rows[0]?.cursor.slice(0, 19) ?? ''),
+        rows,
+      });
       assert.deepEqual(
         rows.map((r) => [r.channel, r.payload]),
         [
@@ -389,7 +406,7 @@ describe('retention', () => {
     await installSchema({ client: pool, schema: s });
     const empty = await durableStatus(pool, s);
     assert.equal(empty.installed, true);
-    assert.equal(empty.version, 1);
+    assert.equal(empty.version, SCHEMA_VERSION);
     assert.equal(empty.headCursor, undefined);
     await appendDurable(pool, 'a', '1', s);
     const [first] = await readAll(pool, s);

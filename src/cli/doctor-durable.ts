@@ -6,7 +6,8 @@
 import pg from 'pg';
 import { plural } from '../errors.js';
 import { type DurableStatus, detectPooler, durableStatus } from '../journal-admin.js';
-import { journalNames, SCHEMA_VERSION } from '../journal-sql.js';
+import { SCHEMA_VERSION } from '../journal-install.js';
+import { journalNames } from '../journal-sql.js';
 import type { Verdict } from './format.js';
 
 /** Prints one verdict line; the doctor's own. */

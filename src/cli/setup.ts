@@ -7,7 +7,8 @@ import pg from 'pg';
 import { plural } from '../errors.js';
 import { installSchema } from '../journal.js';
 import { prune } from '../journal-admin.js';
-import { DEFAULT_SCHEMA, installSql, SCHEMA_VERSION } from '../journal-sql.js';
+import { installSql, SCHEMA_VERSION } from '../journal-install.js';
+import { DEFAULT_SCHEMA } from '../journal-sql.js';
 import {
   CONNECTION_HELP,
   connectionFrom,
