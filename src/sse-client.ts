@@ -287,10 +287,11 @@ export class SseClient {
   }
 
   /**
-   * Ends the stream with a final `event: end` saying why (after what is queued), and drops
-   * the connection if that has not flushed within a grace period. Cleanup runs at once.
+   * Ends the stream with a final `event: end` saying why (after what is queued; `code` goes in
+   * its data when given), and drops the connection if that has not flushed within a grace
+   * period. Cleanup runs at once.
    */
-  end(reason: SseEndReason, message: string, retryMs = this.limits.retryMs): void {
+  end(reason: SseEndReason, message: string, retryMs = this.limits.retryMs, code?: string): void {
     if (this.gone) return;
     this.#leave(reason);
     if (this.#pending !== undefined) {
@@ -298,7 +299,7 @@ export class SseClient {
       this.#pending = undefined;
       return;
     }
-    this.sink.end(endFrame(reason, message, retryMs));
+    this.sink.end(endFrame(reason, message, retryMs, code));
     this.#timer = setTimeout(() => this.sink.destroy(), END_GRACE_MS);
     this.#timer.unref();
   }

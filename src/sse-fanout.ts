@@ -1,9 +1,10 @@
 /**
  * The bridge's live fan-out: every channel with clients is ONE subscription on the listener
  * (a hub); a notification is framed and encoded once and the same bytes go to each client of
- * its channel. The last client to leave a channel unsubscribes its hub. Connection gaps go to
- * the live clients of the lost channels. Durable channels do not come through here (each
- * client has its own journal subscription, sse-durable.ts).
+ * its channel. The last client to leave a channel unsubscribes its hub; a hub that ends under
+ * its clients (unsubscribed by someone else) is forgotten and its clients are handed to
+ * `ended`. Connection gaps go to the live clients of the lost channels. Durable channels do
+ * not come through here (each client has its own journal subscription, sse-durable.ts).
  */
 import type { Gap, Listener, Notification, Subscription } from './index.js';
 import { Frame, type SseClient } from './sse-client.js';
@@ -20,17 +21,28 @@ export class Fanout {
   readonly #listener: Listener;
   readonly #idPrefix: string;
   readonly #report: (error: unknown) => void;
+  readonly #ended: (clients: readonly SseClient[], error: Error | undefined) => void;
   readonly #hubs = new Map<string, Hub>();
   /** Hub unsubscribes under way (the last client left): `close()` waits for them. */
   readonly #unsubscribing = new Set<Promise<void>>();
   #hubCount = 0;
   #events = 0;
 
-  /** `idPrefix` makes the hubs' subscriber ids unique per handler. */
-  constructor(listener: Listener, idPrefix: string, report: (error: unknown) => void) {
+  /**
+   * `idPrefix` makes the hubs' subscriber ids unique per handler. `ended` gets the clients of
+   * a hub whose subscription ended while they were on it (and the error that ended it, if one
+   * did): they get nothing more from it.
+   */
+  constructor(
+    listener: Listener,
+    idPrefix: string,
+    report: (error: unknown) => void,
+    ended: (clients: readonly SseClient[], error: Error | undefined) => void,
+  ) {
     this.#listener = listener;
     this.#idPrefix = idPrefix;
     this.#report = report;
+    this.#ended = ended;
   }
 
   /** Channels with a hub (at least one live client). */
@@ -71,6 +83,14 @@ export class Fanout {
         .then(
           (subscription) => {
             created.subscription = subscription;
+            const before = subscription.onEnd;
+            subscription.onEnd = (error) => {
+              before?.(error);
+              // After the end in progress (an unsubscribe inside the registry) has finished.
+              queueMicrotask(() => this.#hubEnded(channel, created, error));
+            };
+            if (subscription.ended)
+              queueMicrotask(() => this.#hubEnded(channel, created, undefined));
           },
           (error: unknown) => {
             if (this.#hubs.get(channel) === created) this.#hubs.delete(channel);
@@ -90,6 +110,13 @@ export class Fanout {
     const done = hub.ready.then(() => hub.subscription?.unsubscribe()).catch(this.#report);
     this.#unsubscribing.add(done);
     void done.finally(() => this.#unsubscribing.delete(done));
+  }
+
+  /** A hub's subscription ended: unless its clients left first, they are handed to `ended`. */
+  #hubEnded(channel: string, hub: Hub, error: Error | undefined): void {
+    if (this.#hubs.get(channel) !== hub) return; // the last client left, or close()
+    this.#hubs.delete(channel);
+    this.#ended([...hub.clients], error);
   }
 
   /** Unsubscribes every hub; the promises settle once the listener has let go of them. */

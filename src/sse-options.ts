@@ -59,7 +59,10 @@ export interface SseOptions {
    * every path it is handed (the framework routes).
    */
   path?: string;
-  /** Receives errors no request can report (a throwing `authorize`). Default: a stderr line. */
+  /**
+   * Receives errors no request can report (a throwing `authorize`, a stream's subscription
+   * that failed: the stream ends with `reason: 'error'`). Default: a stderr line.
+   */
   onError?: (error: Error) => void;
 }
 

@@ -4,7 +4,7 @@
  * shared by the node:http and fetch forms. Nothing is streamed before this says yes.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { shorten, toError } from './errors.js';
+import { ErrorCode, shorten, toError } from './errors.js';
 import { checkChannel, PgNotifyError } from './index.js';
 
 /** The request as `authorize` sees it, the same for node:http and fetch. */
@@ -204,4 +204,26 @@ export function refusalResponse(refusal: Refusal): Response {
       'Cache-Control': 'no-store',
     },
   });
+}
+
+/**
+ * Codes of a subscribe refused for what the client sent (a malformed or foreign durable
+ * cursor): a 400 with the message. `PGNOTIFY_INVALID_CURSOR` comes with durable subscriptions.
+ */
+const BAD_REQUEST = new Set<string>([ErrorCode.INVALID_OPTION, 'PGNOTIFY_INVALID_CURSOR']);
+
+/**
+ * The answer when subscribing a stream failed: 503 for a stopped listener, 400 for a refused
+ * cursor, else 500 (that error is reported).
+ */
+export function subscribeRefusal(error: unknown, report: (error: unknown) => void): Refusal {
+  const code = error instanceof PgNotifyError ? error.code : undefined;
+  if (code === ErrorCode.CLOSED) {
+    return { status: 503, reason: 'the listener is stopped', headers: { 'Retry-After': '5' } };
+  }
+  if (code !== undefined && BAD_REQUEST.has(code)) {
+    return { status: 400, reason: (error as Error).message, headers: {} };
+  }
+  report(error);
+  return { status: 500, reason: 'cannot subscribe', headers: { 'Retry-After': '5' } };
 }

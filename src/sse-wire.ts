@@ -41,7 +41,22 @@ export type SseEndReason =
   /** The client did not read fast enough and its queue passed `maxQueuedEvents`/`maxQueuedBytes`. */
   | 'slow-client'
   /** The listener stopped or failed for good: nothing more will arrive from this instance. */
-  | 'listener-stopped';
+  | 'listener-stopped'
+  /**
+   * The stream's subscription ended under it while the listener runs: it failed for good (a
+   * durable one whose journal is not installed, …; `code` names the error) or was unsubscribed
+   * by someone else (`code: 'PGNOTIFY_CLOSED'`). Reconnecting later may succeed.
+   */
+  | 'error';
+
+/** The JSON of an `event: end`. */
+export interface SseEnd {
+  readonly reason: SseEndReason;
+  /** A short human-readable explanation. */
+  readonly message: string;
+  /** `'error'`: the `PgNotifyError` code of what ended the stream's subscription, when it has one. */
+  readonly code?: string;
+}
 
 /** The heartbeat: an SSE comment, ignored by EventSource, that keeps proxies from timing out. */
 export const HEARTBEAT = ':\n\n';
@@ -107,9 +122,16 @@ export function gapFrame(gap: SseGap): string {
 }
 
 /**
- * The last event of a stream the bridge ends: `event: end` with `{"reason","message"}`, and a
- * `retry:` that spreads the reconnections of many clients over `retryMs` more milliseconds.
+ * The last event of a stream the bridge ends: `event: end` with `{"reason","message"}` (and
+ * `"code"` when given), after a `retry:` (the bridge jitters it on shutdown and errors, so the
+ * reconnections of many clients spread out).
  */
-export function endFrame(reason: SseEndReason, message: string, retryMs: number): string {
-  return `retry: ${retryMs}\nevent: end\ndata: ${JSON.stringify({ reason, message })}\n\n`;
+export function endFrame(
+  reason: SseEndReason,
+  message: string,
+  retryMs: number,
+  code?: string,
+): string {
+  const end: SseEnd = code === undefined ? { reason, message } : { reason, message, code };
+  return `retry: ${retryMs}\nevent: end\ndata: ${JSON.stringify(end)}\n\n`;
 }

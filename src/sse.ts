@@ -5,7 +5,9 @@
  * This module is the handler: admission (sse-request.ts), one SseClient per stream
  * (sse-client.ts), the live per-channel fan-out (sse-fanout.ts: one listener subscription per
  * channel, each notification encoded once), durable channels through a subscription per
- * client (`openDurable` in sse-durable.ts), heartbeats, stats and shutdown.
+ * client (`openDurable` in sse-durable.ts), heartbeats, stats and shutdown. A stream whose
+ * subscription ends under it (failed, or unsubscribed by someone else) is ended with
+ * `reason: 'error'` instead of being left open with nothing more to come.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ErrorCode, toError } from './errors.js';
@@ -21,6 +23,7 @@ import {
   type Refusal,
   refusalResponse,
   sseRequest,
+  subscribeRefusal,
   toHeaders,
   writeRefusal,
 } from './sse-request.js';
@@ -35,7 +38,7 @@ import {
 
 export type { SseOptions } from './sse-options.js';
 export type { SseAuthorize, SseDenial, SseRequest } from './sse-request.js';
-export type { SseEndReason, SseGap, SseGapReason } from './sse-wire.js';
+export type { SseEnd, SseEndReason, SseGap, SseGapReason } from './sse-wire.js';
 
 /** Counters of a handler. */
 export interface SseStats {
@@ -90,12 +93,6 @@ const GONE: Refusal = { status: 503, reason: 'shutting down', headers: { 'Retry-
 
 const heartbeatFrame = Frame.of(HEARTBEAT);
 
-/**
- * Codes of a subscribe refused for what the client sent (a malformed or foreign durable
- * cursor): a 400 with the message. `PGNOTIFY_INVALID_CURSOR` comes with durable subscriptions.
- */
-const BAD_REQUEST = new Set<string>([ErrorCode.INVALID_OPTION, 'PGNOTIFY_INVALID_CURSOR']);
-
 let handlers = 0;
 
 /**
@@ -134,7 +131,30 @@ export function createSseHandler(listener: Listener, options: SseOptions = {}): 
     }
   };
 
-  const fanout = new Fanout(listener, idPrefix, report);
+  /** A jittered `retry:` (shutdown, errors): many clients reconnect spread over `retryMs`. */
+  const jittered = (): number => retryMs + Math.floor(Math.random() * retryMs);
+
+  /**
+   * Ends a stream whose subscription ended under it while the listener runs (it failed for
+   * good, or someone else unsubscribed it): `reason: 'error'` with the error's code
+   * (`PGNOTIFY_CLOSED` for an unsubscribe) and a jittered retry.
+   */
+  function subscriptionEnded(client: SseClient, error: unknown): void {
+    const failed = error !== undefined;
+    client.end(
+      'error',
+      failed
+        ? "the stream's subscription failed: reconnect later"
+        : "the stream's subscription was ended on the server: reconnect",
+      jittered(),
+      !failed ? ErrorCode.CLOSED : error instanceof PgNotifyError ? error.code : undefined,
+    );
+  }
+
+  const fanout = new Fanout(listener, idPrefix, report, (ended, error) => {
+    if (error !== undefined) report(error);
+    for (const client of ended) subscriptionEnded(client, error);
+  });
 
   function gone(client: SseClient, reason: string): void {
     clients.delete(client);
@@ -209,7 +229,14 @@ export function createSseHandler(listener: Listener, options: SseOptions = {}): 
         client,
         pending.then(
           (s) => {
-            s.done.catch(report);
+            // The stream stopped reading it: the client left, or it ended under the client.
+            s.done.then(
+              () => subscriptionEnded(client, undefined),
+              (error: unknown) => {
+                report(error);
+                subscriptionEnded(client, error);
+              },
+            );
             return s.subscription;
           },
           () => undefined,
@@ -265,18 +292,7 @@ export function createSseHandler(listener: Listener, options: SseOptions = {}): 
     }
   }
 
-  /** The answer when subscribing failed: 503 stopped listener, 400 a refused cursor, else 500. */
-  const failure = (error: unknown): Refusal => {
-    const code = error instanceof PgNotifyError ? error.code : undefined;
-    if (code === ErrorCode.CLOSED) {
-      return { status: 503, reason: 'the listener is stopped', headers: { 'Retry-After': '5' } };
-    }
-    if (code !== undefined && BAD_REQUEST.has(code)) {
-      return { status: 400, reason: (error as Error).message, headers: {} };
-    }
-    report(error);
-    return { status: 500, reason: 'cannot subscribe', headers: { 'Retry-After': '5' } };
-  };
+  const failure = (error: unknown): Refusal => subscribeRefusal(error, report);
 
   async function serveNode(
     req: IncomingMessage,
@@ -352,11 +368,7 @@ export function createSseHandler(listener: Listener, options: SseOptions = {}): 
       listener.off('state', onState);
     }
     for (const client of [...clients]) {
-      client.end(
-        'shutdown',
-        'the server is shutting down: reconnect',
-        retryMs + Math.floor(Math.random() * retryMs),
-      );
+      client.end('shutdown', 'the server is shutting down: reconnect', jittered());
     }
     await Promise.allSettled([...fanout.close(), ...durableSubs.values()]);
   };

@@ -58,8 +58,11 @@ export class Subscription<T = unknown> implements AsyncIterable<Notification<T>>
   readonly stopChannel: string | undefined;
   /** @internal This subscriber's own decoder, when it differs from the listener's. */
   readonly decoder: ((raw: string, channel: string) => unknown) | undefined;
-  /** @internal Called once when the subscription ends (the listener detaches its signal). */
-  onEnd: (() => void) | undefined;
+  /**
+   * @internal Called once when the subscription ends, with the error that ended it if one did
+   * (the listener detaches its signal; the SSE bridge ends the streams of a shared one).
+   */
+  onEnd: ((error: Error | undefined) => void) | undefined;
   #ended = false;
   readonly #owner: SubscriptionOwner;
   readonly #runner: HandlerRunner<Notification<T>> | undefined;
@@ -332,7 +335,7 @@ export class Subscription<T = unknown> implements AsyncIterable<Notification<T>>
     this.#ended = true;
     this.#endError = error;
     if (this.#idleTimer !== undefined) clearTimeout(this.#idleTimer);
-    this.onEnd?.();
+    this.onEnd?.(error);
     this.onEnd = undefined;
     const waiters = this.#waiters;
     this.#waiters = [];

@@ -62,6 +62,10 @@ describe('wire format', () => {
       endFrame('shutdown', 'bye', 3000),
       'retry: 3000\nevent: end\ndata: {"reason":"shutdown","message":"bye"}\n\n',
     );
+    assert.equal(
+      endFrame('error', 'later', 3000, 'PGNOTIFY_SCHEMA_MISSING'),
+      'retry: 3000\nevent: end\ndata: {"reason":"error","message":"later","code":"PGNOTIFY_SCHEMA_MISSING"}\n\n',
+    );
   });
 
   test('headers, the opening block and one notification, byte by byte', async () => {
