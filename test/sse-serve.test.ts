@@ -1,7 +1,8 @@
 /**
- * `pgnotify serve` without a browser: the page, the token on every other route, /status, and a
- * notification sent through POST /notify arriving on /events. The page itself is exercised in
- * Chromium by test/sse-browser.test.ts.
+ * `pgnotify serve` without a browser: the page, the token on every other route, /status (the
+ * listener's state and every field of the bridge's stats), and a notification sent through
+ * POST /notify arriving on /events. The page itself is exercised in Chromium by
+ * test/sse-browser.test.ts.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -50,12 +51,34 @@ describe('pgnotify serve', () => {
 
       const auth = { Authorization: 'Bearer s3cret' };
       assert.equal((await fetch(`${base}/status`)).status, 401);
-      const status = (await (await fetch(`${base}/status`, { headers: auth })).json()) as {
-        state: string;
-        channels: string[];
-      };
+      const getStatus = async (): Promise<Record<string, unknown>> =>
+        (await (await fetch(`${base}/status`, { headers: auth })).json()) as Record<
+          string,
+          unknown
+        >;
+      const status = await getStatus();
       assert.equal(status.state, 'listening');
       assert.deepEqual(status.channels, [ch]);
+      assert.deepEqual(Object.keys(status).sort(), [
+        'channels',
+        'clients',
+        'durable',
+        'events',
+        'liveChannels',
+        'pausedClients',
+        'pid',
+        'reconnects',
+        'slowClients',
+        'state',
+      ]);
+      const bridgeStats = (s: Record<string, unknown>) => [
+        s.clients,
+        s.liveChannels,
+        s.events,
+        s.slowClients,
+        s.pausedClients,
+      ];
+      assert.deepEqual(bridgeStats(status), [0, 0, 0, 0, 0]);
 
       const port = Number(new URL(base).port);
       const refused = await RawSse.open(port, `/events?channel=${ch}`);
@@ -77,6 +100,7 @@ describe('pgnotify serve', () => {
       assert.equal(sent.status, 202);
       const [, n] = await events.waitEvents(2);
       assert.deepEqual(JSON.parse(n?.data ?? '').payload, { hello: 'inspector' });
+      assert.deepEqual(bridgeStats(await getStatus()), [1, 1, 1, 0, 0], 'the bridge stats');
 
       child.kill('SIGTERM');
       await waitFor(() => events.ended, { message: 'the stream to end on SIGTERM' });

@@ -183,7 +183,8 @@ export const INSPECTOR_HTML = `<!doctype html>
       return r.json();
     }).then(function (s) {
       pill($('listener'), s.state, s.state === 'listening' ? 'ok' : 'bad');
-      $('backend').textContent = (s.pid ? 'backend pid ' + s.pid + ' · ' : '') + s.clients + (s.clients === 1 ? ' client' : ' clients');
+      $('backend').textContent = (s.pid ? 'backend pid ' + s.pid + ' · ' : '') + s.clients + (s.clients === 1 ? ' client' : ' clients') +
+        (s.pausedClients > 0 ? ' (' + s.pausedClients + ' paused)' : '');
       if ($('channels').value === '' && s.channels && s.channels.length > 0 && !source) {
         $('channels').value = s.channels.join('\\n');
         connect();

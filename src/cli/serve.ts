@@ -1,7 +1,7 @@
 /**
  * `pgnotify serve`: the browser bridge on its own HTTP server. `/events` is the SSE bridge,
- * `/` the live inspector page, `/status` the listener's state as JSON and `POST /notify` sends
- * a test notification. With a token, everything but the page itself needs it
+ * `/` the live inspector page, `/status` the listener's state and the bridge's stats as JSON
+ * and `POST /notify` sends a test notification. With a token, everything but the page itself needs it
  * (`Authorization: Bearer <token>` or `?token=`, which the page forwards).
  */
 import { timingSafeEqual } from 'node:crypto';
@@ -60,7 +60,7 @@ Routes:
   GET  /                  the inspector: a tail, per-channel rates, gaps, connection state,
                           and a form to send a test notification (open /?token=T&channel=C)
   GET  /events?channel=C  the SSE bridge (repeat channel=; Last-Event-ID or ?after= resumes)
-  GET  /status            the listener's state as JSON
+  GET  /status            the listener's state and the bridge's stats as JSON
   POST /notify            {"channel","payload"}: sends a notification
 With a token, all but / need "Authorization: Bearer <token>" or ?token=<token>.
 ${CONNECTION_HELP}
@@ -141,6 +141,7 @@ export async function serve(
         liveChannels: bridge.channels,
         events: bridge.events,
         slowClients: bridge.slowClients,
+        pausedClients: bridge.pausedClients,
       });
     }
     if (url.pathname === '/notify' && req.method === 'POST') {
