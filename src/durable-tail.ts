@@ -97,7 +97,9 @@ export class Tail {
 
   /** A wake-up (undefined: any channel, e.g. after a reconnect). */
   wake(wake: Wake | undefined): void {
-    if (this.#members.size === 0 || wake === this.#handled) return;
+    if (this.#members.size === 0) return;
+    // undefined (a reconnect) is never "already handled": #handled starts out undefined too.
+    if (wake !== undefined && wake === this.#handled) return;
     if (wake === undefined || wake.kind !== 'commit') {
       const union = new Set<string>();
       for (const member of this.#members) for (const c of member.channels) union.add(c);

@@ -13,7 +13,7 @@ import { Feed, type FeedHost, type FeedTarget } from '../src/durable-feed.js';
 import { Tail } from '../src/durable-tail.js';
 import { installSchema, resolveCursor } from '../src/journal.js';
 import { appendDurable, appendDurableBatch } from '../src/journal-write.js';
-import { uniqueChannel } from './helpers/db.js';
+import { uniqueChannel, waitFor } from './helpers/db.js';
 import { dropSchema, testPool, uniqueSchema } from './helpers/journal.js';
 
 const schema = uniqueSchema('dtail');
@@ -84,6 +84,41 @@ test('a wake from a microtask queued while the tail hands a page over is read', 
       clearTimeout(timer);
     }
     assert.deepEqual(got, ['one', 'two']);
+    assert.deepEqual(errors, []);
+  } finally {
+    feed.stop();
+  }
+});
+
+test('a reconnect wake-up is read, also on a tail that never handled a commit wake-up', async () => {
+  const channel = uniqueChannel('dtail');
+  const errors: unknown[] = [];
+  const host: FeedHost = {
+    queryable: pool,
+    closed: () => false,
+    report: (error) => errors.push(error),
+    emitGap: () => undefined,
+  };
+  const tail = new Tail(host, schema, undefined);
+  await tail.prepare();
+  const got: string[] = [];
+  const target: FeedTarget = {
+    ended: false,
+    capacity: 100,
+    room: () => 100,
+    offer: (row) => got.push(row.payload),
+    offerGap: () => undefined,
+    failed: (error) => errors.push(error),
+  };
+  const feed = new Feed(host, tail, target, [channel]);
+  feed.position = await resolveCursor(pool, 'now', { schema });
+  assert.equal(tail.join(feed), true);
+  try {
+    // Committed while the listener was away: its wake-ups never came; the reconnect's did.
+    await appendDurable(pool, channel, 'during the outage', schema);
+    feed.wake(undefined);
+    await waitFor(() => got.length > 0, { message: 'the row committed during the outage' });
+    assert.deepEqual(got, ['during the outage']);
     assert.deepEqual(errors, []);
   } finally {
     feed.stop();
