@@ -151,11 +151,7 @@ export interface JournalPage {
   readonly caughtUp: boolean;
 }
 
-/**
- * One row of the read (see readSql in journal-sql.ts). `k` null: a journal row, whose
- * `channel`, `seq`/`at` and `pid` are null when equal to the previous row's (sent once per run,
- * not per row: fewer fields to decode). 'c': the first row cut by the byte budget (no payload).
- */
+/** One row of the read: see `read` in journal-sql.ts (a null field repeats the previous row's). */
 interface ReadRow {
   k: 'h' | 'e' | 'w' | 'c' | null;
   channel: string | null;
@@ -188,7 +184,14 @@ export async function readJournal(
   const limitBytes = intOption('limitBytes', options.limitBytes, 8 * 1024 * 1024, 1);
   const channels =
     options.channels === undefined ? null : [...options.channels].map((c) => checkChannel(c));
-  const after = await resolveCursor(queryable, options.after, { schema });
+  // Only 'now' needs the server: otherwise the read is sent before this call returns (a
+  // catch-up asks for its next page just before it hands the current one over).
+  const after =
+    options.after === 'now'
+      ? await resolveCursor(queryable, 'now', { schema })
+      : options.after === 'start'
+        ? START_CURSOR
+        : options.after;
   const key = parseCursor(after);
   let result: ReadRow[];
   try {
@@ -213,7 +216,6 @@ export async function readJournal(
   let cut = false;
   const marks: ReadRow[] = [];
   const rows: JournalRow[] = [];
-  // What the previous journal row carried (a null field repeats it).
   let seqPart = '';
   let channel = '';
   let pid = 0;
