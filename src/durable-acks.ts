@@ -42,6 +42,10 @@ export class ConsumerAcks {
   #timer: NodeJS.Timeout | undefined;
   /** The write loop in progress. */
   #writing: Promise<void> | undefined;
+  /** flush() asked for everything acknowledged to be stored. */
+  #all = false;
+  /** The timer fired: one write is due whatever the count. */
+  #due = false;
   readonly #write: (cursor: string) => Promise<void>;
   readonly #report: (error: unknown) => void;
   readonly #position: () => string;
@@ -102,7 +106,7 @@ export class ConsumerAcks {
       this.#pending = pending.slice(this.#head);
       this.#head = 0;
     }
-    if (this.#waiting >= FLUSH_EVERY) void this.flush();
+    if (this.#waiting >= FLUSH_EVERY) void this.#run();
     else this.#schedule();
   }
 
@@ -110,7 +114,8 @@ export class ConsumerAcks {
     if (this.#timer !== undefined) return;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      void this.flush();
+      this.#due = true;
+      void this.#run();
     }, FLUSH_INTERVAL_MS);
     this.#timer.unref?.();
   }
@@ -121,8 +126,14 @@ export class ConsumerAcks {
    * tried again on the next tick of the flush timer.
    */
   flush(): Promise<void> {
+    this.#all = true;
+    return this.#run();
+  }
+
+  #run(): Promise<void> {
     this.#writing ??= this.#writeLoop().finally(() => {
       this.#writing = undefined;
+      this.#all = false;
     });
     return this.#writing;
   }
@@ -143,6 +154,14 @@ export class ConsumerAcks {
     for (;;) {
       const cursor = this.#target();
       if (cursor === undefined || (this.#stored !== undefined && cursor <= this.#stored)) return;
+      // Unless flushed or due, what was acknowledged during a write waits for the timer or for
+      // FLUSH_EVERY more: writing again at once would keep the connection busy with cursor
+      // writes (each a commit) that the reads of a catch-up queue behind.
+      if (!this.#all && !this.#due && this.#waiting < FLUSH_EVERY) {
+        this.#schedule();
+        return;
+      }
+      this.#due = false;
       this.#waiting = 0;
       const total = this.#ackedTotal;
       try {

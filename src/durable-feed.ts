@@ -26,6 +26,8 @@ import type { ExpiredGap } from './types.js';
 export const PAGE_ROWS = 1000;
 /** Byte budget of a page's payloads (a page always holds at least one row). */
 export const PAGE_BYTES = 4 * 1024 * 1024;
+/** A catch-up's page: half the budget, as it may hold two (one handed over, one read ahead). */
+const CATCHUP_PAGE_BYTES = PAGE_BYTES / 2;
 const MIN_RETRY_MS = 100;
 const MAX_RETRY_MS = 30_000;
 
@@ -148,37 +150,50 @@ export class Feed {
     void this.catchUp();
   }
 
-  /** Reads on its own from `position` until caught up with the tail, then joins it. */
+  /**
+   * Reads on its own from `position` until caught up with the tail, then joins it. The next
+   * page is sent before this one is handed over when the buffer has room for both: the server
+   * reads it meanwhile. Each holds at most half of PAGE_BYTES, and at most a quarter of the
+   * capacity in rows, so a named consumer's cursor write (per 1 000 acks) never stops reading.
+   */
   async catchUp(): Promise<void> {
     if (this.#reading) return;
     this.#reading = true;
+    const pageRows = Math.max(1, Math.min(PAGE_ROWS, Math.floor(this.#target.capacity / 4)));
+    const read = (after: string, room: number): Promise<JournalPage> => {
+      this.#missed = false;
+      const limitRows = Math.min(room, pageRows);
+      const options = { schema: this.#tail.schema, channels: this.#list, after, limitRows };
+      return readJournal(this.#host.queryable, { ...options, limitBytes: CATCHUP_PAGE_BYTES });
+    };
+    let ahead: Promise<JournalPage> | undefined;
     try {
       let attempt = 0;
       while (!this.#target.ended) {
         const room = this.#target.room();
-        if (room <= 0) {
+        if (ahead === undefined && room <= 0) {
           await new Promise<void>((resolve) => {
             this.#roomWaiter = resolve;
           });
           continue;
         }
         let page: JournalPage;
-        this.#missed = false;
         try {
-          page = await readJournal(this.#host.queryable, {
-            schema: this.#tail.schema,
-            channels: this.#list,
-            after: this.position,
-            limitRows: Math.min(room, PAGE_ROWS),
-            limitBytes: PAGE_BYTES,
-          });
+          page = await (ahead ?? read(this.position, room));
+          ahead = undefined;
           attempt = 0;
         } catch (error) {
+          ahead = undefined;
           if (!(await retry(this.#host, error, attempt++, () => this.#target.ended, this.#hold)))
             return;
           continue;
         }
         if (this.#target.ended) return;
+        const left = this.#target.room() - page.rows.length - page.gaps.length;
+        if (!page.caughtUp && left >= pageRows / 2) {
+          ahead = read(page.next, left);
+          ahead.catch(() => undefined); // awaited on the next turn, or dropped once ended
+        }
         this.take(page.rows, page.gaps, page.next, new Map(), false);
         // Woken during the read: what woke it may have committed after the read's snapshot.
         if (page.caughtUp && !this.#missed && this.#tail.join(this)) return;

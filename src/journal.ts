@@ -146,15 +146,16 @@ export interface JournalPage {
   readonly caughtUp: boolean;
 }
 
+/** One row of the read: see `read` in journal-sql.ts (a null field repeats the previous row's). */
 interface ReadRow {
-  k: 'e' | 'h' | 'w' | 'r';
+  k: 'h' | 'e' | 'w' | 'c' | null;
   channel: string | null;
   seq: string | null;
   id: string | null;
+  /** A prune watermark's count on 'w' rows. */
   payload: string | null;
   pid: number | null;
   at: number | null;
-  n: string | null;
 }
 
 /**
@@ -178,7 +179,14 @@ export async function readJournal(
   const limitBytes = intOption('limitBytes', options.limitBytes, 8 * 1024 * 1024, 1);
   const channels =
     options.channels === undefined ? null : [...options.channels].map((c) => checkChannel(c));
-  const after = await resolveCursor(queryable, options.after, { schema });
+  // Only 'now' needs the server: otherwise the read is sent before this call returns (a
+  // catch-up asks for its next page just before it hands the current one over).
+  const after =
+    options.after === 'now'
+      ? await resolveCursor(queryable, 'now', { schema })
+      : options.after === 'start'
+        ? START_CURSOR
+        : options.after;
   const key = parseCursor(after);
   let result: ReadRow[];
   try {
@@ -200,27 +208,39 @@ export async function readJournal(
   }
   let head: string | null = null;
   let windowEnd: string | null = null;
-  let inner = 0;
+  let cut = false;
   const marks: ReadRow[] = [];
   const rows: JournalRow[] = [];
+  let seqPart = '';
+  let channel = '';
+  let pid = 0;
+  let at = 0;
+  let last = '';
   for (const r of result) {
-    if (r.k === 'h') head = r.seq;
-    else if (r.k === 'e') windowEnd = r.seq;
-    else if (r.k === 'w') marks.push(r);
-    else {
-      inner = Number(r.n);
-      rows.push({
-        cursor: cursorOf(r.seq as string, r.id as string),
-        channel: r.channel as string,
-        payload: r.payload as string,
-        pid: r.pid as number,
-        committedAt: r.at as number,
-      });
-    }
+    const k = r.k;
+    if (k === null) {
+      let cursor: string;
+      if (r.seq !== null) {
+        cursor = cursorOf(r.seq, r.id as string);
+        seqPart = cursor.slice(0, 20); // "<seq, 19 digits>-"
+        at = r.at as number;
+      } else cursor = seqPart + (r.id as string).padStart(19, '0');
+      if (r.channel !== null) channel = r.channel;
+      if (r.pid !== null) pid = r.pid;
+      // The fields left out rely on the rows arriving in journal order (the order of the read's
+      // window): never hand out a page that is not.
+      if (cursor <= last)
+        throw new PgNotifyError(ErrorCode.JOURNAL_FAILED, `journal rows out of order at ${cursor}`);
+      last = cursor;
+      rows.push({ cursor, channel, payload: r.payload as string, pid, committedAt: at });
+    } else if (k === 'c') cut = true;
+    else if (k === 'h') head = r.seq;
+    else if (k === 'e') windowEnd = r.seq;
+    else marks.push(r);
   }
-  // Every row of the commits looked at was returned: nothing cut by the row limit (each
-  // commit's rows are capped at it too) or the byte budget.
-  const whole = rows.length === inner && inner < limitRows;
+  // Every row of the commits looked at was returned: nothing cut by the byte budget, nor by the
+  // row limit (each commit's rows are capped at it too).
+  const whole = !cut && rows.length < limitRows;
   const caughtUp = whole && windowEnd === null;
   let next = rows.length > 0 ? (rows[rows.length - 1] as JournalRow).cursor : after;
   const end = whole ? (windowEnd ?? head) : null;
@@ -237,7 +257,7 @@ export async function readJournal(
       channel: m.channel as string,
       from: after,
       to,
-      count: after === START_CURSOR ? Number(m.n) : undefined,
+      count: after === START_CURSOR ? Number(m.payload) : undefined,
       prunedAt: m.at as number,
     });
   }

@@ -67,3 +67,39 @@ test('the timer stores a lone acknowledgement within FLUSH_INTERVAL_MS', async (
   while (writes.length === 0 && Date.now() < deadline) await new Promise((r) => setImmediate(r));
   assert.deepEqual(writes, [c(1)]);
 });
+
+test('acknowledgements that arrive during a write wait for FLUSH_EVERY more or the timer', async () => {
+  const writes: string[] = [];
+  let release: (() => void) | undefined;
+  let started: (() => void) | undefined;
+  const writing = new Promise<void>((resolve) => {
+    started = resolve;
+  });
+  const acks = new ConsumerAcks(
+    (cursor) =>
+      new Promise<void>((resolve) => {
+        writes.push(cursor);
+        started?.();
+        release = resolve;
+      }),
+    () => undefined,
+    () => '',
+    () => undefined,
+  );
+  const n = FLUSH_EVERY + 10;
+  for (let i = 1; i <= n; i++) acks.delivered(c(i));
+  for (let i = 1; i <= FLUSH_EVERY; i++) acks.ack(c(i));
+  await writing;
+  for (let i = FLUSH_EVERY + 1; i <= n; i++) acks.ack(c(i));
+  release?.();
+  // The write loop ends after the one write (a catch-up's reads queue behind each write).
+  while (writes.length === 1 && acks.unstored > 10) {
+    await new Promise((r) => setImmediate(r));
+  }
+  assert.deepEqual(writes, [c(FLUSH_EVERY)]);
+  assert.equal(acks.unstored, 10);
+  // The timer stores the rest.
+  while (writes.length < 2) await new Promise((r) => setImmediate(r));
+  release?.();
+  assert.deepEqual(writes, [c(FLUSH_EVERY), c(n)]);
+});

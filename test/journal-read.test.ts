@@ -129,6 +129,66 @@ describe('journal read', () => {
     );
   });
 
+  test('fields sent once per run (channel, pid, commit) are right on every row of every page', async () => {
+    const from = await resolveCursor(pool, 'now', { schema });
+    const other = await connect();
+    try {
+      // Channels and pids that change inside a commit and repeat across commits.
+      await appendDurableBatch(pool, ['x', 'x', 'y', 'x'], ['1', '2', '3', '4'], schema);
+      await appendDurableBatch(other, ['x', 'x'], ['5', '6'], schema);
+      await pool.query(
+        `INSERT INTO ${schema}.journal (channel, payload, pid) VALUES ('y', '7', 1), ('y', '8', 1), ('x', '9', 2)`,
+      );
+      await appendDurableBatch(pool, ['y', 'y'], ['10', '11'], schema);
+    } finally {
+      await other.end();
+    }
+    const [seq, id] = from.split('-').map((part) => BigInt(part).toString()) as [string, string];
+    const { rows: expected } = await pool.query<{
+      cursor: string;
+      channel: string;
+      payload: string;
+      pid: number;
+      at: number;
+    }>(
+      `SELECT pg_catalog.lpad(c.seq::text, 19, '0') || '-' || pg_catalog.lpad(j.id::text, 19, '0') AS cursor,
+        j.channel, j.payload, j.pid, pg_catalog.date_part('epoch', c.committed_at) * 1000 AS at
+      FROM ${schema}.journal AS j JOIN ${schema}.commits AS c USING (xid)
+      WHERE (c.seq, j.id) > ($1::bigint, $2::bigint) ORDER BY c.seq, j.id`,
+      [seq, id],
+    );
+    const want = expected.map(({ at, ...row }) => ({ ...row, committedAt: at }));
+    assert.equal(want.length, 11);
+    assert.deepEqual(new Set(want.map((r) => r.pid)).size, 4);
+    // Whole, then in pages of every size (each page starts mid-run: its first row says all).
+    for (const limitRows of [1000, 1, 2, 3, 5]) {
+      const got = await readAll(pool, schema, from, { limitRows });
+      assert.deepEqual(
+        got.map((r) => ({ ...r })),
+        want,
+        `limitRows ${limitRows}`,
+      );
+    }
+    // Cut by the byte budget (2 bytes: the page ends before the first two-digit payload).
+    const cut = await readJournal(pool, { schema, after: from, limitBytes: 2 });
+    assert.deepEqual(
+      cut.rows.map((r) => r.payload),
+      ['1', '2'],
+    );
+    assert.equal(cut.caughtUp, false);
+    assert.equal(cut.next, cut.rows[1]?.cursor);
+    const byBytes = await readAll(pool, schema, from, { limitBytes: 3 });
+    assert.deepEqual(
+      byBytes.map((r) => ({ ...r })),
+      want,
+    );
+    const onlyY = await readAll(pool, schema, from, { channels: ['y'], limitRows: 2 });
+    assert.deepEqual(
+      onlyY.map((r) => ({ ...r })),
+      want.filter((r) => r.channel === 'y'),
+    );
+  });
+
   test('JIT is off for the read alone: a caller inside a transaction keeps its setting', async () => {
     const client = await connect();
     try {

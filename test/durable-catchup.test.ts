@@ -1,0 +1,59 @@
+/**
+ * A durable subscription's own catch-up reads: the next page is asked for (its query on its
+ * way to the server) before the current page is handed over, so the server reads it while this
+ * process decodes and delivers; rows still arrive each once, in order, within the buffer.
+ */
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import type pg from 'pg';
+import { installSchema } from '../src/journal.js';
+import { appendDurableBatch } from '../src/journal-write.js';
+import { internalsOf } from '../src/listener.js';
+import { uniqueChannel } from './helpers/db.js';
+import { dropSchema, testPool, uniqueSchema } from './helpers/journal.js';
+import { collect, listenerRig } from './helpers/rig.js';
+
+const schema = uniqueSchema('dc');
+let pool: pg.Pool;
+
+before(async () => {
+  pool = testPool(2);
+  await installSchema({ client: pool, schema });
+});
+after(async () => {
+  await dropSchema(pool, schema);
+  await pool.end();
+});
+
+test('the next page is sent before the current one is handed over; each row once, in order', async () => {
+  const { listener, errors } = listenerRig({ decode: 'text' });
+  const channel = uniqueChannel('dcatch');
+  const payloads = Array.from({ length: 1500 }, (_, i) => String(i));
+  await appendDurableBatch(pool, channel, payloads.slice(0, 700), schema);
+  await appendDurableBatch(pool, channel, payloads.slice(700), schema);
+  const session = internalsOf(listener).session;
+  const query = session.query.bind(session);
+  const events: string[] = [];
+  session.query = ((text: string, values?: readonly unknown[]) => {
+    if (text.includes("'h' AS k")) events.push('read');
+    return query(text, values);
+  }) as typeof session.query;
+  const box = collect();
+  try {
+    await listener.start();
+    await listener.subscribe(
+      channel,
+      (n) => {
+        events.push(`row ${n.raw}`);
+        box.handler(n);
+      },
+      { durable: { consumer: `c_${channel}`, startAt: 'start', schema } },
+    );
+    await box.atLeast(payloads.length);
+    assert.deepEqual(events.slice(0, 3), ['read', 'read', 'row 0']);
+    assert.deepEqual(box.raws(), payloads);
+    assert.deepEqual(errors, []);
+  } finally {
+    await listener.stop();
+  }
+});
