@@ -101,8 +101,6 @@ DECLARE
   x pg_catalog.xid8 := pg_catalog.pg_current_xact_id();
   s bigint;
   t timestamptz;
-  n bigint;
-  b bigint;
   body text;
 BEGIN
   -- Held until this transaction's commit is visible: seq order is visibility order.
@@ -111,21 +109,23 @@ BEGIN
   IF s IS NULL THEN
     SELECT c.seq, c.committed_at INTO s, t FROM ${q}.commits AS c WHERE c.xid = x;
   END IF;
-  -- A row inserted from here on queues this trigger again (see the WHEN of the trigger).
-  PERFORM pg_catalog.set_config('${marker}', 'fired', true);
-  SELECT pg_catalog.count(*), pg_catalog.sum(pg_catalog.octet_length(r.payload)) INTO n, b
-    FROM (SELECT j.payload FROM ${q}.journal AS j WHERE j.xid = x LIMIT 65) AS r;
-  IF n <= 64 AND b <= 7000 THEN
-    SELECT pg_catalog.json_build_array(s::text, ${ms}, pg_catalog.json_agg(
-        pg_catalog.json_build_array(j.id::text, j.channel, j.pid, j.payload) ORDER BY j.id))::text
-      INTO body FROM ${q}.journal AS j WHERE j.xid = x;
-  END IF;
+  -- Rows only for a transaction of at most 64 rows and 7 000 payload bytes: one look at its
+  -- first 65 rows (octet_length reads a stored size, no large payload is fetched for it).
+  SELECT CASE WHEN r.n <= 64 AND r.b <= 7000 THEN pg_catalog.json_build_array(s::text, ${ms}, r.rows)::text END
+    INTO body
+    FROM (SELECT pg_catalog.count(*) AS n, pg_catalog.sum(pg_catalog.octet_length(l.payload)) AS b,
+        pg_catalog.json_agg(pg_catalog.json_build_array(l.id::text, l.channel, l.pid, l.payload) ORDER BY l.id)
+          FILTER (WHERE pg_catalog.octet_length(l.payload) <= 7000) AS rows
+      FROM (SELECT j.id, j.channel, j.pid, j.payload FROM ${q}.journal AS j WHERE j.xid = x
+        ORDER BY j.id LIMIT 65) AS l) AS r;
   IF body IS NULL OR pg_catalog.octet_length(body) > 7960 THEN
     body := pg_catalog.json_build_array(s::text, ${ms})::text;
   END IF;
-  PERFORM pg_catalog.pg_notify(${quoteLiteral(wakeChannel)}, pg_catalog.substr(pg_catalog.encode(
-    pg_catalog.sha256(pg_catalog.convert_to(body, 'UTF8') OPERATOR(pg_catalog.||) (SELECT m.wake_key FROM ${q}.meta AS m)),
-    'hex'), 1, 32) OPERATOR(pg_catalog.||) body);
+  -- A row inserted from here on queues this trigger again (see the WHEN of the trigger).
+  PERFORM pg_catalog.set_config('${marker}', 'fired', true),
+    pg_catalog.pg_notify(${quoteLiteral(wakeChannel)}, pg_catalog.substr(pg_catalog.encode(
+      pg_catalog.sha256(pg_catalog.convert_to(body, 'UTF8') || m.wake_key), 'hex'), 1, 32) || body)
+    FROM ${q}.meta AS m;
   RETURN NULL;
 END`,
     'fn',
