@@ -42,8 +42,11 @@ export interface FeedTarget {
   offer(row: JournalRow, cache: Map<unknown, unknown>): void;
   /** Hands an expired gap over, in its place. */
   offerGap(gap: ExpiredGap): void;
-  /** The start failed for good (e.g. the schema is missing): end the subscription. */
-  failed(error: PgNotifyError): void;
+  /**
+   * Reading failed for good (the journal's schema is missing): end the subscription. At the
+   * start of an awaited subscription (`afterStart` false) its `subscribe()` rejects instead.
+   */
+  failed(error: PgNotifyError, afterStart?: boolean): void;
 }
 
 /** What feeds and tails need from the listener. */
@@ -76,6 +79,14 @@ function sleep(ms: number, hold: { cancel?: (() => void) | undefined }): Promise
 /** The backoff before retry `attempt` (0-based): 100 ms doubling to 30 s. */
 export function retryDelay(attempt: number): number {
   return Math.min(MAX_RETRY_MS, MIN_RETRY_MS * 2 ** Math.min(attempt, 16));
+}
+
+/**
+ * Whether a read failed for good: the journal is not installed (dropped under a running
+ * subscription). Retrying would only report it every 30 s while nothing is delivered.
+ */
+export function gone(error: unknown): error is PgNotifyError {
+  return (error as PgNotifyError).code === ErrorCode.SCHEMA_MISSING;
 }
 
 /**
@@ -184,6 +195,10 @@ export class Feed {
           attempt = 0;
         } catch (error) {
           ahead = undefined;
+          if (gone(error)) {
+            this.fail(error);
+            return;
+          }
           if (!(await retry(this.#host, error, attempt++, () => this.#target.ended, this.#hold)))
             return;
           continue;
@@ -237,6 +252,11 @@ export class Feed {
     }
     gapUntil(undefined);
     if (next > this.position) this.position = next;
+  }
+
+  /** Ends the subscription: reading failed for good (see {@link gone}). */
+  fail(error: PgNotifyError): void {
+    this.#target.failed(error, true);
   }
 
   /** Room left in the subscription's buffer. */

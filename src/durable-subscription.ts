@@ -79,8 +79,8 @@ export class DurableSubscription<T = unknown> extends Subscription<T> {
           Math.min(max - this.buffered, named ? MAX_UNSTORED - (this.#acks?.unstored ?? 0) : max),
         offer: (row, cache) => this.#offer(row, cache),
         offerGap: (gap) => super.gap(gap),
-        failed: (error) => {
-          if (parts.awaited) return;
+        failed: (error, afterStart = false) => {
+          if (parts.awaited && !afterStart) return;
           parts.hub.report(error);
           this.end(error);
           void this.unsubscribe().catch(() => undefined);

@@ -4,7 +4,7 @@
  * (durable-feed.ts). A signed commit wake-up (durable-wake.ts) for the commit right after the
  * cursor carries that commit's rows: they are handed over without a read.
  */
-import { type Feed, type FeedHost, PAGE_BYTES, PAGE_ROWS, retry } from './durable-feed.js';
+import { type Feed, type FeedHost, gone, PAGE_BYTES, PAGE_ROWS, retry } from './durable-feed.js';
 import { loadWakeKey, parseWake, type Wake } from './durable-wake.js';
 import { type JournalPage, readJournal } from './journal.js';
 
@@ -163,6 +163,13 @@ export class Tail {
           });
           attempt = 0;
         } catch (error) {
+          if (gone(error)) {
+            for (const member of [...this.#members]) {
+              this.leave(member);
+              member.fail(error);
+            }
+            return;
+          }
           if (
             !(await retry(this.#host, error, attempt++, () => this.#members.size === 0, this.#hold))
           )

@@ -9,13 +9,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type pg from 'pg';
-import type { Listener } from '../src/index.js';
+import type { Listener, Subscription } from '../src/index.js';
 import { installSchema, resolveCursor, wakeChannel } from '../src/journal.js';
 import { installSql, MIGRATIONS } from '../src/journal-install.js';
 import { journalNames } from '../src/journal-sql.js';
 import { appendDurable, appendDurableBatch } from '../src/journal-write.js';
 import { internalsOf } from '../src/listener.js';
-import { uniqueChannel } from './helpers/db.js';
+import { uniqueChannel, waitFor } from './helpers/db.js';
 import { connect, dropSchema, testPool, uniqueSchema } from './helpers/journal.js';
 import { type Collector, collect, listenerRig } from './helpers/rig.js';
 
@@ -71,8 +71,11 @@ async function running(channel: string, s = schema, version1 = false) {
   const rig = listenerRig({ decode: 'text' });
   const reads = countReads(rig.listener);
   const box = collect();
+  let sub: Subscription | undefined;
   try {
-    await rig.listener.subscribe(channel, box.handler, { durable: { after: 'now', schema: s } });
+    sub = await rig.listener.subscribe(channel, box.handler, {
+      durable: { after: 'now', schema: s },
+    });
     await rig.listener.start();
     if (version1) await sendAndWait(box, channel, 'warm-up', s);
     else await settle(reads, (i) => sendAndWait(box, channel, `warm-up ${i}`, s));
@@ -81,7 +84,7 @@ async function running(channel: string, s = schema, version1 = false) {
     throw error;
   }
   box.got.length = 0;
-  return { ...rig, box, reads };
+  return { ...rig, box, reads, sub };
 }
 
 describe('commit wake-ups', () => {
@@ -254,6 +257,26 @@ describe('commit wake-ups', () => {
       await sendAndWait(box, channel, 'v2 b', s);
       assert.deepEqual(box.raws(), ['v1', 'v2 a', 'v2 b']);
       assert.deepEqual(errors, []);
+    } finally {
+      await listener.stop();
+    }
+  });
+
+  test('a journal dropped under a running subscription ends it with PGNOTIFY_SCHEMA_MISSING', async () => {
+    const s = uniqueSchema('dcwgone');
+    made.push(s);
+    await installSchema({ client: pool, schema: s });
+    const channel = uniqueChannel('dcw');
+    const { listener, errors, sub } = await running(channel, s);
+    try {
+      await dropSchema(pool, s);
+      // Shaped like a commit wake-up, unsigned: "read the journal".
+      await pool.query('SELECT pg_notify($1, $2)', [wakeChannel(s), `${'0'.repeat(32)}[`]);
+      await waitFor(() => sub?.ended, { message: 'the subscription ended' });
+      assert.deepEqual(
+        errors.map((e) => e.code),
+        ['PGNOTIFY_SCHEMA_MISSING'],
+      );
     } finally {
       await listener.stop();
     }
