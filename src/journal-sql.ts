@@ -23,7 +23,7 @@
  */
 import { createHash } from 'node:crypto';
 import { ErrorCode, PgNotifyError } from './errors.js';
-import { quoteIdent } from './sql.js';
+import { quoteIdent, quoteLiteral } from './sql.js';
 
 /** The schema `installSchema()` and every journal call use unless told otherwise. */
 export const DEFAULT_SCHEMA = 'pgnotify';
@@ -164,10 +164,6 @@ WHERE p.rn <= 2 OR p.running - pg_catalog.octet_length(p.payload) <= ${p(5)}::bi
 
 const DIGITS = /^\d{1,19}$/;
 
-function literal(value: string): string {
-  return `E'${value.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`;
-}
-
 /**
  * Settings turned off for the read alone. Without statistics (a backlog written just before it is
  * read, before autovacuum analyzed it) the planner guesses ~1 000 rows per transaction: it then
@@ -192,7 +188,7 @@ export function readInlineSql(schema: string, v: ReadValues): string {
   const values: Record<number, string> = {
     1: num(v.seq),
     2: num(v.id),
-    3: v.channels === null ? 'NULL' : `ARRAY[${v.channels.map(literal).join(', ')}]::text[]`,
+    3: v.channels === null ? 'NULL' : `ARRAY[${v.channels.map(quoteLiteral).join(', ')}]::text[]`,
     4: num(v.limitRows),
     5: num(v.limitBytes),
     6: num(v.window),
