@@ -6,9 +6,11 @@
  * Over IPC: `ready` (plain subscription live) → the parent sends `plainTotal` plain
  * notifications → `plain` (rate) → the parent says `go` → a named durable consumer
  * (`startAt: 'start'`) reads the `total`-message backlog the parent wrote → `result` (rate,
- * RSS before/peak/after).
+ * RSS before/peak/after, and the rate of a hand-written read of the same backlog).
  */
+import pg from 'pg';
 import { createListener } from '../src/index.js';
+import { quoteIdent } from '../src/sql.js';
 
 const [schema, channel, totalText, plainChannel, plainTotalText, appName] = process.argv.slice(2);
 const total = Number(totalText);
@@ -73,6 +75,45 @@ function counter(expected: number) {
   };
 }
 
+/**
+ * The least a journal reader must do, written by hand on a pg.Client of its own: keyset pages of
+ * 1 000 rows in journal order (commit seq, then id; the same LATERAL index path as readJournal),
+ * each payload JSON-parsed and its id summed. No buffer, no cursor writes, no gaps, no byte
+ * budget: the reference the durable consumer's rate is compared with.
+ */
+async function bareRead(): Promise<{ perSec: number; checksum: number }> {
+  const q = quoteIdent(schema as string);
+  const sql = `SELECT c.seq::text AS seq, j.id::text AS id, j.payload FROM ${q}.commits AS c
+    CROSS JOIN LATERAL (SELECT r.id, r.payload FROM ${q}.journal AS r WHERE r.xid = c.xid
+      AND r.id > CASE WHEN c.seq = $1::bigint THEN $2::bigint ELSE 0 END ORDER BY r.id LIMIT 1000) AS j
+    WHERE c.seq >= $1::bigint ORDER BY c.seq, j.id LIMIT 1000`;
+  const client = new pg.Client({ connectionString: url, application_name: appName });
+  await client.connect();
+  try {
+    await client.query('SET jit = off');
+    let seq = '0';
+    let id = '0';
+    let count = 0;
+    let checksum = 0;
+    const startedAt = process.hrtime.bigint();
+    for (;;) {
+      const { rows } = await client.query<{ seq: string; id: string; payload: string }>(sql, [
+        seq,
+        id,
+      ]);
+      for (const row of rows) checksum += (JSON.parse(row.payload) as { id: number }).id;
+      count += rows.length;
+      const last = rows[rows.length - 1];
+      if (last === undefined) break;
+      seq = last.seq;
+      id = last.id;
+    }
+    return { perSec: (count * 1e9) / Number(process.hrtime.bigint() - startedAt), checksum };
+  } finally {
+    await client.end();
+  }
+}
+
 // The parent is gone (finished, interrupted or crashed): do not linger.
 process.on('disconnect', () => process.exit(process.exitCode ?? 0));
 
@@ -122,13 +163,15 @@ async function main(): Promise<void> {
     const after = process.memoryUsage();
     peakRss = Math.max(peakRss, after.rss);
     const expectedSum = (total * (total + 1)) / 2;
+    const bare = await bareRead();
     send({
       type: 'result',
       plainPerSec,
       durablePerSec: (total * 1e9) / Number(endedAt - startedAt),
       firstMs: Number(durable.firstAt - startedAt) / 1e6,
       received: durable.count,
-      checksumOk: durable.checksum === expectedSum,
+      checksumOk: durable.checksum === expectedSum && bare.checksum === expectedSum,
+      bareReadPerSec: bare.perSec,
       rssBefore: before.rss,
       rssAfter: after.rss,
       peakRss,
