@@ -14,6 +14,11 @@ export interface Recipient {
   readonly decoder: DecodeFunction | undefined;
   /** A channel whose notification ends it: that one is handed over raw, never decoded. */
   readonly stopChannel: string | undefined;
+  /**
+   * A channel of pgnotify's own it stands on (a durable subscription's wake channel): handed over
+   * raw, never decoded nor validated, whatever the recipient's decoder.
+   */
+  readonly rawChannel?: string | undefined;
   deliver(notification: Notification): void;
 }
 
@@ -23,8 +28,8 @@ interface Entry<R> {
   readonly channel: string;
   readonly recipients: readonly R[];
   /**
-   * No schema, every recipient uses the listener's decoder and none stops on this channel:
-   * decode once and hand the same notification to all.
+   * No schema, every recipient uses the listener's decoder and none stops on this channel or
+   * takes it raw: decode once and hand the same notification to all.
    */
   readonly plain: boolean;
 }
@@ -78,7 +83,9 @@ export class Delivery<R extends Recipient = Recipient> {
       }
       const plain =
         !this.#schemas.has(channel) &&
-        list.every((r) => r.decoder === undefined && r.stopChannel !== channel);
+        list.every(
+          (r) => r.decoder === undefined && r.stopChannel !== channel && r.rawChannel !== channel,
+        );
       this.#index.set(channel, { channel, recipients: list, plain });
     }
   }
@@ -148,8 +155,9 @@ export class Delivery<R extends Recipient = Recipient> {
     let custom: Map<DecodeFunction, Notification | null> | undefined;
     let waits: Promise<void>[] | undefined;
     for (const recipient of recipients) {
-      if (recipient.stopChannel === channel) {
-        // A stop notification ends the subscription whatever its payload: never decoded.
+      if (recipient.stopChannel === channel || recipient.rawChannel === channel) {
+        // A stop notification ends the subscription whatever its payload; a wake-up is
+        // pgnotify's own: never decoded.
         recipient.deliver({ channel, payload: raw, raw, pid, receivedAt });
         continue;
       }

@@ -233,6 +233,11 @@ export class DurableSubscription<T = unknown> extends Subscription<T> {
     }
   }
 
+  /** @internal The wake channel: its payloads are pgnotify's own, never the subscriber's to decode. */
+  override get rawChannel(): string {
+    return this.#parts.config.wake;
+  }
+
   /** @internal Wake-ups (the wake channel) start the shared read; the stop channel ends it. */
   override deliver(notification: Notification<T>): void {
     if (notification.channel === this.#parts.config.wake) {

@@ -58,6 +58,11 @@ export class Subscription<T = unknown> implements AsyncIterable<Notification<T>>
   readonly stopChannel: string | undefined;
   /** @internal This subscriber's own decoder, when it differs from the listener's. */
   readonly decoder: ((raw: string, channel: string) => unknown) | undefined;
+
+  /** @internal A channel of pgnotify's own it takes raw, never decoded (none here). */
+  get rawChannel(): string | undefined {
+    return undefined;
+  }
   /**
    * @internal Called once when the subscription ends, with the error that ended it if one did
    * (the listener detaches its signal; the SSE bridge ends the streams of a shared one).

@@ -19,6 +19,7 @@ class Fake implements Recipient {
     readonly name: string,
     readonly decoder: ((raw: string, channel: string) => unknown) | undefined = undefined,
     readonly stopChannel: string | undefined = undefined,
+    readonly rawChannel: string | undefined = undefined,
   ) {}
   deliver(notification: Notification): void {
     this.got.push(notification);
@@ -193,6 +194,23 @@ describe('decoding', () => {
     assert.deepEqual(a.got, [
       { channel: 'stop', payload: 'not json', raw: 'not json', pid: 42, receivedAt: 1_000 },
     ]);
+    assert.deepEqual(errors, []);
+  });
+
+  test('a raw channel (a durable wake channel) is never decoded, whatever the decoder', () => {
+    const { registry, errors, apply, send } = rig({ decode: decoderFor('json') });
+    const refuse = () => {
+      throw new Error('decoded');
+    };
+    const [a, b] = [
+      new Fake('a', undefined, undefined, 'w'),
+      new Fake('b', refuse, undefined, 'w'),
+    ];
+    apply(registry.subscribe(1, a, ['w']));
+    apply(registry.subscribe(2, b, ['w']));
+    send('w', 'orders');
+    const raw = { channel: 'w', payload: 'orders', raw: 'orders', pid: 42, receivedAt: 1_000 };
+    assert.deepEqual([a.got, b.got], [[raw], [raw]]);
     assert.deepEqual(errors, []);
   });
 });

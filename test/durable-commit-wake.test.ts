@@ -281,4 +281,32 @@ describe('commit wake-ups', () => {
       await listener.stop();
     }
   });
+
+  test("wake-ups are never decoded: 'json' and custom decoders see only journal payloads", async () => {
+    const channel = uniqueChannel('dcwdec');
+    const { listener, errors } = listenerRig();
+    const json = collect();
+    const custom = collect();
+    const durable = { after: 'now', schema } as const;
+    try {
+      await listener.subscribe(channel, json.handler, { decode: 'json', durable });
+      await listener.subscribe(channel, custom.handler, {
+        decode: (raw: string) => {
+          if (!raw.startsWith('{')) throw new Error(`not a journal payload: ${raw}`);
+          return JSON.parse(raw) as unknown;
+        },
+        durable,
+      });
+      await listener.start();
+      for (let i = 0; i < 5; i++) await appendDurable(pool, channel, JSON.stringify({ i }), schema);
+      await json.atLeast(5);
+      await custom.atLeast(5);
+      const expected = [0, 1, 2, 3, 4].map((i) => ({ i }));
+      assert.deepEqual(json.payloads(), expected);
+      assert.deepEqual(custom.payloads(), expected);
+      assert.deepEqual(errors, []);
+    } finally {
+      await listener.stop();
+    }
+  });
 });
