@@ -57,7 +57,8 @@ export const DURABLE_SUBSCRIPTIONS = true;
  * duplicate between the two. `'now'` is resolved first, so the stream's first `id:` names its
  * starting point and a reconnect before any event misses nothing. A malformed `after` rejects
  * with `PGNOTIFY_INVALID_CURSOR` (the bridge answers 400). A `live-<ms>` id (a plain stream's
- * marker) arrives here as `undefined`. `bufferMax` bounds the rows read ahead of the client.
+ * marker) arrives here as `undefined`. `bufferMax` bounds the rows read ahead of the client;
+ * `schema` is the journal's schema (the bridge's `schema` option), for both.
  */
 export async function openDurable(
   listener: Listener,
@@ -65,14 +66,16 @@ export async function openDurable(
   after: string | undefined,
   sink: DurableSink,
   bufferMax: number,
+  schema: string,
 ): Promise<DurableStream> {
   const { session } = internalsOf(listener);
-  const start = after ?? (await resolveNowOn((text, values) => session.query(text, values)));
+  const start =
+    after ?? (await resolveNowOn((text, values) => session.query(text, values), schema));
   // The first page may be read before subscribe() resolves: its expired gaps are kept here
   // until the loop below reads gaps itself, in their place among the notifications.
   let early: Gap[] | undefined = [];
   const subscription = await listener.subscribe(channels, {
-    durable: { after: start },
+    durable: { after: start, schema },
     buffer: { max: bufferMax },
     onGap: (gap: Gap) => {
       if (gap.kind === 'expired') early?.push(gap);

@@ -3,6 +3,7 @@
  * `createSseHandler` with "expected X, got Y" messages (`PGNOTIFY_INVALID_OPTION`).
  */
 import { describe, ErrorCode, PgNotifyError } from './errors.js';
+import { DEFAULT_SCHEMA, journalNames } from './journal-sql.js';
 import type { ClientLimits } from './sse-client.js';
 import type { AdmissionConfig, SseAuthorize } from './sse-request.js';
 
@@ -26,6 +27,12 @@ export interface SseOptions {
    * durable subscriptions, durable channels are served like plain ones.
    */
   durable?: boolean | readonly string[];
+  /**
+   * The schema of the journal that durable channels are read from (where `installSchema({ schema })`
+   * or `pgnotify setup --schema` put it): every durable stream's subscription and starting cursor
+   * use it. Unused without durable channels. Default `'pgnotify'`.
+   */
+  schema?: string;
   /** Interval of comment heartbeats (`:`), which keep proxies from closing idle streams. Default 15 000 ms. */
   heartbeatMs?: number;
   /** The `retry:` sent to clients: how long EventSource waits before reconnecting. Default 2 000 ms. */
@@ -75,6 +82,8 @@ export interface ResolvedSseOptions {
   readonly config: AdmissionConfig;
   readonly path: string | undefined;
   readonly durable: boolean | readonly string[];
+  /** The journal schema of durable streams. */
+  readonly schema: string;
   readonly onError: (error: Error) => void;
 }
 
@@ -115,6 +124,7 @@ export function resolveSseOptions(options: SseOptions): ResolvedSseOptions {
     'a boolean or a list of names',
     durable,
   );
+  const schema = schemaOption(options.schema);
   check(
     options.onError === undefined || typeof options.onError === 'function',
     'onError',
@@ -129,7 +139,21 @@ export function resolveSseOptions(options: SseOptions): ResolvedSseOptions {
     cors,
     maxChannelsPerRequest: positive('maxChannelsPerRequest', options.maxChannelsPerRequest, 32),
   };
-  return { heartbeatMs, retryMs, maxClients, limits, config, path, durable, onError };
+  return { heartbeatMs, retryMs, maxClients, limits, config, path, durable, schema, onError };
+}
+
+/** A journal schema name PostgreSQL can hold (as `installSchema` takes it), or the default. */
+function schemaOption(value: unknown): string {
+  if (value === undefined) return DEFAULT_SCHEMA;
+  try {
+    if (typeof value === 'string') return journalNames(value).schema;
+  } catch {
+    // journalNames refuses it: reported below in this module's "option X" form.
+  }
+  throw new PgNotifyError(
+    ErrorCode.INVALID_OPTION,
+    `option schema: expected a non-empty name of at most 63 UTF-8 bytes without NUL, got ${describe(value)}`,
+  );
 }
 
 function positive(name: string, value: unknown, fallback: number): number {

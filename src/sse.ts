@@ -108,7 +108,7 @@ let handlers = 0;
  * // Hono: app.get('/events', (c) => sse.fetch(c.req.raw))
  */
 export function createSseHandler(listener: Listener, options: SseOptions = {}): SseHandler {
-  const { heartbeatMs, retryMs, maxClients, limits, config, path, durable, onError } =
+  const { heartbeatMs, retryMs, maxClients, limits, config, path, durable, schema, onError } =
     resolveSseOptions(options);
   const isDurable = (channel: string): boolean =>
     durable === true || (Array.isArray(durable) && durable.includes(channel));
@@ -216,6 +216,7 @@ export function createSseHandler(listener: Listener, options: SseOptions = {}): 
                 ),
             },
             limits.maxQueuedEvents,
+            schema,
           );
     // Without durable subscriptions, durable channels are served live like the rest.
     const live = pending === undefined ? wanted : wanted.filter((c) => !isDurable(c));

@@ -1,21 +1,40 @@
 /**
- * `pgnotify serve` without a browser: the page, the token on every other route, /status (the
- * listener's state and every field of the bridge's stats), and a notification sent through
- * POST /notify arriving on /events. The page itself is exercised in Chromium by
- * test/sse-browser.test.ts.
+ * `pgnotify serve` without a browser, durable on a journal schema of this file's own
+ * (`--durable --schema`): the page, the token on every other route, /status (the listener's
+ * state and every field of the bridge's stats), a notification sent through POST /notify
+ * written to that journal and arriving on /events with its cursor as id, a resume with
+ * Last-Event-ID, and `--schema` without `--durable` refused. The page itself, on plain
+ * channels, is exercised in Chromium by test/sse-browser.test.ts.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import type pg from 'pg';
+import { installSchema } from '../src/journal.js';
+import { assertExit, runCli } from './helpers/cli.js';
 import { databaseUrl, uniqueChannel, waitFor } from './helpers/db.js';
+import { dropSchema, readAll, testPool, uniqueSchema } from './helpers/journal.js';
 import { RawSse } from './helpers/sse.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const schema = uniqueSchema('serve');
+let pool: pg.Pool;
+
+before(async () => {
+  pool = testPool(1);
+  await installSchema({ client: pool, schema });
+});
+after(async () => {
+  await dropSchema(pool, schema);
+  await pool.end();
+});
 
 describe('pgnotify serve', () => {
-  test('page, token, status, notify → events, and a clean SIGTERM', async () => {
+  test('page, token, status, durable notify → events in --schema, resume, and a clean SIGTERM', async () => {
     const ch = uniqueChannel('serve');
+    // Exits before connecting: runs alongside the server's start-up.
+    const withoutDurable = runCli(['serve', '--port', '0', '--schema', schema]);
     const env: NodeJS.ProcessEnv = { ...process.env, DATABASE_URL: databaseUrl() };
     delete env.NODE_TEST_CONTEXT;
     const child = spawn(
@@ -31,6 +50,9 @@ describe('pgnotify serve', () => {
         ch,
         '--token',
         's3cret',
+        '--durable',
+        '--schema',
+        schema,
       ],
       { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] },
     );
@@ -59,6 +81,8 @@ describe('pgnotify serve', () => {
       const status = await getStatus();
       assert.equal(status.state, 'listening');
       assert.deepEqual(status.channels, [ch]);
+      assert.equal(status.durable, true);
+      assert.equal(status.schema, schema);
       assert.deepEqual(Object.keys(status).sort(), [
         'channels',
         'clients',
@@ -68,6 +92,7 @@ describe('pgnotify serve', () => {
         'pausedClients',
         'pid',
         'reconnects',
+        'schema',
         'slowClients',
         'state',
       ]);
@@ -98,13 +123,39 @@ describe('pgnotify serve', () => {
       assert.equal((await post({ nope: 1 })).status, 400);
       const sent = await post({ channel: ch, payload: '{"hello":"inspector"}' });
       assert.equal(sent.status, 202);
-      const [, n] = await events.waitEvents(2);
+      const [open, n] = await events.waitEvents(2);
+      assert.match(open?.id ?? '', /^\d{19}-\d{19}$/, "a cursor of --schema's journal");
       assert.deepEqual(JSON.parse(n?.data ?? '').payload, { hello: 'inspector' });
-      assert.deepEqual(bridgeStats(await getStatus()), [1, 1, 1, 0, 0], 'the bridge stats');
+      const rows = await readAll(pool, schema, 'start', { channels: [ch] });
+      assert.deepEqual(
+        rows.map((row) => [row.cursor, row.payload]),
+        [[n?.id, '{"hello":"inspector"}']],
+        "POST /notify wrote a row of --schema's journal; its cursor is the event's id",
+      );
+      // Durable streams have a subscription each: no shared live channel.
+      assert.deepEqual(bridgeStats(await getStatus()), [1, 0, 1, 0, 0], 'the bridge stats');
+
+      events.close();
+      await waitFor(async () => (await getStatus()).clients === 0);
+      assert.equal((await post({ channel: ch, payload: 'missed' })).status, 202);
+      const resumed = await RawSse.open(port, `/events?channel=${ch}&token=s3cret`, {
+        'Last-Event-ID': n?.id as string,
+      });
+      const [, missed] = await resumed.waitEvents(2);
+      assert.equal(JSON.parse(missed?.data ?? '').payload, 'missed');
+
+      assertExit(await withoutDurable, 2, 'serve --schema without --durable');
+      assert.match((await withoutDurable).stderr, /--schema needs --durable/);
 
       child.kill('SIGTERM');
-      await waitFor(() => events.ended, { message: 'the stream to end on SIGTERM' });
-      assert.equal(JSON.parse(events.events.at(-1)?.data ?? '').reason, 'shutdown');
+      await waitFor(() => resumed.ended, { message: 'the stream to end on SIGTERM' });
+      const ending = resumed.events.at(-1);
+      assert.equal(JSON.parse(ending?.data ?? '').reason, 'shutdown');
+      assert.deepEqual(
+        resumed.events.filter((e) => e.event === 'message' && e.data !== '').length,
+        1,
+        'exactly the missed event, no duplicate',
+      );
       assert.equal(await exited, 143, stderr);
     } finally {
       child.kill('SIGKILL');

@@ -1,15 +1,23 @@
 /**
  * `pgnotify serve`: the browser bridge on its own HTTP server. `/events` is the SSE bridge,
  * `/` the live inspector page, `/status` the listener's state and the bridge's stats as JSON
- * and `POST /notify` sends a test notification. With a token, everything but the page itself needs it
+ * and `POST /notify` sends a test notification (with `--durable`, a durable message in the
+ * `--schema` journal). With a token, everything but the page itself needs it
  * (`Authorization: Bearer <token>` or `?token=`, which the page forwards).
  */
 import { timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Command } from 'commander';
-import { createListener, createNotifier, ErrorCode, PgNotifyError } from '../index.js';
-import { createSseHandler, type SseRequest } from '../sse.js';
+import {
+  createListener,
+  createNotifier,
+  ErrorCode,
+  type Notifier,
+  PgNotifyError,
+} from '../index.js';
+import { DEFAULT_SCHEMA } from '../journal-sql.js';
+import { createSseHandler, type SseHandler, type SseRequest } from '../sse.js';
 import {
   CONNECTION_HELP,
   connectionFrom,
@@ -28,6 +36,8 @@ export interface ServeOptions {
   host: string;
   channel?: string[];
   durable?: boolean;
+  /** The durable journal's schema (with --durable). */
+  schema?: string;
   token?: string;
 }
 
@@ -47,8 +57,9 @@ export function registerServe(program: Command): void {
     )
     .option(
       '--durable',
-      'the channels are durable: events carry id: cursors and resume (once durable channels exist)',
+      'the channels are durable: events carry id: cursors and resume, /notify writes durably',
     )
+    .option('--schema <name>', `with --durable: the journal's schema (default ${DEFAULT_SCHEMA})`)
     .option(
       '--token <token>',
       'require this bearer token (default: PGNOTIFY_TOKEN; none: no check)',
@@ -67,6 +78,7 @@ ${CONNECTION_HELP}
 
 Examples:
   pgnotify serve --channel orders --token s3cret
+  pgnotify serve --durable --schema app_events --channel orders
   curl -N 'http://127.0.0.1:8080/events?channel=orders&token=s3cret'`,
     )
     .action(async (options: ServeOptions, command: Command) => {
@@ -81,13 +93,18 @@ export async function serve(
 ): Promise<number> {
   const token = options.token ?? process.env.PGNOTIFY_TOKEN ?? '';
   const allowed = options.channel;
+  const durable = options.durable === true;
+  const { schema } = options;
+  if (schema !== undefined && !durable) {
+    note('--schema needs --durable');
+    return ExitCode.USAGE;
+  }
   const listener = createListener({
     ...(connection === undefined ? {} : { connection }),
     applicationName: 'pgnotify serve',
     onError: (error) => process.stderr.write(`${formatError(error)}\n`),
   });
   listener.on('gap', (gap) => note(formatGap(gap)));
-  const notifier = createNotifier(connection === undefined ? {} : { connection });
   const tokenOk = (headers: Headers, url: URL): boolean => {
     if (token === '') return true;
     const header = headers.get('authorization') ?? '';
@@ -100,13 +117,24 @@ export async function serve(
   };
   const channelOk = (channel: string): boolean =>
     allowed === undefined || allowed.includes(channel);
-  const sse = createSseHandler(listener, {
-    path: '/events',
-    channels: channelOk,
-    authorize: (request: SseRequest) =>
-      tokenOk(request.headers, request.url) || { status: 401, reason: 'missing or wrong token' },
-    durable: options.durable === true,
-  });
+  let sse: SseHandler;
+  let notifier: Notifier;
+  try {
+    sse = createSseHandler(listener, {
+      path: '/events',
+      channels: channelOk,
+      authorize: (request: SseRequest) =>
+        tokenOk(request.headers, request.url) || { status: 401, reason: 'missing or wrong token' },
+      durable,
+      ...(schema === undefined ? {} : { schema }),
+    });
+    notifier = createNotifier({
+      ...(connection === undefined ? {} : { connection }),
+      ...(schema === undefined ? {} : { schema }),
+    });
+  } catch (error) {
+    return reportFailure(error); // a bad --schema name: exit 2
+  }
 
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://localhost');
@@ -136,7 +164,8 @@ export async function serve(
         pid: stats.pid ?? null,
         reconnects: stats.reconnects,
         channels: allowed ?? [],
-        durable: options.durable === true,
+        durable,
+        schema: durable ? (schema ?? DEFAULT_SCHEMA) : null,
         clients: bridge.clients,
         liveChannels: bridge.channels,
         events: bridge.events,
@@ -162,11 +191,15 @@ export async function serve(
       if (typeof channel !== 'string')
         return text(res, 400, 'expected {"channel": string, "payload": …}');
       if (!channelOk(channel)) return text(res, 403, 'channel not allowed');
-      await notifier.notify(channel, payload ?? '');
+      // Durable streams read the journal only: a plain NOTIFY would never reach them.
+      await notifier.notify(channel, payload ?? '', { durable });
       json(res, 202, { ok: true });
     } catch (error) {
       if (error instanceof SyntaxError) return text(res, 400, `invalid JSON: ${error.message}`);
-      const usage = error instanceof PgNotifyError && error.code !== ErrorCode.NOTIFY_FAILED;
+      const usage =
+        error instanceof PgNotifyError &&
+        error.code !== ErrorCode.NOTIFY_FAILED &&
+        error.code !== ErrorCode.SCHEMA_MISSING;
       text(res, usage ? 400 : 502, error instanceof Error ? error.message : String(error));
     }
   }
