@@ -15,7 +15,7 @@ import { appendDurableBatch } from '../src/journal-write.js';
 import { createSseHandler } from '../src/sse.js';
 import { endFrame, gapFrame, notificationFrame, openFrame } from '../src/sse-wire.js';
 import { adminClient, uniqueChannel, waitFor } from './helpers/db.js';
-import { readAll, testPool } from './helpers/journal.js';
+import { dropSchema, readAll, testPool, uniqueSchema } from './helpers/journal.js';
 import { type Bridge, parseEvents, RawSse, type SseEvent, startBridge } from './helpers/sse.js';
 
 let admin: pg.Client;
@@ -593,10 +593,13 @@ describe('durable channels (the journal in the default schema)', () => {
 
   test("a cursor older than retention gets event: gap with reason 'expired' and the after it sent", async () => {
     const ch = uniqueChannel('dex');
-    await write(ch, ['1', '2', '3', '4', '5']);
-    const rows = await readAll(pool, 'pgnotify', 'start', { channels: [ch] });
-    await prune(pool, { maxPerChannel: 2 });
-    const bridge = await startBridge({ channels: [ch], durable: true });
+    // A journal of its own: pruning the shared one would cut into other files' backlogs.
+    const schema = uniqueSchema('ssedex');
+    await installSchema({ client: pool, schema });
+    await appendDurableBatch(pool, ch, ['1', '2', '3', '4', '5'], schema);
+    const rows = await readAll(pool, schema, 'start', { channels: [ch] });
+    await prune(pool, { schema, maxPerChannel: 2 });
+    const bridge = await startBridge({ channels: [ch], durable: true, schema });
     try {
       const cursor = rows[0]?.cursor as string;
       const client = await RawSse.open(bridge.port, q(ch), { 'Last-Event-ID': cursor });
@@ -611,6 +614,7 @@ describe('durable channels (the journal in the default schema)', () => {
       client.close();
     } finally {
       await bridge.close();
+      await dropSchema(pool, schema);
     }
   });
 
