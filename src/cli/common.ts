@@ -24,7 +24,8 @@ Exit codes:
   0    success
   1    listen --timeout ran out before enough notifications arrived; doctor found a failing check
   2    usage error or bad input (invalid channel name, payload too large, invalid JSON)
-  3    connection failure, or the server refused the statement
+  3    connection failure, the server refused the statement, or the durable journal is not
+       installed (PGNOTIFY_SCHEMA_MISSING: run pgnotify setup)
   130  interrupted (SIGINT, Ctrl-C); 143 on SIGTERM`;
 
 export const CONNECTION_HELP = `
