@@ -11,7 +11,7 @@ import { after, before, test } from 'node:test';
 import type pg from 'pg';
 import { Feed, type FeedHost, type FeedTarget } from '../src/durable-feed.js';
 import { Tail } from '../src/durable-tail.js';
-import { installSchema, resolveCursor } from '../src/journal.js';
+import { installSchema, type JournalRow, resolveCursor } from '../src/journal.js';
 import { appendDurable, appendDurableBatch } from '../src/journal-write.js';
 import { uniqueChannel, waitFor } from './helpers/db.js';
 import { dropSchema, testPool, uniqueSchema } from './helpers/journal.js';
@@ -28,13 +28,56 @@ after(async () => {
   await pool.end();
 });
 
+/**
+ * A feed on `channel` that has joined its tail at the head, reading through `queryable`; `offer`
+ * gets each row. Errors (reports and failures) land in `errors`.
+ */
+async function joinedFeed(
+  channel: string,
+  offer: (row: JournalRow) => void,
+  queryable: FeedHost['queryable'] = pool,
+): Promise<{ feed: Feed; errors: unknown[] }> {
+  const errors: unknown[] = [];
+  const host: FeedHost = {
+    queryable,
+    closed: () => false,
+    report: (error) => errors.push(error),
+    emitGap: () => undefined,
+  };
+  // No tail.prepare(): without the schema's wake key every wake-up means "read the journal".
+  const tail = new Tail(host, schema, undefined);
+  const target: FeedTarget = {
+    ended: false,
+    capacity: 100,
+    room: () => 100,
+    offer,
+    offerGap: () => undefined,
+    failed: (error) => errors.push(error),
+  };
+  const feed = new Feed(host, tail, target, [channel]);
+  feed.position = await resolveCursor(pool, 'now', { schema });
+  assert.equal(tail.join(feed), true);
+  return { feed, errors };
+}
+
 test('a wake from a microtask queued while the tail hands a page over is read', async () => {
   const channel = uniqueChannel('dtail');
-  const errors: unknown[] = [];
   /** Runs once the first read's result is back, before the tail sees it. */
   let afterRead: (() => Promise<unknown>) | undefined;
-  const host: FeedHost = {
-    queryable: {
+  const got: string[] = [];
+  let gotTwo!: () => void;
+  const two = new Promise<void>((resolve) => {
+    gotTwo = resolve;
+  });
+  const { feed, errors } = await joinedFeed(
+    channel,
+    (row) => {
+      got.push(row.payload);
+      // The wake-up of 'two' reaches the tail in a microtask of this hand-over.
+      if (row.payload === 'one') queueMicrotask(() => feed.wake(channel));
+      if (row.payload === 'two') gotTwo();
+    },
+    {
       async query(text: string, values?: unknown[]) {
         const result = await pool.query(text, values);
         const hold = afterRead;
@@ -43,32 +86,7 @@ test('a wake from a microtask queued while the tail hands a page over is read', 
         return result;
       },
     },
-    closed: () => false,
-    report: (error) => errors.push(error),
-    emitGap: () => undefined,
-  };
-  const got: string[] = [];
-  let gotTwo!: () => void;
-  const two = new Promise<void>((resolve) => {
-    gotTwo = resolve;
-  });
-  const tail = new Tail(host, schema, undefined);
-  const target: FeedTarget = {
-    ended: false,
-    capacity: 100,
-    room: () => 100,
-    offer: (row) => {
-      got.push(row.payload);
-      // The wake-up of 'two' reaches the tail in a microtask of this hand-over.
-      if (row.payload === 'one') queueMicrotask(() => feed.wake(channel));
-      if (row.payload === 'two') gotTwo();
-    },
-    offerGap: () => undefined,
-    failed: (error) => errors.push(error),
-  };
-  const feed = new Feed(host, tail, target, [channel]);
-  feed.position = await resolveCursor(pool, 'now', { schema });
-  assert.equal(tail.join(feed), true);
+  );
   try {
     await appendDurable(pool, channel, 'one', schema);
     // 'two' commits after the read's snapshot: only a second read finds it.
@@ -92,27 +110,8 @@ test('a wake from a microtask queued while the tail hands a page over is read', 
 
 test('a reconnect wake-up is read, also on a tail that never handled a commit wake-up', async () => {
   const channel = uniqueChannel('dtail');
-  const errors: unknown[] = [];
-  const host: FeedHost = {
-    queryable: pool,
-    closed: () => false,
-    report: (error) => errors.push(error),
-    emitGap: () => undefined,
-  };
-  const tail = new Tail(host, schema, undefined);
-  await tail.prepare();
   const got: string[] = [];
-  const target: FeedTarget = {
-    ended: false,
-    capacity: 100,
-    room: () => 100,
-    offer: (row) => got.push(row.payload),
-    offerGap: () => undefined,
-    failed: (error) => errors.push(error),
-  };
-  const feed = new Feed(host, tail, target, [channel]);
-  feed.position = await resolveCursor(pool, 'now', { schema });
-  assert.equal(tail.join(feed), true);
+  const { feed, errors } = await joinedFeed(channel, (row) => got.push(row.payload));
   try {
     // Committed while the listener was away: its wake-ups never came; the reconnect's did.
     await appendDurable(pool, channel, 'during the outage', schema);
