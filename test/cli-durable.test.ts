@@ -6,26 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type pg from 'pg';
-import { installSchema, saveCursor } from '../src/journal.js';
+import { saveCursor } from '../src/journal.js';
 import { appendDurableBatch } from '../src/journal-write.js';
 import { assertExit, runCli } from './helpers/cli.js';
 import { databaseUrl, uniqueChannel } from './helpers/db.js';
-import { dropSchema, readAll, testPool, uniqueSchema } from './helpers/journal.js';
+import { journalFixture, readAll, uniqueSchema } from './helpers/journal.js';
 import { type PgBouncer, pgbouncerMissing, startPgBouncer } from './helpers/pgbouncer.js';
 
-const schema = uniqueSchema('clid');
-let pool: pg.Pool;
-
-before(async () => {
-  pool = testPool(2);
-  await installSchema({ client: pool, schema });
-});
-
-after(async () => {
-  await dropSchema(pool, schema);
-  await pool.end();
-});
+const { schema, pool } = journalFixture('clid');
 
 async function payloads(channel: string): Promise<string[]> {
   return (await readAll(pool, schema, 'start', { channels: [channel] })).map((r) => r.payload);

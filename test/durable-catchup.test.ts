@@ -4,26 +4,14 @@
  * process decodes and delivers; rows still arrive each once, in order, within the buffer.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import type pg from 'pg';
-import { installSchema } from '../src/journal.js';
+import { test } from 'node:test';
 import { appendDurableBatch } from '../src/journal-write.js';
 import { internalsOf } from '../src/listener.js';
 import { uniqueChannel } from './helpers/db.js';
-import { dropSchema, testPool, uniqueSchema } from './helpers/journal.js';
+import { journalFixture } from './helpers/journal.js';
 import { collect, listenerRig } from './helpers/rig.js';
 
-const schema = uniqueSchema('dc');
-let pool: pg.Pool;
-
-before(async () => {
-  pool = testPool(2);
-  await installSchema({ client: pool, schema });
-});
-after(async () => {
-  await dropSchema(pool, schema);
-  await pool.end();
-});
+const { schema, pool } = journalFixture('dc');
 
 test('the next page is sent before the current one is handed over; each row once, in order', async () => {
   const { listener, errors } = listenerRig({ decode: 'text' });

@@ -3,24 +3,13 @@
  * and a named consumer that resumes where its last run stopped.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import type pg from 'pg';
-import { installSchema } from '../src/journal.js';
+import { test } from 'node:test';
 import { appendDurableBatch } from '../src/journal-write.js';
 import { uniqueChannel } from './helpers/db.js';
-import { dropSchema, testPool, uniqueSchema } from './helpers/journal.js';
+import { journalFixture } from './helpers/journal.js';
 import { runScript } from './helpers/script.js';
 
-const schema = uniqueSchema('cli');
-let pool: pg.Pool;
-before(async () => {
-  pool = testPool(2);
-  await installSchema({ client: pool, schema });
-});
-after(async () => {
-  await dropSchema(pool, schema);
-  await pool.end();
-});
+const { schema, pool } = journalFixture('cli');
 
 const listen = (...args: string[]) =>
   runScript('src/cli/main.ts', ['listen', '--durable', '--schema', schema, ...args], 30_000);

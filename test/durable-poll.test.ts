@@ -6,12 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import type pg from 'pg';
 import { createListener, type PgNotifyError } from '../src/index.js';
-import { installSchema, loadCursor } from '../src/journal.js';
+import { loadCursor } from '../src/journal.js';
 import { appendDurableBatch } from '../src/journal-write.js';
 import { databaseUrl, uniqueChannel, waitFor } from './helpers/db.js';
-import { dropSchema, testPool, uniqueSchema } from './helpers/journal.js';
+import { journalFixture } from './helpers/journal.js';
 import { type PgBouncer, pgbouncerMissing, startPgBouncer } from './helpers/pgbouncer.js';
 import { collect } from './helpers/rig.js';
 
@@ -22,16 +21,7 @@ const range = (from: number, to: number) =>
   Array.from({ length: to - from + 1 }, (_, i) => String(from + i));
 
 describe('poll mode', () => {
-  const schema = uniqueSchema('poll');
-  let pool: pg.Pool;
-  before(async () => {
-    pool = testPool(2);
-    await installSchema({ client: pool, schema });
-  });
-  after(async () => {
-    await dropSchema(pool, schema);
-    await pool.end();
-  });
+  const { schema, pool } = journalFixture('poll');
 
   test('polls without LISTEN: the wake channel is not listened to', async () => {
     const errors: PgNotifyError[] = [];

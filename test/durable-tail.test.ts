@@ -7,26 +7,15 @@
  * mid-replay leaves nothing behind (no row after it, no rejection).
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import type pg from 'pg';
+import { test } from 'node:test';
 import { Feed, type FeedHost, type FeedTarget } from '../src/durable-feed.js';
 import { Tail } from '../src/durable-tail.js';
-import { installSchema, type JournalRow, resolveCursor } from '../src/journal.js';
+import { type JournalRow, resolveCursor } from '../src/journal.js';
 import { appendDurable, appendDurableBatch } from '../src/journal-write.js';
 import { uniqueChannel, waitFor } from './helpers/db.js';
-import { dropSchema, testPool, uniqueSchema } from './helpers/journal.js';
+import { journalFixture } from './helpers/journal.js';
 
-const schema = uniqueSchema('dtail');
-let pool: pg.Pool;
-
-before(async () => {
-  pool = testPool(2);
-  await installSchema({ client: pool, schema });
-});
-after(async () => {
-  await dropSchema(pool, schema);
-  await pool.end();
-});
+const { schema, pool } = journalFixture('dtail');
 
 /**
  * A feed on `channel` that has joined its tail at the head, reading through `queryable`; `offer`

@@ -7,26 +7,15 @@
  * `after: 'now'` given before start(): start() resolves only once 'now' is read.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import type pg from 'pg';
-import { installSchema, wakeChannel } from '../src/journal.js';
+import { describe, test } from 'node:test';
+import { wakeChannel } from '../src/journal.js';
 import { appendDurable } from '../src/journal-write.js';
 import { internalsOf } from '../src/listener.js';
 import { uniqueChannel } from './helpers/db.js';
-import { dropSchema, testPool, uniqueSchema } from './helpers/journal.js';
+import { journalFixture } from './helpers/journal.js';
 import { collect, listenerRig } from './helpers/rig.js';
 
-const schema = uniqueSchema('dw');
-let pool: pg.Pool;
-
-before(async () => {
-  pool = testPool(2);
-  await installSchema({ client: pool, schema });
-});
-after(async () => {
-  await dropSchema(pool, schema);
-  await pool.end();
-});
+const { schema, pool } = journalFixture('dw');
 
 /** A gate: `wait()` blocks until `open()`. */
 function gate(): { wait: Promise<void>; open(): void } {

@@ -6,30 +6,18 @@
  * runs in a process of its own, so the warning, emitted once per process, is seen here.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
-import type pg from 'pg';
-import { installSchema } from '../src/journal.js';
+import { test } from 'node:test';
 import { appendDurableBatch } from '../src/journal-write.js';
 import { internalsOf } from '../src/listener.js';
 import { uniqueChannel } from './helpers/db.js';
-import { dropSchema, testPool, uniqueSchema } from './helpers/journal.js';
+import { journalFixture } from './helpers/journal.js';
 import { collect, listenerRig } from './helpers/rig.js';
 
 const warnings: Error[] = [];
 process.on('warning', (warning) => warnings.push(warning));
 const overlap = () => warnings.filter((w) => /already executing a query/.test(w.message));
 
-const schema = uniqueSchema('lq');
-let pool: pg.Pool;
-
-before(async () => {
-  pool = testPool(2);
-  await installSchema({ client: pool, schema });
-});
-after(async () => {
-  await dropSchema(pool, schema);
-  await pool.end();
-});
+const { schema, pool } = journalFixture('lq');
 
 test('durable reads, LISTEN batches, heartbeats and queries never overlap; each kind in order', async () => {
   const { listener, errors } = listenerRig({

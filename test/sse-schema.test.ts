@@ -5,28 +5,16 @@
  * when the handler is created.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import type pg from 'pg';
+import { describe, test } from 'node:test';
 import { ErrorCode, PgNotifyError } from '../src/index.js';
-import { installSchema } from '../src/journal.js';
 import { appendDurableBatch } from '../src/journal-write.js';
 import { createSseHandler } from '../src/sse.js';
 import { uniqueChannel } from './helpers/db.js';
-import { dropSchema, readAll, testPool, uniqueSchema } from './helpers/journal.js';
+import { journalFixture, readAll } from './helpers/journal.js';
 import { RawSse, type SseEvent, startBridge } from './helpers/sse.js';
 
-const schema = uniqueSchema('sse');
+const { schema, pool } = journalFixture('sse');
 const CURSOR = /^\d{19}-\d{19}$/;
-let pool: pg.Pool;
-
-before(async () => {
-  pool = testPool(2);
-  await installSchema({ client: pool, schema });
-});
-after(async () => {
-  await dropSchema(pool, schema);
-  await pool.end();
-});
 
 const write = (ch: string, payloads: string[]) => appendDurableBatch(pool, ch, payloads, schema);
 const payloadsOf = (events: SseEvent[]) =>

@@ -3,8 +3,9 @@
  * never collide), installed once and dropped at the end, and a full read of the journal.
  */
 import { randomBytes } from 'node:crypto';
+import { after, before } from 'node:test';
 import pg from 'pg';
-import { type JournalRow, readJournal } from '../../src/journal.js';
+import { installSchema, type JournalRow, readJournal } from '../../src/journal.js';
 import type { Queryable } from '../../src/notifier.js';
 import { quoteIdent } from '../../src/sql.js';
 import { databaseUrl } from './db.js';
@@ -23,6 +24,26 @@ export function testPool(max = 4): pg.Pool {
   });
   pool.on('error', () => undefined);
   return pool;
+}
+
+/**
+ * A journal schema of the calling file (or describe block) alone: installed before its tests,
+ * dropped after them, with a pool on this pass's server (`max` connections).
+ */
+export function journalFixture(
+  prefix: string,
+  max = 2,
+): { readonly schema: string; readonly pool: pg.Pool } {
+  const schema = uniqueSchema(prefix);
+  const pool = testPool(max);
+  before(async () => {
+    await installSchema({ client: pool, schema });
+  });
+  after(async () => {
+    await dropSchema(pool, schema);
+    await pool.end();
+  });
+  return { schema, pool };
 }
 
 /** Drops `schema` and everything in it. */
