@@ -4,27 +4,17 @@
  * backpressure instead of overflow, expired gaps, commit order, a terminated backend.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import pg from 'pg';
 import type { Gap, Notification } from '../src/index.js';
-import { installSchema, loadCursor, wakeChannel } from '../src/journal.js';
+import { loadCursor, wakeChannel } from '../src/journal.js';
 import { prune } from '../src/journal-admin.js';
 import { appendDurable, appendDurableBatch } from '../src/journal-write.js';
 import { databaseUrl, uniqueChannel, waitFor } from './helpers/db.js';
-import { connect, dropSchema, testPool, uniqueSchema } from './helpers/journal.js';
+import { connect, journalFixture } from './helpers/journal.js';
 import { collect, listenerRig } from './helpers/rig.js';
 
-const schema = uniqueSchema('dl');
-let pool: pg.Pool;
-
-before(async () => {
-  pool = testPool(4);
-  await installSchema({ client: pool, schema });
-});
-after(async () => {
-  await dropSchema(pool, schema);
-  await pool.end();
-});
+const { schema, pool } = journalFixture('dl', 4);
 
 const send = (channel: string, payloads: string[]) =>
   appendDurableBatch(pool, channel, payloads, schema);

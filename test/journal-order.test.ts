@@ -5,26 +5,15 @@
  * duplication and reordering, with the cursor property checked at many points.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import type pg from 'pg';
-import { installSchema, type JournalRow, readJournal, resolveCursor } from '../src/journal.js';
+import { type JournalRow, readJournal, resolveCursor } from '../src/journal.js';
 import { journalNames } from '../src/journal-sql.js';
 import { appendDurable, appendDurableBatch } from '../src/journal-write.js';
 import { waitFor } from './helpers/db.js';
-import { connect, dropSchema, readAll, testPool, uniqueSchema } from './helpers/journal.js';
+import { connect, journalFixture, readAll } from './helpers/journal.js';
 
-const schema = uniqueSchema('ord');
-let pool: pg.Pool;
-
-before(async () => {
-  pool = testPool(6);
-  await installSchema({ client: pool, schema });
-});
-
-after(async () => {
-  await dropSchema(pool, schema);
-  await pool.end();
-});
+const { schema, pool } = journalFixture('ord', 6);
 
 describe('journal order', () => {
   test('A inserts first and commits last, B commits in between: nobody skips A', async () => {

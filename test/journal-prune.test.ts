@@ -5,25 +5,14 @@
  * loss is never silent, and what is received stays in order.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import type pg from 'pg';
-import { type ExpiredGap, installSchema, type JournalRow, readJournal } from '../src/journal.js';
+import { type ExpiredGap, type JournalRow, readJournal } from '../src/journal.js';
 import { prune } from '../src/journal-admin.js';
 import { appendDurable, appendDurableBatch } from '../src/journal-write.js';
-import { connect, dropSchema, testPool, uniqueSchema } from './helpers/journal.js';
+import { connect, journalFixture } from './helpers/journal.js';
 
-const schema = uniqueSchema('prn');
-let pool: pg.Pool;
-
-before(async () => {
-  pool = testPool(4);
-  await installSchema({ client: pool, schema });
-});
-
-after(async () => {
-  await dropSchema(pool, schema);
-  await pool.end();
-});
+const { schema, pool } = journalFixture('prn', 4);
 
 test('concurrent writers, pruner and reader: every loss is announced by a gap, order kept', async () => {
   const CHANNELS = ['pa', 'pb'];

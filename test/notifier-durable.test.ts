@@ -5,28 +5,16 @@
  * read back from the journal (readJournal), counted with sequence numbers.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import type pg from 'pg';
+import { describe, test } from 'node:test';
 import { createNotifier, ErrorCode, notify, PgNotifyError } from '../src/index.js';
-import { installSchema, wakeChannel } from '../src/journal.js';
+import { wakeChannel } from '../src/journal.js';
 import { MAX_DURABLE_PAYLOAD_BYTES } from '../src/journal-write.js';
 import { quoteIdent } from '../src/sql.js';
 import { isCode } from './helpers/assert.js';
 import { databaseUrl, uniqueChannel } from './helpers/db.js';
-import { connect, dropSchema, readAll, testPool, uniqueSchema } from './helpers/journal.js';
+import { connect, dropSchema, journalFixture, readAll, uniqueSchema } from './helpers/journal.js';
 
-const schema = uniqueSchema('dpub');
-let pool: pg.Pool;
-
-before(async () => {
-  pool = testPool(4);
-  await installSchema({ client: pool, schema });
-});
-
-after(async () => {
-  await dropSchema(pool, schema);
-  await pool.end();
-});
+const { schema, pool } = journalFixture('dpub', 4);
 
 /** Transactions (statements) the journal sequenced since the schema was made. */
 async function commits(): Promise<number> {

@@ -8,27 +8,15 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type pg from 'pg';
-import { installSchema } from '../src/journal.js';
 import { assertExit, runCli } from './helpers/cli.js';
 import { databaseUrl, uniqueChannel, waitFor } from './helpers/db.js';
-import { dropSchema, readAll, testPool, uniqueSchema } from './helpers/journal.js';
+import { journalFixture, readAll } from './helpers/journal.js';
 import { RawSse } from './helpers/sse.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const schema = uniqueSchema('serve');
-let pool: pg.Pool;
-
-before(async () => {
-  pool = testPool(1);
-  await installSchema({ client: pool, schema });
-});
-after(async () => {
-  await dropSchema(pool, schema);
-  await pool.end();
-});
+const { schema, pool } = journalFixture('serve', 1);
 
 describe('pgnotify serve', () => {
   test('page, token, status, durable notify → events in --schema, resume, and a clean SIGTERM', async () => {
