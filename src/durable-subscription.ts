@@ -16,6 +16,9 @@ import type { Gap, Handler, Notification, WaitOptions } from './types.js';
 /** @internal A payload that failed its channel's schema (passed over, reported). */
 export const FAILED = Symbol('failed');
 
+/** A row as handed over: its notification, null (passed over), or either once validated. */
+type Offered<T> = Notification<T> | null | Promise<Notification<T> | null>;
+
 /** @internal What a durable subscription is made of. */
 export interface DurableParts {
   hub: DurableHub;
@@ -47,6 +50,9 @@ export class DurableSubscription<T = unknown> extends Subscription<T> {
   #taken: Notification<T> | undefined;
   readonly #ready: Promise<void>;
   readonly #retryHold: { cancel?: (() => void) | undefined } = {};
+  /** The last step held back behind an asynchronous validation, and how many are held. */
+  #held: Promise<void> | undefined;
+  #pending = 0;
 
   /** @internal Made by `listener.subscribe(…, { durable })`. */
   constructor(owner: SubscriptionOwner, setup: SubscriptionSetup<T>, parts: DurableParts) {
@@ -76,9 +82,12 @@ export class DurableSubscription<T = unknown> extends Subscription<T> {
         },
         capacity: named ? Math.min(max, MAX_UNSTORED) : max,
         room: () =>
-          Math.min(max - this.buffered, named ? MAX_UNSTORED - (this.#acks?.unstored ?? 0) : max),
+          Math.min(
+            max - this.buffered - this.#pending,
+            named ? MAX_UNSTORED - (this.#acks?.unstored ?? 0) - this.#pending : max,
+          ),
         offer: (row, cache) => this.#offer(row, cache),
-        offerGap: (gap) => super.gap(gap),
+        offerGap: (gap) => this.#inOrder(gap, (g) => super.gap(g)),
         failed: (error, afterStart = false) => {
           if (parts.awaited && !afterStart) return;
           parts.hub.report(error);
@@ -119,41 +128,75 @@ export class DurableSubscription<T = unknown> extends Subscription<T> {
 
   #offer(row: JournalRow, cache: Map<unknown, unknown>): void {
     const decoder = this.decoder ?? this.#parts.decoder;
-    let byRow = cache.get(decoder) as Map<JournalRow, Notification<T> | null> | undefined;
+    let byRow = cache.get(decoder) as Map<JournalRow, Offered<T>> | undefined;
     if (byRow === undefined) {
       byRow = new Map();
       cache.set(decoder, byRow);
     }
     let n = byRow.get(row);
     if (n === undefined) {
-      try {
-        const decoded = decoder(row.payload, row.channel);
-        const payload = this.#parts.hub.check(row.channel, decoded) as T;
-        if ((payload as unknown) === FAILED) throw FAILED;
-        n = {
-          channel: row.channel,
-          payload,
-          raw: row.payload,
-          pid: row.pid,
-          receivedAt: Date.now(),
-          cursor: row.cursor,
-        };
-      } catch (cause) {
-        n = null;
-        if (cause !== FAILED)
-          this.#parts.hub.report(
-            new PgNotifyError(
-              ErrorCode.DECODE_FAILED,
-              `durable payload at ${row.cursor} on ${JSON.stringify(row.channel)} could not be decoded: ${toError(cause).message}`,
-              { cause, channel: row.channel },
-            ),
-          );
-      }
+      n = this.#notification(row, decoder);
       byRow.set(row, n);
     }
-    if (n === null) return; // never deliverable: passed over, like a plain decode failure
-    this.#acks?.delivered(row.cursor);
-    super.deliver(n);
+    this.#inOrder(n, (value) => {
+      if (value === null) return; // never deliverable: passed over, like a plain decode failure
+      this.#acks?.delivered(row.cursor);
+      super.deliver(value);
+    });
+  }
+
+  /** The row as a notification, null when it fails to decode or validate (reported). */
+  #notification(row: JournalRow, decoder: (raw: string, channel: string) => unknown): Offered<T> {
+    let checked: unknown;
+    try {
+      checked = this.#parts.hub.check(row.channel, decoder(row.payload, row.channel));
+    } catch (cause) {
+      this.#parts.hub.report(
+        new PgNotifyError(
+          ErrorCode.DECODE_FAILED,
+          `durable payload at ${row.cursor} on ${JSON.stringify(row.channel)} could not be decoded: ${toError(cause).message}`,
+          { cause, channel: row.channel },
+        ),
+      );
+      return null;
+    }
+    const build = (payload: unknown): Notification<T> | null =>
+      payload === FAILED
+        ? null
+        : {
+            channel: row.channel,
+            payload: payload as T,
+            raw: row.payload,
+            pid: row.pid,
+            receivedAt: Date.now(),
+            cursor: row.cursor,
+          };
+    return checked instanceof Promise ? checked.then(build) : build(checked);
+  }
+
+  /**
+   * Runs `step` with `value` now, or, while a row's asynchronous validation is pending, after
+   * every step offered before it: rows and gaps keep journal order. Held steps count against
+   * the buffer's room, so the feed reads no further ahead than it would otherwise.
+   */
+  #inOrder<V>(value: V | Promise<V>, step: (value: V) => void): void {
+    if (this.#held === undefined && !(value instanceof Promise)) {
+      step(value);
+      return;
+    }
+    this.#pending++;
+    const chain: Promise<void> = (this.#held ?? Promise.resolve())
+      .then(() => value)
+      .then((settled) => {
+        if (!this.ended) step(settled);
+      })
+      .catch((error: unknown) => this.#parts.hub.report(toError(error)))
+      .finally(() => {
+        this.#pending--;
+        if (this.#held === chain) this.#held = undefined;
+        this.#feed.roomFreed();
+      });
+    this.#held = chain;
   }
 
   async #handle(user: Handler<T>, n: Notification<T>): Promise<void> {

@@ -12,7 +12,7 @@
  * and on unsubscribe/stop.
  */
 
-import { validate } from './codec.js';
+import { type Validated, validate } from './codec.js';
 import type { FeedHost } from './durable-feed.js';
 import { DurableSubscription, FAILED } from './durable-subscription.js';
 import { Tail } from './durable-tail.js';
@@ -94,7 +94,6 @@ export class DurableHub {
   readonly #feedHost: FeedHost;
   readonly #tails = new Map<string, Tail>();
   readonly #consumers = new Set<string>();
-  readonly #asyncWarned = new Set<string>();
 
   constructor(host: DurableHost) {
     this.#host = host;
@@ -203,27 +202,19 @@ export class DurableHub {
 
   /**
    * A decoded payload through its channel's schema: the value to deliver, or `FAILED` (reported:
-   * like a plain notification that fails its schema, the row is passed over). An asynchronous
-   * schema cannot hold delivery in journal order here: the payload goes unvalidated, reported.
+   * like a plain notification that fails its schema, the row is passed over); a promise of
+   * either when the schema validates asynchronously (the subscription holds its later rows
+   * back until it settles, so journal order is kept).
    */
   check(channel: string, payload: unknown): unknown {
     const schema = this.#host.schemas.get(channel);
     if (schema === undefined) return payload;
     const result = validate(schema, payload, channel);
-    if (result instanceof Promise) {
-      result.catch(() => undefined);
-      if (!this.#asyncWarned.has(channel)) {
-        this.#asyncWarned.add(channel);
-        this.#host.report(
-          new PgNotifyError(
-            ErrorCode.INVALID_OPTION,
-            `the schema of ${JSON.stringify(channel)} validates asynchronously: durable subscriptions deliver its payloads unvalidated`,
-            { channel },
-          ),
-        );
-      }
-      return payload;
-    }
+    if (result instanceof Promise) return result.then((r) => this.#settled(r));
+    return this.#settled(result);
+  }
+
+  #settled(result: Validated): unknown {
     if (result.ok) return result.value;
     this.#host.report(result.error);
     return FAILED;

@@ -297,6 +297,62 @@ describe('durable subscriptions', () => {
     }
   });
 
+  test('an asynchronous schema keeps journal order: later rows wait for an earlier one', async () => {
+    const channel = uniqueChannel('aschema');
+    const held = new Map<number, () => void>();
+    type Row = { id: number };
+    const schemaOf = {
+      '~standard': {
+        version: 1 as const,
+        vendor: 'test',
+        validate: (v: unknown) =>
+          new Promise<{ value: Row & { checked: true } } | { issues: { message: string }[] }>(
+            (resolve) => {
+              const { id } = v as Row;
+              const settle = () =>
+                resolve(
+                  id === 2
+                    ? { issues: [{ message: 'two is refused' }] }
+                    : { value: { id, checked: true } },
+                );
+              // Row 1's validation waits for the test; rows 2 and 3 settle at once.
+              if (id === 1) held.set(1, settle);
+              else settle();
+            },
+          ),
+      },
+    };
+    const { listener, errors } = listenerRig({ schemas: { [channel]: schemaOf } });
+    await listener.start();
+    const consumer = `async-${channel}`;
+    try {
+      const box = collect();
+      const sub = await listener.subscribe(channel, box.handler, {
+        durable: { consumer, startAt: 'now', schema },
+      });
+      await send(channel, ['{"id":1}', '{"id":2}', '{"id":3}']);
+      await waitFor(() => held.get(1), { message: "row 1's validation started" });
+      assert.equal(box.got.length, 0, 'nothing overtakes row 1 while it validates');
+      held.get(1)?.();
+      await box.atLeast(2);
+      assert.deepEqual(box.payloads(), [
+        { id: 1, checked: true },
+        { id: 3, checked: true },
+      ]);
+      assert.deepEqual(
+        errors.map((e) => e.code),
+        ['PGNOTIFY_VALIDATION_FAILED'],
+      );
+      // The refused row does not hold the consumer back: its cursor reaches row 3.
+      await sub.unsubscribe();
+      const stored = await loadCursor(pool, consumer, { schema });
+      const third = box.got[1]?.cursor as string;
+      assert.ok(stored !== undefined && stored >= third, `${stored} at or past ${third}`);
+    } finally {
+      await listener.stop();
+    }
+  });
+
   test('one shared read per wake: many caught-up subscriptions, few queries', async () => {
     const channel = uniqueChannel('fan');
     let reads = 0;
