@@ -284,3 +284,20 @@ export async function runRounds<T>(
   }
   return { samples, medians: mediansOf(samples) };
 }
+
+/** The payload every workload sends: (a)'s ~120-byte JSON object, numbered `i`. */
+export function userPayload(i: number): {
+  id: number;
+  name: string;
+  email: string;
+  tags: string[];
+  active: boolean;
+} {
+  return {
+    id: i,
+    name: `user_${i}`,
+    email: `user${i}@example.com`,
+    tags: ['a', 'b', 'c'],
+    active: true,
+  };
+}

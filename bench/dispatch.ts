@@ -16,6 +16,7 @@ import {
   rotate,
   runRounds,
   Sink,
+  userPayload,
   type WorkloadResult,
 } from './common.js';
 import { fmt, ratioTable } from './report.js';
@@ -24,15 +25,7 @@ const CONTESTANTS = ['pg', 'pgnotify'] as const;
 type Name = (typeof CONTESTANTS)[number];
 
 const PAYLOADS = Array.from({ length: 1000 }, (_, i) =>
-  Buffer.from(
-    JSON.stringify({
-      id: i,
-      name: `user_${i}`,
-      email: `user${i}@example.com`,
-      tags: ['a', 'b', 'c'],
-      active: true,
-    }),
-  ),
+  Buffer.from(JSON.stringify(userPayload(i))),
 );
 
 /** Emits `count` notifications on `client` and returns the CPU µs per notification. */

@@ -25,6 +25,7 @@ import {
   rotate,
   runAppName,
   runRounds,
+  userPayload,
   type WorkloadResult,
 } from './common.js';
 import { fmt, percentile, ratioTable } from './report.js';
@@ -120,13 +121,7 @@ export async function durableLatencyRound(
     const commits: number[] = [];
     const after: number[] = [];
     for (let i = 0; i < trips; i++) {
-      const payload = {
-        id: i,
-        name: `user_${i}`,
-        email: `user${i}@example.com`,
-        tags: ['a', 'b', 'c'],
-        active: true,
-      };
+      const payload = userPayload(i);
       expected = i;
       const delivered = new Promise<void>((resolve) => {
         arrived = resolve;

@@ -30,6 +30,7 @@ import {
   rotate,
   runAppName,
   runRounds,
+  userPayload,
   type WorkloadResult,
 } from './common.js';
 import { fmt, ratioTable } from './report.js';
@@ -42,16 +43,6 @@ export const DURABLE_PUBLISHERS = [
 export type DurablePublisher = (typeof DURABLE_PUBLISHERS)[number];
 
 type Result = { perSec: number; cpuUsPerMsg: number };
-
-function payload(i: number): Record<string, unknown> {
-  return {
-    id: i,
-    name: `user_${i}`,
-    email: `user${i}@example.com`,
-    tags: ['a', 'b', 'c'],
-    active: true,
-  };
-}
 
 interface Publisher {
   notify(channel: string, payload: unknown): Promise<unknown>;
@@ -91,8 +82,10 @@ export async function durablePublishRound(
   const publisher = start(ctx.url, name, schema);
   try {
     // Open the pools' connections first: connection setup is not what is measured.
-    await Promise.all(Array.from({ length: 20 }, (_, i) => publisher.notify(channel, payload(-i))));
-    const payloads = Array.from({ length: calls }, (_, i) => payload(i));
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) => publisher.notify(channel, userPayload(-i))),
+    );
+    const payloads = Array.from({ length: calls }, (_, i) => userPayload(i));
     const cpu0 = process.cpuUsage();
     const startedAt = nowNs();
     await deadline(

@@ -12,6 +12,7 @@ import {
   type RoundContext,
   rotate,
   runRounds,
+  userPayload,
   type WorkloadResult,
   withListener,
 } from './common.js';
@@ -46,13 +47,7 @@ export async function latencyRound(
       async () => {
         const micros: number[] = [];
         for (let i = 0; i < trips; i++) {
-          const payload = JSON.stringify({
-            id: i,
-            name: `user_${i}`,
-            email: `user${i}@example.com`,
-            tags: ['a', 'b', 'c'],
-            active: true,
-          });
+          const payload = JSON.stringify(userPayload(i));
           expected = i;
           const delivered = new Promise<void>((resolve) => {
             arrived = resolve;

@@ -16,6 +16,7 @@ import {
   type RoundContext,
   rotate,
   runRounds,
+  userPayload,
   type WorkloadResult,
 } from './common.js';
 import {
@@ -52,16 +53,6 @@ class Counter {
   close(): Promise<void> {
     return this.rpc.close();
   }
-}
-
-function userPayload(i: number): Record<string, unknown> {
-  return {
-    id: i,
-    name: `user_${i}`,
-    email: `user${i}@example.com`,
-    tags: ['a', 'b', 'c'],
-    active: true,
-  };
 }
 
 type PublishResult = { perSec: number; cpuUsPerMsg: number };
