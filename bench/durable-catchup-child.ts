@@ -11,21 +11,12 @@
 import pg from 'pg';
 import { createListener } from '../src/index.js';
 import { quoteIdent } from '../src/sql.js';
+import { fullGc, send } from './child-ipc.js';
 
 const [schema, channel, totalText, plainChannel, plainTotalText, appName] = process.argv.slice(2);
 const total = Number(totalText);
 const plainTotal = Number(plainTotalText);
 const url = process.env.DATABASE_URL;
-const gc = (globalThis as { gc?: () => void }).gc ?? (() => undefined);
-
-function send(message: unknown): void {
-  if (process.connected) process.send?.(message);
-}
-
-function fullGc(): void {
-  gc();
-  gc();
-}
 
 /** Resolves on the parent's `{ type }` message. */
 function parentSays(type: string): Promise<void> {

@@ -15,11 +15,12 @@
  * before subscribing. One round. Not in the default `npm run bench` set (about a minute at
  * full size); runs when named and in `--quick`.
  */
-import { type ChildProcess, fork } from 'node:child_process';
+import { fork } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { installSchema } from '../src/index.js';
 import { quoteIdent } from '../src/sql.js';
+import { nextMessage } from './child-ipc.js';
 import {
   benchChannel,
   type Context,
@@ -62,30 +63,6 @@ interface ChildMessage {
   errors?: number;
 }
 
-function nextMessage(child: ChildProcess, type: ChildMessage['type']): Promise<ChildMessage> {
-  return new Promise((resolve, reject) => {
-    const onMessage = (message: ChildMessage): void => {
-      if (message.type === 'error') {
-        cleanup();
-        reject(new Error(`catch-up child: ${message.error}`));
-      } else if (message.type === type) {
-        cleanup();
-        resolve(message);
-      }
-    };
-    const onExit = (code: number | null): void => {
-      cleanup();
-      reject(new Error(`catch-up child exited (code ${code}) before '${type}'`));
-    };
-    const cleanup = (): void => {
-      child.off('message', onMessage);
-      child.off('exit', onExit);
-    };
-    child.on('message', onMessage);
-    child.on('exit', onExit);
-  });
-}
-
 export async function durableCatchup(ctx: Context): Promise<WorkloadResult> {
   const total = ctx.quick ? 20_000 : 1_000_000;
   const plainTotal = ctx.quick ? 5_000 : 100_000;
@@ -125,12 +102,16 @@ export async function durableCatchup(ctx: Context): Promise<WorkloadResult> {
         });
         const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
         try {
-          await deadline(nextMessage(child, 'ready'), 60_000, 'catch-up child start');
-          const plain = nextMessage(child, 'plain');
+          await deadline(
+            nextMessage<ChildMessage>(child, 'ready', 'catch-up child'),
+            60_000,
+            'catch-up child start',
+          );
+          const plain = nextMessage<ChildMessage>(child, 'plain', 'catch-up child');
           plain.catch(() => undefined);
           await ctx.sender.bulk(plainChannel, plainTotal);
           await deadline(plain, 120_000, 'catch-up child: plain notifications');
-          const result = nextMessage(child, 'result');
+          const result = nextMessage<ChildMessage>(child, 'result', 'catch-up child');
           result.catch(() => undefined);
           child.send({ type: 'go' });
           const r = await deadline(result, 15 * 60_000, 'catch-up child: the backlog');

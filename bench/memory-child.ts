@@ -10,20 +10,11 @@
  */
 import pg from 'pg';
 import { createListener } from '../src/index.js';
+import { fullGc, send } from './child-ipc.js';
 
 const [mode, channel, totalText, appName = 'pgnotify-bench-memory'] = process.argv.slice(2);
 const total = Number(totalText);
 const url = process.env.DATABASE_URL;
-const gc = (globalThis as { gc?: () => void }).gc ?? (() => undefined);
-
-function send(message: unknown): void {
-  if (process.connected) process.send?.(message);
-}
-
-function fullGc(): void {
-  gc();
-  gc();
-}
 
 async function main(): Promise<void> {
   if (channel === undefined || !Number.isFinite(total))

@@ -3,9 +3,10 @@
  * receiver runs in a fresh child process (memory-child.ts), so earlier workloads' heap does
  * not hide or inflate the growth; the bench's sender child sends.
  */
-import { type ChildProcess, fork } from 'node:child_process';
+import { fork } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { nextMessage } from './child-ipc.js';
 import {
   benchChannel,
   type Context,
@@ -32,30 +33,6 @@ interface ChildMessage {
   dropped?: number;
 }
 
-function nextMessage(child: ChildProcess, type: ChildMessage['type']): Promise<ChildMessage> {
-  return new Promise((resolve, reject) => {
-    const onMessage = (message: ChildMessage): void => {
-      if (message.type === 'error') {
-        cleanup();
-        reject(new Error(`memory child: ${message.error}`));
-      } else if (message.type === type) {
-        cleanup();
-        resolve(message);
-      }
-    };
-    const onExit = (code: number | null): void => {
-      cleanup();
-      reject(new Error(`memory child exited (code ${code}) before '${type}'`));
-    };
-    const cleanup = (): void => {
-      child.off('message', onMessage);
-      child.off('exit', onExit);
-    };
-    child.on('message', onMessage);
-    child.on('exit', onExit);
-  });
-}
-
 async function measure(
   ctx: Context,
   mode: 'pgnotify' | 'array',
@@ -72,8 +49,12 @@ async function measure(
   });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   try {
-    await deadline(nextMessage(child, 'ready'), 30_000, `memory child (${mode}) start`);
-    const result = nextMessage(child, 'result');
+    await deadline(
+      nextMessage<ChildMessage>(child, 'ready', 'memory child'),
+      30_000,
+      `memory child (${mode}) start`,
+    );
+    const result = nextMessage<ChildMessage>(child, 'result', 'memory child');
     result.catch(() => undefined);
     for (let i = 0; i < statements; i++) await ctx.sender.bulk(channel, perStatement);
     return await deadline(result, 10 * 60_000, `memory child (${mode}) result`);
