@@ -7,27 +7,7 @@ import { describe, test } from 'node:test';
 import { ErrorCode, PgNotifyError } from '../src/errors.js';
 import { defaultDispatch, handles, Router, routeNotification } from '../src/router.js';
 import type { UnroutedReason } from '../src/types.js';
-
-interface Deferred {
-  promise: Promise<void>;
-  resolve(): void;
-  reject(error: unknown): void;
-}
-
-function deferred(): Deferred {
-  let resolve!: () => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<void>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
-
-/** Lets every queued promise callback run (not a sleep: nothing here waits on time). */
-function flush(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
+import { deferred, flush } from './helpers/async.js';
 
 describe('defaultDispatch', () => {
   test('reads { action, data }', () => {

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { HandlerRunner, type Source } from '../src/runner.js';
+import { deferred, flush } from './helpers/async.js';
 
 class ArraySource<N> implements Source<N> {
   readonly items: N[];
@@ -14,27 +15,6 @@ class ArraySource<N> implements Source<N> {
   take(): N | undefined {
     return this.items.shift();
   }
-}
-
-interface Deferred {
-  promise: Promise<void>;
-  resolve(): void;
-  reject(error: unknown): void;
-}
-
-function deferred(): Deferred {
-  let resolve!: () => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<void>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
-
-/** Lets every queued promise callback run (not a sleep: nothing here waits on time). */
-function flush(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
 }
 
 function range(n: number): number[] {
