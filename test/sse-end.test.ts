@@ -106,8 +106,7 @@ describe('a durable stream whose journal is missing', () => {
         'reported to onError',
       );
       // While it stays missing, a new stream is refused (its starting point cannot be read).
-      const next = await RawSse.open(port, q('orders'));
-      await waitFor(() => next.ended);
+      const next = await RawSse.openToEnd(port, q('orders'));
       assert.equal(next.status, 500);
     } finally {
       await closeAll(sse, server, listener);

@@ -94,11 +94,9 @@ describe('pgnotify serve', () => {
       assert.deepEqual(bridgeStats(status), [0, 0, 0, 0, 0]);
 
       const port = Number(new URL(base).port);
-      const refused = await RawSse.open(port, `/events?channel=${ch}`);
-      await waitFor(() => refused.ended);
+      const refused = await RawSse.openToEnd(port, `/events?channel=${ch}`);
       assert.equal(refused.status, 401);
-      const other = await RawSse.open(port, '/events?channel=other&token=s3cret');
-      await waitFor(() => other.ended);
+      const other = await RawSse.openToEnd(port, '/events?channel=other&token=s3cret');
       assert.equal(other.status, 403, 'only --channel channels');
 
       const events = await RawSse.open(port, `/events?channel=${ch}&token=s3cret`);

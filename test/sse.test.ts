@@ -105,8 +105,7 @@ describe('authorization', () => {
   test('with no channels and no authorize nothing is allowed', async () => {
     const bridge = await startBridge({});
     try {
-      const client = await RawSse.open(bridge.port, q('anything'));
-      await waitFor(() => client.ended);
+      const client = await RawSse.openToEnd(bridge.port, q('anything'));
       assert.equal(client.status, 403);
       assert.equal(client.body, 'no channel is allowed (configure channels or authorize)\n');
     } finally {
@@ -127,14 +126,12 @@ describe('authorization', () => {
       },
     });
     try {
-      const missing = await RawSse.open(bridge.port, q(ch));
-      await waitFor(() => missing.ended);
+      const missing = await RawSse.openToEnd(bridge.port, q(ch));
       assert.equal(missing.status, 401);
       assert.equal(missing.headers['www-authenticate'], 'Bearer');
       assert.equal(missing.body, 'missing token\n');
 
-      const wrong = await RawSse.open(bridge.port, q(ch), { Authorization: 'Bearer bad' });
-      await waitFor(() => wrong.ended);
+      const wrong = await RawSse.openToEnd(bridge.port, q(ch), { Authorization: 'Bearer bad' });
       assert.equal(wrong.status, 403);
       assert.match(wrong.body, /^not authorized for channel "auth_/);
 
@@ -189,8 +186,7 @@ describe('authorization', () => {
       onError: (e) => errors.push(e),
     });
     try {
-      const client = await RawSse.open(bridge.port, q('x'));
-      await waitFor(() => client.ended);
+      const client = await RawSse.openToEnd(bridge.port, q('x'));
       assert.equal(client.status, 500);
       assert.equal(client.body, 'authorization failed\n');
       assert.equal(errors[0]?.message, 'boom');
@@ -204,12 +200,10 @@ describe('limits', () => {
   test('channels per request: 400 with the limit', async () => {
     const bridge = await startBridge({ channels: () => true, maxChannelsPerRequest: 2 });
     try {
-      const client = await RawSse.open(bridge.port, q('a', 'b', 'c'));
-      await waitFor(() => client.ended);
+      const client = await RawSse.openToEnd(bridge.port, q('a', 'b', 'c'));
       assert.equal(client.status, 400);
       assert.equal(client.body, 'too many channels: 3 (at most 2 per request)\n');
-      const none = await RawSse.open(bridge.port, '/events');
-      await waitFor(() => none.ended);
+      const none = await RawSse.openToEnd(bridge.port, '/events');
       assert.equal(none.status, 400);
       assert.equal(none.body, 'no channel: add ?channel=NAME\n');
     } finally {
@@ -223,8 +217,7 @@ describe('limits', () => {
     try {
       const first = await RawSse.open(bridge.port, q(ch));
       assert.equal(first.status, 200);
-      const second = await RawSse.open(bridge.port, q(ch));
-      await waitFor(() => second.ended);
+      const second = await RawSse.openToEnd(bridge.port, q(ch));
       assert.equal(second.status, 503);
       assert.equal(second.headers['retry-after'], '5');
       assert.equal(second.body, 'too many clients (at most 1)\n');
@@ -360,8 +353,7 @@ describe('cleanup', () => {
       assert.equal(JSON.parse(last?.data ?? '').reason, 'shutdown');
       assert.ok((last?.retry ?? 0) >= 1000 && (last?.retry ?? 0) < 2000, String(last?.retry));
       assert.equal(bridge.listener.subscribers().length, 0);
-      const late = await RawSse.open(bridge.port, q(ch));
-      await waitFor(() => late.ended);
+      const late = await RawSse.openToEnd(bridge.port, q(ch));
       assert.equal(late.status, 503);
       await bridge.sse.close(); // safe twice
     } finally {
@@ -378,8 +370,7 @@ describe('cleanup', () => {
       await bridge.listener.stop();
       await waitFor(() => client.ended);
       assert.equal(JSON.parse(client.events.at(-1)?.data ?? '').reason, 'listener-stopped');
-      const late = await RawSse.open(bridge.port, q(ch));
-      await waitFor(() => late.ended);
+      const late = await RawSse.openToEnd(bridge.port, q(ch));
       assert.equal(late.status, 503);
       assert.equal(late.body, 'the listener is stopped\n');
     } finally {
@@ -740,15 +731,12 @@ describe('channel names', () => {
         assert.equal(JSON.parse(n?.data ?? '').channel, name);
         client.close();
       }
-      const tooLong = await RawSse.open(bridge.port, q('x'.repeat(64)));
-      await waitFor(() => tooLong.ended);
+      const tooLong = await RawSse.openToEnd(bridge.port, q('x'.repeat(64)));
       assert.equal(tooLong.status, 400);
       assert.match(tooLong.body, /^invalid channel: .*63/);
-      const empty = await RawSse.open(bridge.port, '/events?channel=');
-      await waitFor(() => empty.ended);
+      const empty = await RawSse.openToEnd(bridge.port, '/events?channel=');
       assert.equal(empty.status, 400);
-      const nul = await RawSse.open(bridge.port, '/events?channel=a%00b');
-      await waitFor(() => nul.ended);
+      const nul = await RawSse.openToEnd(bridge.port, '/events?channel=a%00b');
       assert.equal(nul.status, 400);
       assert.equal(bridge.listener.subscribers().length, 0);
     } finally {
@@ -845,8 +833,7 @@ describe('node:http form', () => {
       const other = await RawSse.open(port, `/other?channel=${ch}`);
       await waitFor(() => other.body === 'next');
       assert.equal(nexted, 1);
-      const missing = await RawSse.open(bridge.port, `/other?channel=${ch}`);
-      await waitFor(() => missing.ended);
+      const missing = await RawSse.openToEnd(bridge.port, `/other?channel=${ch}`);
       assert.equal(missing.status, 404);
       const served = await RawSse.open(port, q(ch));
       assert.equal(served.status, 200);

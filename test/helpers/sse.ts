@@ -86,6 +86,17 @@ export class RawSse {
     return client;
   }
 
+  /** Opens `target` and waits until the server ended the response (a refusal, or a short stream). */
+  static async openToEnd(
+    port: number,
+    target: string,
+    headers: Record<string, string> = {},
+  ): Promise<RawSse> {
+    const client = await RawSse.open(port, target, headers);
+    await waitFor(() => client.ended, { message: `the end of the response to ${target}` });
+    return client;
+  }
+
   get events(): SseEvent[] {
     return parseEvents(this.body).events;
   }
