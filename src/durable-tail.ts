@@ -7,8 +7,7 @@
 import { type Feed, type FeedHost, gone, PAGE_BYTES, PAGE_ROWS, retry } from './durable-feed.js';
 import { loadWakeKey, parseWake, type Wake } from './durable-wake.js';
 import { type JournalPage, readJournal } from './journal.js';
-
-const MAX_ID = 9223372036854775807n;
+import { cursorAfterCommit, parseCursor } from './journal-cursor.js';
 
 /** The one live reader of a schema (per mode) on one listener. */
 export class Tail {
@@ -112,10 +111,10 @@ export class Tail {
       this.pump();
       return;
     }
-    const seq = BigInt(cursor.slice(0, 19));
-    const id = BigInt(cursor.slice(20));
+    const at = parseCursor(cursor);
+    const seq = BigInt(at.seq);
     // Read already (a read's end is past its head commit, whose wake-up may come after it).
-    if (wake.seq < seq || (wake.seq === seq && id === MAX_ID)) return;
+    if (wake.seq < seq || (wake.seq === seq && cursor === cursorAfterCommit(at.seq))) return;
     // The commit right after the cursor (or more rows of the cursor's own commit: a transaction
     // whose trigger ran early sends them in a later wake-up, before any later commit's): every
     // commit in between would have sent its wake-up first.

@@ -13,7 +13,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { sqlStateOf } from './errors.js';
 import { type JournalRow, journalError } from './journal.js';
 import { cursorOf } from './journal-cursor.js';
-import { journalNames } from './journal-sql.js';
+import { journalStatements } from './journal-sql.js';
 import type { Queryable } from './notifier.js';
 
 /** A wake-up, parsed. */
@@ -76,12 +76,10 @@ export async function loadWakeKey(
   queryable: Queryable,
   schema: string,
 ): Promise<Buffer | undefined> {
-  const { q } = journalNames(schema);
   try {
-    // to_jsonb: one statement for every version (the column is absent before version 2).
-    const res = (await queryable.query(
-      `SELECT pg_catalog.to_jsonb(m) -> 'wake_key' AS key FROM ${q}.meta AS m`,
-    )) as { rows: { key: string | null }[] };
+    const res = (await queryable.query(journalStatements(schema).wakeKey)) as {
+      rows: { key: string | null }[];
+    };
     const text = res.rows[0]?.key;
     return typeof text === 'string' && text.startsWith('\\x')
       ? Buffer.from(text.slice(2), 'hex')

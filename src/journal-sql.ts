@@ -106,6 +106,8 @@ export interface JournalStatements {
   readonly read: string;
   /** The newest commit's seq (null when none). */
   readonly head: string;
+  /** The schema's wake key (null before version 2; one statement for every version). */
+  readonly wakeKey: string;
   /** $1 name. */
   readonly loadCursor: string;
   /** $1 name, $2 seq, $3 id: stores it unless the stored cursor is at or past it. */
@@ -255,6 +257,8 @@ export function journalStatements(schema: string = DEFAULT_SCHEMA): JournalState
     // 1 000 went from ~7 ms to ~4 ms (docs/benchmark.md, (j)).
     read: readSql(q, (n) => `$${n}`),
     head: `SELECT pg_catalog.max(seq) AS seq FROM ${q}.commits`,
+    // to_jsonb: the column is absent before version 2, and then this reads null, not an error.
+    wakeKey: `SELECT pg_catalog.to_jsonb(m) -> 'wake_key' AS key FROM ${q}.meta AS m`,
     loadCursor: `SELECT seq, id FROM ${q}.consumers WHERE name = $1`,
     saveCursor: `INSERT INTO ${q}.consumers AS c (name, seq, id) VALUES ($1, $2::bigint, $3::bigint)
   ON CONFLICT (name) DO UPDATE SET seq = excluded.seq, id = excluded.id, updated_at = pg_catalog.now()
