@@ -17,7 +17,7 @@
 
 import type { Tail } from './durable-tail.js';
 import { ErrorCode, type PgNotifyError } from './errors.js';
-import { type JournalPage, type JournalRow, readJournal } from './journal.js';
+import { type JournalPage, type JournalRow, readPage } from './journal.js';
 import type { Queryable } from './notifier.js';
 import { isConnectionError } from './pg-client.js';
 import type { ExpiredGap } from './types.js';
@@ -53,6 +53,11 @@ export interface FeedTarget {
 export interface FeedHost {
   /** Runs SQL on the listener connection (waits for a live one; rejects once stopped). */
   readonly queryable: Queryable;
+  /**
+   * Whether `queryable` is one session of pgnotify's own (the listener's connection), where a
+   * listen-mode reader may keep a prepared statement. Default false (e.g. a pool).
+   */
+  readonly ownSession?: boolean;
   /** Whether the listener is over (stopped or failed): readers then stop. */
   closed(): boolean;
   report(error: Error): void;
@@ -175,7 +180,8 @@ export class Feed {
       this.#missed = false;
       const limitRows = Math.min(room, pageRows);
       const options = { schema: this.#tail.schema, channels: this.#list, after, limitRows };
-      return readJournal(this.#host.queryable, { ...options, limitBytes: CATCHUP_PAGE_BYTES });
+      const page = { ...options, limitBytes: CATCHUP_PAGE_BYTES };
+      return readPage(this.#host.queryable, page, this.#tail.prepared);
     };
     let ahead: Promise<JournalPage> | undefined;
     try {

@@ -6,12 +6,17 @@
  */
 import { type Feed, type FeedHost, gone, PAGE_BYTES, PAGE_ROWS, retry } from './durable-feed.js';
 import { loadWakeKey, parseWake, type Wake } from './durable-wake.js';
-import { type JournalPage, readJournal } from './journal.js';
+import { type JournalPage, readPage } from './journal.js';
 import { cursorAfterCommit, parseCursor } from './journal-cursor.js';
 
 /** The one live reader of a schema (per mode) on one listener. */
 export class Tail {
   readonly schema: string;
+  /**
+   * Reads through a prepared statement: on the listener's own session in listen mode (LISTEN
+   * needs a session of its own); poll mode may go through a transaction pooler.
+   */
+  readonly prepared: boolean;
   /** Where the last shared read ended; undefined until a first member joins. */
   cursor: string | undefined;
   readonly #members = new Set<Feed>();
@@ -33,6 +38,7 @@ export class Tail {
     this.#host = host;
     this.schema = schema;
     this.#pollMs = pollMs;
+    this.prepared = host.ownSession === true && pollMs === undefined;
   }
 
   /** Joins a caught-up feed; false when the tail has read past it (it must read on). */
@@ -153,13 +159,17 @@ export class Tail {
         const after = this.cursor;
         let page: JournalPage;
         try {
-          page = await readJournal(this.#host.queryable, {
-            schema: this.schema,
-            channels: [...union],
-            after,
-            limitRows: PAGE_ROWS,
-            limitBytes: PAGE_BYTES,
-          });
+          page = await readPage(
+            this.#host.queryable,
+            {
+              schema: this.schema,
+              channels: [...union],
+              after,
+              limitRows: PAGE_ROWS,
+              limitBytes: PAGE_BYTES,
+            },
+            this.prepared,
+          );
           attempt = 0;
         } catch (error) {
           if (gone(error)) {

@@ -100,6 +100,7 @@ export class DurableHub {
     this.#feedHost = {
       // The listener's session runs one statement at a time on its connection, in order.
       queryable: { query: (text, values) => host.query(text, values) } as Queryable,
+      ownSession: true,
       closed: () => host.state() === 'stopped' || host.state() === 'failed',
       report: (error) => host.report(error),
       emitGap: (gap) => host.emitGap(gap),

@@ -42,6 +42,8 @@ export interface JournalNames {
   readonly installLockKey: string;
   /** The transaction-local setting that marks "this transaction is already sequenced". */
   readonly marker: string;
+  /** The session's prepared statement of the read (see {@link readPreparedSql}). */
+  readonly readStatement: string;
 }
 
 const namesCache = new Map<string, JournalNames>();
@@ -72,6 +74,7 @@ export function journalNames(schema: string = DEFAULT_SCHEMA): JournalNames {
     commitLockKey: hash('commit').readBigInt64BE(0).toString(),
     installLockKey: hash('install').readBigInt64BE(0).toString(),
     marker: `pgnotify.seq_${hash('marker').toString('hex', 0, 8)}`,
+    readStatement: `pgnotify_read_${hash('read').toString('hex', 0, 8)}`,
   };
   if (namesCache.size < 64) namesCache.set(schema, names);
   return names;
@@ -101,7 +104,8 @@ export interface JournalStatements {
    * full, 'w' prune watermarks (count in `payload`), null: journal rows, in journal order, each
    * `channel`, `seq`/`at` and `pid` null when equal to the previous row's; 'c' (no payload) when
    * the byte budget cut the page. readJournal sends it as {@link readInlineSql} (values written
-   * in, with settings of its own); this form is for EXPLAIN and for readers of the SQL.
+   * in, with settings of its own), a listen-mode reader as {@link readPreparedSql} (this text,
+   * prepared in its session by {@link prepareReadSql}); this form is also for readers of the SQL.
    */
   readonly read: string;
   /** The newest commit's seq (null when none). */
@@ -182,12 +186,40 @@ const READ_SETTINGS = ['jit', 'enable_bitmapscan'] as const;
  * trip, and nothing outlives it, also through PgBouncer in transaction pooling.
  */
 export function readInlineSql(schema: string, v: ReadValues): string {
+  const values = readValues(v);
+  return withReadSettings(readSql(journalNames(schema).q, (n) => values[n] as string));
+}
+
+/**
+ * The read as an EXECUTE of the session's prepared statement ({@link prepareReadSql}), between
+ * the same settings as {@link readInlineSql}: the statement is planned at EXECUTE (its first
+ * custom plans, its generic plan, and again after an ANALYZE invalidated it), so always with
+ * them. Planning was a quarter of a page's server time. For a session of pgnotify's own only
+ * (a listener's connection in listen mode): behind a transaction pooler a statement prepared
+ * on one server connection is missing on the next.
+ */
+export function readPreparedSql(schema: string, v: ReadValues): string {
+  const values = readValues(v);
+  const args = [1, 2, 3, 4, 5, 6].map((n) => values[n]).join(', ');
+  return withReadSettings(`EXECUTE ${journalNames(schema).readStatement}(${args})`);
+}
+
+/** Prepares the read in the session under {@link JournalNames.readStatement} (see readPreparedSql). */
+export function prepareReadSql(schema: string): string {
+  const { q, readStatement } = journalNames(schema);
+  const int8 = 'pg_catalog.int8';
+  return `PREPARE ${readStatement} (${int8}, ${int8}, pg_catalog.text[], ${int8}, ${int8}, ${int8}) AS
+${readSql(q, (n) => `$${n}`)}`;
+}
+
+/** The read's values written as literals (numbers checked to be decimal digits). */
+function readValues(v: ReadValues): Record<number, string> {
   const num = (x: string | number): string => {
     const text = String(x);
     if (!DIGITS.test(text)) throw new RangeError(`expected decimal digits, got ${text}`);
     return `'${text}'`;
   };
-  const values: Record<number, string> = {
+  return {
     1: num(v.seq),
     2: num(v.id),
     3: v.channels === null ? 'NULL' : `ARRAY[${v.channels.map(quoteLiteral).join(', ')}]::text[]`,
@@ -195,7 +227,10 @@ export function readInlineSql(schema: string, v: ReadValues): string {
     5: num(v.limitBytes),
     6: num(v.window),
   };
-  const { q } = journalNames(schema);
+}
+
+/** `statement` between turning READ_SETTINGS off and back: three statements, one string. */
+function withReadSettings(statement: string): string {
   const set = READ_SETTINGS.map(
     (name) =>
       `pg_catalog.set_config('pgnotify.${name}', pg_catalog.current_setting('${name}'), true), pg_catalog.set_config('${name}', 'off', true)`,
@@ -205,7 +240,7 @@ export function readInlineSql(schema: string, v: ReadValues): string {
       `pg_catalog.set_config('${name}', pg_catalog.current_setting('pgnotify.${name}'), true)`,
   );
   return `SELECT ${set.join(',\n  ')};
-${readSql(q, (n) => values[n] as string)};
+${statement};
 SELECT ${reset.join(',\n  ')}`;
 }
 

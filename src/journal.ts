@@ -19,7 +19,15 @@ import {
   START_CURSOR,
 } from './journal-cursor.js';
 import { installSql } from './journal-install.js';
-import { DEFAULT_SCHEMA, journalNames, journalStatements, readInlineSql } from './journal-sql.js';
+import {
+  DEFAULT_SCHEMA,
+  journalNames,
+  journalStatements,
+  prepareReadSql,
+  type ReadValues,
+  readInlineSql,
+  readPreparedSql,
+} from './journal-sql.js';
 import type { Queryable } from './notifier.js';
 import { intOption } from './options.js';
 import { checkChannel } from './sql.js';
@@ -159,6 +167,30 @@ interface ReadRow {
 }
 
 /**
+ * The read through the session's prepared statement: EXECUTE, and when the session does not
+ * have it (a new connection: 26000), PREPARE and EXECUTE again. Two reads that both found it
+ * missing both prepare it: the second's 42P05 (already prepared) is that success.
+ */
+async function readPrepared(
+  queryable: Queryable,
+  schema: string,
+  values: ReadValues,
+): Promise<unknown> {
+  const execute = readPreparedSql(schema, values);
+  try {
+    return await queryable.query(execute);
+  } catch (error) {
+    if (sqlStateOf(error) !== '26000') throw error;
+  }
+  try {
+    await queryable.query(prepareReadSql(schema));
+  } catch (error) {
+    if (sqlStateOf(error) !== '42P05') throw error;
+  }
+  return queryable.query(execute);
+}
+
+/**
  * Reads one page of the journal after `after`, in journal order, with memory bounded by
  * `limitRows` and `limitBytes`. Loop on `next` until `caughtUp`.
  * @example
@@ -170,9 +202,23 @@ interface ReadRow {
  *   if (page.caughtUp) break
  * }
  */
-export async function readJournal(
+export function readJournal(
   queryable: Queryable,
   options: ReadJournalOptions,
+): Promise<JournalPage> {
+  return readPage(queryable, options, false);
+}
+
+/**
+ * {@link readJournal}, with `prepared`: through the session's prepared statement of the read
+ * (readPreparedSql in journal-sql.ts), prepared on first use and again whenever the session
+ * lost it. Only on a connection that is a session of its own (a listener's, in listen mode).
+ * @internal
+ */
+export async function readPage(
+  queryable: Queryable,
+  options: ReadJournalOptions,
+  prepared: boolean,
 ): Promise<JournalPage> {
   const schema = options.schema ?? DEFAULT_SCHEMA;
   const limitRows = intOption('limitRows', options.limitRows, 1000, 1);
@@ -190,16 +236,17 @@ export async function readJournal(
   const key = parseCursor(after);
   let result: ReadRow[];
   try {
-    const res = (await queryable.query(
-      readInlineSql(schema, {
-        seq: key.seq,
-        id: key.id,
-        channels,
-        limitRows,
-        limitBytes,
-        window: Math.max(limitRows, COMMIT_WINDOW),
-      }),
-    )) as { rows: ReadRow[] }[] | undefined;
+    const values = {
+      seq: key.seq,
+      id: key.id,
+      channels,
+      limitRows,
+      limitBytes,
+      window: Math.max(limitRows, COMMIT_WINDOW),
+    };
+    const res = (await (prepared
+      ? readPrepared(queryable, schema, values)
+      : queryable.query(readInlineSql(schema, values)))) as { rows: ReadRow[] }[] | undefined;
     const page = Array.isArray(res) ? res[1] : undefined;
     if (page === undefined) throw new Error('expected the three results of a simple query');
     result = page.rows;

@@ -16,7 +16,7 @@ import { journalNames } from '../src/journal-sql.js';
 import { appendDurable, appendDurableBatch } from '../src/journal-write.js';
 import { internalsOf } from '../src/listener.js';
 import { uniqueChannel, waitFor } from './helpers/db.js';
-import { connect, dropSchema, testPool, uniqueSchema } from './helpers/journal.js';
+import { connect, dropSchema, isJournalRead, testPool, uniqueSchema } from './helpers/journal.js';
 import { type Collector, collect, listenerRig } from './helpers/rig.js';
 
 const schema = uniqueSchema('dcw');
@@ -38,7 +38,7 @@ function countReads(listener: Listener): { readonly count: number } {
   const query = session.query.bind(session);
   const counter = { count: 0 };
   session.query = ((text: string, values?: readonly unknown[]) => {
-    if (text.includes("'h' AS k")) counter.count++;
+    if (isJournalRead(text)) counter.count++;
     return query(text, values);
   }) as typeof session.query;
   return counter;

@@ -12,7 +12,7 @@ import { wakeChannel } from '../src/journal.js';
 import { appendDurable } from '../src/journal-write.js';
 import { internalsOf } from '../src/listener.js';
 import { uniqueChannel } from './helpers/db.js';
-import { journalFixture } from './helpers/journal.js';
+import { isJournalRead, journalFixture } from './helpers/journal.js';
 import { collect, listenerRig } from './helpers/rig.js';
 
 const { schema, pool } = journalFixture('dw');
@@ -66,7 +66,7 @@ describe('a wake-up during a read', () => {
       // The first journal read of this listener runs on the server, then its result waits.
       session.query = (async (text: string, values?: readonly unknown[]) => {
         const result = await query(text, values);
-        if (text.includes("'h' AS k") && held++ === 0) {
+        if (isJournalRead(text) && held++ === 0) {
           ran.open();
           await release.wait;
         }

@@ -11,7 +11,7 @@ import { loadCursor, wakeChannel } from '../src/journal.js';
 import { prune } from '../src/journal-admin.js';
 import { appendDurable, appendDurableBatch } from '../src/journal-write.js';
 import { databaseUrl, uniqueChannel, waitFor } from './helpers/db.js';
-import { connect, journalFixture } from './helpers/journal.js';
+import { connect, isJournalRead, journalFixture } from './helpers/journal.js';
 import { collect, listenerRig } from './helpers/rig.js';
 
 const { schema, pool } = journalFixture('dl', 4);
@@ -363,7 +363,7 @@ describe('durable subscriptions', () => {
         const client = new pg.Client({ connectionString: databaseUrl() });
         const query = client.query.bind(client) as (...args: unknown[]) => unknown;
         (client as unknown as { query: unknown }).query = (...args: unknown[]) => {
-          if (typeof args[0] === 'string' && args[0].includes("'h' AS k")) reads++;
+          if (isJournalRead(args[0])) reads++;
           return query(...args);
         };
         return client;

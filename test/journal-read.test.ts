@@ -7,10 +7,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type pg from 'pg';
-import { installSchema, readJournal, resolveCursor } from '../src/journal.js';
+import { installSchema, readJournal, readPage, resolveCursor } from '../src/journal.js';
 import { cursorAfterCommit, START_CURSOR } from '../src/journal-cursor.js';
-import { readInlineSql } from '../src/journal-sql.js';
+import { journalNames, readInlineSql, readPreparedSql } from '../src/journal-sql.js';
 import { appendDurable, appendDurableBatch } from '../src/journal-write.js';
+import { QueryQueue } from '../src/query-queue.js';
 import { connect, dropSchema, readAll, testPool, uniqueSchema } from './helpers/journal.js';
 
 const schema = uniqueSchema('jr');
@@ -200,6 +201,87 @@ describe('journal read', () => {
       await client.query('COMMIT');
     } finally {
       await client.end();
+    }
+  });
+
+  test("a session's prepared read: the inline read's pages, prepared once, again when lost", async () => {
+    const client = await connect();
+    // As on a listener's connection: statements one at a time, as its query queue runs them.
+    const queue = new QueryQueue(client);
+    const session = {
+      query: (text: string, values?: unknown[]) => queue.run('data', text, values),
+    };
+    const name = journalNames(schema).readStatement;
+    const statements = async () =>
+      (
+        await client.query<{ n: number }>(
+          'SELECT count(*)::int AS n FROM pg_prepared_statements WHERE name = $1',
+          [name],
+        )
+      ).rows[0]?.n;
+    try {
+      const from = await resolveCursor(pool, 'now', { schema });
+      await appendDurableBatch(pool, ['p', 'q', 'p'], ['1', '2', '3'], schema);
+      await appendDurable(pool, 'q', '4', schema);
+      await appendDurableBatch(pool, 'p', ['5', '6', '7'], schema);
+      const want = await readAll(pool, schema, from, { limitRows: 2 });
+      const prepared = async (channels?: string[]) => {
+        const rows = [];
+        let after = from;
+        for (;;) {
+          const page = await readPage(session, { schema, after, limitRows: 2, channels }, true);
+          rows.push(...page.rows);
+          after = page.next;
+          if (page.caughtUp) return rows;
+        }
+      };
+      // Two first reads at once on a session without the statement: both prepare it.
+      const [all, onlyP] = await Promise.all([prepared(), prepared(['p'])]);
+      assert.deepEqual(all, want);
+      assert.deepEqual(
+        onlyP,
+        want.filter((r) => r.channel === 'p'),
+      );
+      assert.equal(await statements(), 1);
+      // Planned with JIT and bitmap scans off whatever the session's settings say.
+      await client.query('SET jit = on; SET jit_above_cost = 0; SET enable_bitmapscan = on');
+      for (let i = 0; i < 7; i++) assert.deepEqual(await prepared(), want);
+      const values = {
+        seq: '0',
+        id: '0',
+        channels: null,
+        limitRows: 10,
+        limitBytes: 1 << 20,
+        window: 1000,
+      };
+      const explained = (await client.query(
+        readPreparedSql(schema, values).replace('EXECUTE', 'EXPLAIN (ANALYZE, COSTS OFF) EXECUTE'),
+      )) as unknown as { rows: Record<string, string>[] }[];
+      const plan = (explained[1]?.rows ?? []).map((r) => Object.values(r)[0]).join('\n');
+      assert.doesNotMatch(plan, /JIT|Bitmap/);
+      const { rows } = await client.query<{ jit: string }>("SELECT current_setting('jit') AS jit");
+      assert.equal(rows[0]?.jit, 'on');
+      // A session that lost it (DEALLOCATE, DISCARD ALL) prepares it again.
+      await client.query('DEALLOCATE ALL');
+      assert.deepEqual(await prepared(), want);
+      assert.equal(await statements(), 1);
+    } finally {
+      await client.end();
+    }
+  });
+
+  test('a prepared read of a dropped schema fails with PGNOTIFY_SCHEMA_MISSING', async () => {
+    const gone = uniqueSchema('jrd');
+    await installSchema({ client: pool, schema: gone });
+    const client = await connect();
+    try {
+      const read = () => readPage(client, { schema: gone, after: START_CURSOR }, true);
+      await read();
+      await dropSchema(pool, gone);
+      await assert.rejects(read(), { code: 'PGNOTIFY_SCHEMA_MISSING' });
+    } finally {
+      await client.end();
+      await dropSchema(pool, gone);
     }
   });
 });

@@ -78,3 +78,15 @@ export async function connect(): Promise<pg.Client> {
   await client.connect();
   return client;
 }
+
+/**
+ * Whether `text` is a journal read as a listener sends it: the inline read, or an EXECUTE of
+ * its session's prepared read (listen mode; the PREPARE itself is not a read).
+ */
+export function isJournalRead(text: unknown): boolean {
+  return (
+    typeof text === 'string' &&
+    !text.startsWith('PREPARE') &&
+    (text.includes("'h' AS k") || text.includes('EXECUTE pgnotify_read_'))
+  );
+}
