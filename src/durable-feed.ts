@@ -38,8 +38,11 @@ export interface FeedTarget {
   readonly capacity: number;
   /** How many more notifications the subscription's buffer can take now. */
   room(): number;
-  /** Hands one row over (decoded by the target); `cache` shares decoding within one page. */
-  offer(row: JournalRow, cache: Map<unknown, unknown>): void;
+  /**
+   * Hands one row over (decoded by the target); `cache` shares decoding among the feeds a page
+   * is handed to (undefined: this feed's alone, nothing to share).
+   */
+  offer(row: JournalRow, cache: Map<unknown, unknown> | undefined): void;
   /** Hands an expired gap over, in its place. */
   offerGap(gap: ExpiredGap): void;
   /**
@@ -215,7 +218,7 @@ export class Feed {
           ahead = read(page.next, left);
           ahead.catch(() => undefined); // awaited on the next turn, or dropped once ended
         }
-        this.take(page.rows, page.gaps, page.next, new Map(), false);
+        this.take(page.rows, page.gaps, page.next, undefined, false);
         // Woken during the read: what woke it may have committed after the read's snapshot.
         if (page.caughtUp && !this.#missed && this.#tail.join(this)) return;
       }
@@ -232,7 +235,7 @@ export class Feed {
     rows: readonly JournalRow[],
     gaps: readonly ExpiredGap[],
     next: string,
-    cache: Map<unknown, unknown>,
+    cache: Map<unknown, unknown> | undefined,
     emitted: boolean,
   ): void {
     const target = this.#target;

@@ -126,17 +126,21 @@ export class DurableSubscription<T = unknown> extends Subscription<T> {
     return [...this.#feed.channels];
   }
 
-  #offer(row: JournalRow, cache: Map<unknown, unknown>): void {
+  #offer(row: JournalRow, cache: Map<unknown, unknown> | undefined): void {
     const decoder = this.decoder ?? this.#parts.decoder;
-    let byRow = cache.get(decoder) as Map<JournalRow, Offered<T>> | undefined;
-    if (byRow === undefined) {
-      byRow = new Map();
-      cache.set(decoder, byRow);
-    }
-    let n = byRow.get(row);
-    if (n === undefined) {
-      n = this.#notification(row, decoder);
-      byRow.set(row, n);
+    let n: Offered<T> | undefined;
+    if (cache === undefined) n = this.#notification(row, decoder);
+    else {
+      let byRow = cache.get(decoder) as Map<JournalRow, Offered<T>> | undefined;
+      if (byRow === undefined) {
+        byRow = new Map();
+        cache.set(decoder, byRow);
+      }
+      n = byRow.get(row);
+      if (n === undefined) {
+        n = this.#notification(row, decoder);
+        byRow.set(row, n);
+      }
     }
     this.#inOrder(n, (value) => {
       if (value === null) return; // never deliverable: passed over, like a plain decode failure
