@@ -29,7 +29,8 @@ export interface DurableParts {
   decoder: (raw: string, channel: string) => unknown;
   /** Whether `subscribe()` awaits the start (the listener was running): it then rejects instead. */
   awaited: boolean;
-  release(): void;
+  /** The subscription ended; `stored` settles once a named consumer's last cursor write is done. */
+  release(stored: Promise<void> | undefined): void;
 }
 
 /**
@@ -53,6 +54,7 @@ export class DurableSubscription<T = unknown> extends Subscription<T> {
   /** The last step held back behind an asynchronous validation, and how many are held. */
   #held: Promise<void> | undefined;
   #pending = 0;
+  #stored: Promise<void> | undefined;
 
   /** @internal Made by `listener.subscribe(…, { durable })`. */
   constructor(owner: SubscriptionOwner, setup: SubscriptionSetup<T>, parts: DurableParts) {
@@ -311,8 +313,13 @@ export class DurableSubscription<T = unknown> extends Subscription<T> {
     if (wasEnded) return;
     this.#feed.stop();
     this.#retryHold.cancel?.();
-    this.#parts.release();
-    void this.#acks?.flush();
+    this.#stored = this.#acks?.flush();
+    this.#parts.release(this.#stored);
+  }
+
+  /** @internal A named consumer's last cursor write, once ended (never rejects). */
+  override get stored(): Promise<void> | undefined {
+    return this.#stored;
   }
 
   /** @internal Resolves once the handler has worked through the buffer and, once ended, the cursor is stored. */

@@ -13,6 +13,7 @@
  */
 
 import { type Validated, validate } from './codec.js';
+import { CursorWriter } from './durable-cursor-writer.js';
 import type { FeedHost } from './durable-feed.js';
 import { DurableSubscription, FAILED } from './durable-subscription.js';
 import { Tail } from './durable-tail.js';
@@ -22,7 +23,6 @@ import { parseCursor } from './journal-cursor.js';
 import { DEFAULT_SCHEMA } from './journal-sql.js';
 import type { Queryable } from './notifier.js';
 import { intOption, invalid } from './options.js';
-import { closeClient, makeClient } from './pg-client.js';
 import type { SubscriptionOwner, SubscriptionSetup } from './subscription.js';
 import type { ConnectionOption, ExpiredGap, ListenerState, Schema, SubscriberId } from './types.js';
 
@@ -94,6 +94,9 @@ export class DurableHub {
   readonly #feedHost: FeedHost;
   readonly #tails = new Map<string, Tail>();
   readonly #consumers = new Set<string>();
+  /** Consumers' last cursor writes, by `schema\0name`, while in progress. */
+  readonly #lastWrites = new Map<string, Promise<void>>();
+  #writer: CursorWriter | undefined;
 
   constructor(host: DurableHost) {
     this.#host = host;
@@ -149,8 +152,15 @@ export class DurableHub {
       config,
       decoder,
       awaited,
-      release: () => {
-        if (name !== undefined) this.#consumers.delete(name);
+      release: (stored) => {
+        if (name === undefined) return;
+        this.#consumers.delete(name);
+        if (stored === undefined) return;
+        // The next subscription of this consumer here starts from what this one stores.
+        this.#lastWrites.set(name, stored);
+        void stored.finally(() => {
+          if (this.#lastWrites.get(name) === stored) this.#lastWrites.delete(name);
+        });
       },
     });
     return sub;
@@ -161,6 +171,7 @@ export class DurableHub {
     const q = this.#feedHost.queryable;
     const { schema, consumer } = config;
     if (consumer === undefined) return resolveCursor(q, config.start, { schema });
+    await this.#lastWrites.get(`${schema}\0${consumer}`);
     const stored = await loadCursor(q, consumer, { schema });
     if (stored !== undefined) return stored;
     // Stored before anything is read: a restart before the first ack starts here, not later.
@@ -170,27 +181,17 @@ export class DurableHub {
   }
 
   /**
-   * Stores a consumer's cursor: on the listener connection while it runs, else (a flush on
-   * stop, after the connection closed) on a connection of its own.
+   * Stores a consumer's cursor on the listener's cursor writer (durable-cursor-writer.ts): a
+   * connection of its own, so a write's WAL flush never holds up the journal reads.
    */
-  async writeCursor(schema: string, consumer: string, cursor: string): Promise<void> {
-    if (!this.#feedHost.closed()) {
-      try {
-        await saveCursor(this.#feedHost.queryable, consumer, cursor, { schema });
-        return;
-      } catch (error) {
-        // Cut by stop() (the connection closed under it): stored on a connection of its own.
-        if (!this.#feedHost.closed()) throw error;
-      }
-    }
-    const client = await makeClient(this.#host.connection, this.#host.applicationName);
-    client.on('error', () => undefined);
-    try {
-      await withTimeout(client.connect(), this.#host.connectTimeoutMs);
-      await saveCursor(client, consumer, cursor, { schema });
-    } finally {
-      await closeClient(client);
-    }
+  writeCursor(schema: string, consumer: string, cursor: string): Promise<void> {
+    this.#writer ??= new CursorWriter(this.#host);
+    return this.#writer.write(schema, consumer, cursor);
+  }
+
+  /** The listener stopped and its subscriptions are done: closes the cursor writer. */
+  async close(): Promise<void> {
+    await this.#writer?.close();
   }
 
   report(error: Error): void {
@@ -220,24 +221,6 @@ export class DurableHub {
     this.#host.report(result.error);
     return FAILED;
   }
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    promise,
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new PgNotifyError(ErrorCode.CONNECTION_FAILED, `connecting took longer than ${ms} ms`, {
-              retryable: true,
-            }),
-          ),
-        ms,
-      );
-    }),
-  ]).finally(() => clearTimeout(timer));
 }
 
 /**

@@ -257,6 +257,7 @@ export class Listener<Channels extends ChannelMap = ChannelMap> {
    * Unknown ids are ignored.
    */
   async unsubscribe(id: SubscriberId, channels?: string | readonly string[]): Promise<void> {
+    const subscription = this.#subs.registry.get(id);
     if (!this.#subs.remove(id, channels)) return;
     // While (re)connecting nothing is listened to, and the connection being made UNLISTENs
     // what is no longer wanted as soon as it is adopted: nothing to wait for.
@@ -264,6 +265,8 @@ export class Listener<Channels extends ChannelMap = ChannelMap> {
     if (state === 'reconnecting' || state === 'connecting' || this.#stopPromise !== undefined)
       return;
     if (state === 'stopped' || state === 'failed') return;
+    // A named consumer's last cursor write (on a connection of its own): done when this resolves.
+    const stored = subscription?.ended === true ? subscription.stored : undefined;
     try {
       await this.#session.sync();
     } catch (error) {
@@ -271,6 +274,7 @@ export class Listener<Channels extends ChannelMap = ChannelMap> {
       if (this.#stopPromise === undefined || (error as PgNotifyError).code !== ErrorCode.CLOSED)
         throw error;
     }
+    await stored;
   }
 
   /** Mutes channels (all when omitted): the server stops listening to them. */

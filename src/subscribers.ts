@@ -278,6 +278,8 @@ export class Subscribers {
       }),
     ]);
     clearTimeout(timer);
+    // After the subscriptions' last cursor writes (or the timeout): nothing else uses it.
+    await this.#durable?.close();
     if (!finished) {
       const running = subscriptions.reduce((n, s) => n + s.inFlight + s.buffered, 0);
       this.#host.report(

@@ -242,6 +242,14 @@ export class Subscription<T = unknown> implements AsyncIterable<Notification<T>>
     return this.#buffer.take(gaps);
   }
 
+  /**
+   * @internal Once ended: resolves when what the subscription stores on its way out is stored
+   * (a named consumer's last cursor write; never rejects). Undefined when there is nothing.
+   */
+  get stored(): Promise<void> | undefined {
+    return undefined;
+  }
+
   /** @internal Hands one notification to this subscriber. */
   deliver(notification: Notification<T>): void {
     if (this.#ended) return;

@@ -1,0 +1,133 @@
+/**
+ * Named consumers' cursor writes on a connection of their own: a write stuck on a lock (or
+ * waiting for its WAL flush) never holds up the listener's journal reads; a writer connection
+ * the server closed is replaced at the next write; stop() closes it.
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { loadCursor } from '../src/journal.js';
+import { appendDurable } from '../src/journal-write.js';
+import { backendPids, terminate, uniqueChannel, waitFor } from './helpers/db.js';
+import { connect, journalFixture } from './helpers/journal.js';
+import { collect, listenerRig } from './helpers/rig.js';
+
+const { schema, pool } = journalFixture('dcw', 3);
+
+/** The listener's backends by application name; the writer is the one that is not the listener's. */
+async function writerPid(app: string, listenerPid: number | undefined): Promise<number> {
+  let pid: number | undefined;
+  await waitFor(
+    async () => {
+      pid = (await backendPids(app)).find((p) => p !== listenerPid);
+      return pid !== undefined;
+    },
+    { message: 'the cursor writer connection' },
+  );
+  return pid as number;
+}
+
+test('a cursor write blocked on a lock holds up no journal read of the listener', async () => {
+  const app = uniqueChannel('pgn-cw');
+  const { listener, errors } = listenerRig({ applicationName: app });
+  const a = uniqueChannel('cwa');
+  const b = uniqueChannel('cwb');
+  const consumer = `c_${a}`;
+  const named = collect();
+  const other = collect();
+  const locker = await connect();
+  try {
+    await listener.start();
+    await listener.subscribe(a, named.handler, { durable: { consumer, startAt: 'now', schema } });
+    await listener.subscribe(b, other.handler, { durable: { after: 'now', schema } });
+    // Hold the consumer's row: its next cursor write waits for the lock.
+    await locker.query('BEGIN');
+    await locker.query(`SELECT 1 FROM "${schema}".consumers WHERE name = $1 FOR UPDATE`, [
+      consumer,
+    ]);
+    await appendDurable(pool, a, 'handled', schema);
+    await named.wait('handled');
+    await waitFor(
+      async () => {
+        const { rows } = await pool.query(
+          "SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
+          [app],
+        );
+        return rows.length > 0;
+      },
+      { message: 'the cursor write waiting for the lock' },
+    );
+    // Too large for its commit wake-up: delivered only by a journal read.
+    const large = 'x'.repeat(10_000);
+    await appendDurable(pool, b, large, schema);
+    await other.wait(large);
+    await locker.query('COMMIT');
+    const handled = named.got[0]?.cursor as string;
+    await waitFor(async () => ((await loadCursor(pool, consumer, { schema })) ?? '') >= handled, {
+      message: 'the cursor stored once the lock is released',
+    });
+    assert.deepEqual(errors, []);
+  } finally {
+    await locker.query('ROLLBACK').catch(() => undefined);
+    await locker.end();
+    await listener.stop();
+  }
+});
+
+test('a writer connection the server closed is replaced at the next write; stop() closes it', async () => {
+  const app = uniqueChannel('pgn-cw');
+  const { listener, errors } = listenerRig({ applicationName: app });
+  const channel = uniqueChannel('cwr');
+  const consumer = `c_${channel}`;
+  const box = collect();
+  try {
+    await listener.start();
+    const sub = await listener.subscribe(channel, box.handler, {
+      durable: { consumer, startAt: 'now', schema },
+    });
+    await appendDurable(pool, channel, 'one', schema);
+    await box.wait('one');
+    const first = await writerPid(app, listener.pid);
+    assert.ok(await terminate(first));
+    await waitFor(async () => !(await backendPids(app)).includes(first), {
+      message: 'the terminated writer gone',
+    });
+    await appendDurable(pool, channel, 'two', schema);
+    await box.wait('two');
+    await sub.unsubscribe(); // its final cursor write goes on in the background
+    const last = box.got[1]?.cursor;
+    await waitFor(async () => (await loadCursor(pool, consumer, { schema })) === last, {
+      message: `the cursor ${last} stored on a new writer connection`,
+    });
+    assert.deepEqual(errors, []);
+  } finally {
+    await listener.stop();
+  }
+  await waitFor(async () => (await backendPids(app)).length === 0, {
+    message: 'no connection left after stop()',
+  });
+});
+
+test('a consumer subscribed again at once (unsubscribe not awaited) starts after what it handled', async () => {
+  const { listener, errors } = listenerRig({ decode: 'text' });
+  const channel = uniqueChannel('cwagain');
+  const consumer = `c_${channel}`;
+  const first = collect();
+  try {
+    await listener.start();
+    const sub = await listener.subscribe(channel, first.handler, {
+      durable: { consumer, startAt: 'now', schema },
+    });
+    for (const payload of ['1', '2', '3']) await appendDurable(pool, channel, payload, schema);
+    await first.atLeast(3);
+    const leaving = sub.unsubscribe();
+    const again = collect();
+    await listener.subscribe(channel, again.handler, { durable: { consumer, schema } });
+    await appendDurable(pool, channel, '4', schema);
+    await again.wait('4');
+    assert.deepEqual(again.raws(), ['4'], 'nothing handled before is handled again');
+    await leaving;
+    assert.deepEqual(errors, []);
+  } finally {
+    await listener.stop();
+  }
+});
