@@ -17,7 +17,7 @@
 
 import type { Tail } from './durable-tail.js';
 import { ErrorCode, type PgNotifyError } from './errors.js';
-import { type JournalPage, type JournalRow, readPage } from './journal.js';
+import { type JournalPage, type JournalRow, readPage } from './journal-read.js';
 import type { Queryable } from './notifier.js';
 import { isConnectionError } from './pg-client.js';
 import type { ExpiredGap } from './types.js';

@@ -9,7 +9,7 @@ import { ConsumerAcks, MAX_UNSTORED } from './durable-acks.js';
 import { Feed, type FeedHost, retryDelay } from './durable-feed.js';
 import type { Tail } from './durable-tail.js';
 import { ErrorCode, PgNotifyError, toError } from './errors.js';
-import type { JournalRow } from './journal.js';
+import type { JournalRow } from './journal-read.js';
 import { Subscription, type SubscriptionOwner, type SubscriptionSetup } from './subscription.js';
 import type { Gap, Handler, Notification, WaitOptions } from './types.js';
 

@@ -6,8 +6,8 @@
  */
 import { type Feed, type FeedHost, gone, PAGE_BYTES, PAGE_ROWS, retry } from './durable-feed.js';
 import { loadWakeKey, parseWake, type Wake } from './durable-wake.js';
-import { type JournalPage, readPage } from './journal.js';
 import { cursorAfterCommit, parseCursor } from './journal-cursor.js';
+import { type JournalPage, readPage } from './journal-read.js';
 
 /** The one live reader of a schema (per mode) on one listener. */
 export class Tail {

@@ -11,8 +11,9 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { sqlStateOf } from './errors.js';
-import { type JournalRow, journalError } from './journal.js';
+import { journalError } from './journal.js';
 import { cursorOf } from './journal-cursor.js';
+import type { JournalRow } from './journal-read.js';
 import { journalStatements } from './journal-sql.js';
 import type { Queryable } from './notifier.js';
 

@@ -10,9 +10,10 @@
 
 export { DiagnosticsChannel } from './diagnostics.js';
 export { ErrorCode, PgNotifyError, ValidationError } from './errors.js';
-export { installSchema, loadCursor, readJournal, saveCursor, wakeChannel } from './journal.js';
+export { installSchema, loadCursor, saveCursor, wakeChannel } from './journal.js';
 export { durableStatus, prune } from './journal-admin.js';
 export { compareCursors, isCursor } from './journal-cursor.js';
+export { readJournal } from './journal-read.js';
 export { MAX_DURABLE_PAYLOAD_BYTES } from './journal-write.js';
 export { createListener, Listener } from './listener.js';
 export { createNotifier, Notifier, notify } from './notifier.js';

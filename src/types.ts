@@ -8,15 +8,9 @@ import type { Listener } from './listener.js';
 import type { Router } from './router.js';
 
 export type { Decode, DecodeFunction, Schema } from './codec.js';
-export type {
-  InstallResult,
-  InstallSchemaOptions,
-  JournalOptions,
-  JournalPage,
-  JournalRow,
-  ReadJournalOptions,
-} from './journal.js';
+export type { InstallResult, InstallSchemaOptions, JournalOptions } from './journal.js';
 export type { DurableStatus, PruneOptions, PruneResult } from './journal-admin.js';
+export type { JournalPage, JournalRow, ReadJournalOptions } from './journal-read.js';
 export type { NotifierOptions, NotifyOptions, Queryable, SendOptions } from './notifier.js';
 export type {
   BufferOptions,

@@ -5,8 +5,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type pg from 'pg';
-import { readJournal } from '../src/journal.js';
 import { SCHEMA_VERSION } from '../src/journal-install.js';
+import { readJournal } from '../src/journal-read.js';
 import { journalNames } from '../src/journal-sql.js';
 import { appendDurableBatch } from '../src/journal-write.js';
 import { assertExit, runCli } from './helpers/cli.js';

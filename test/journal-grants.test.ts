@@ -8,15 +8,10 @@ import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import type pg from 'pg';
 import { sqlStateOf } from '../src/errors.js';
-import {
-  installSchema,
-  loadCursor,
-  readJournal,
-  resolveCursor,
-  saveCursor,
-} from '../src/journal.js';
+import { installSchema, loadCursor, resolveCursor, saveCursor } from '../src/journal.js';
 import { durableStatus, prune } from '../src/journal-admin.js';
 import { installSql } from '../src/journal-install.js';
+import { readJournal } from '../src/journal-read.js';
 import { appendDurable, appendDurableBatch } from '../src/journal-write.js';
 import { quoteIdent } from '../src/sql.js';
 import { connect, dropSchema, readAll, testPool, uniqueSchema } from './helpers/journal.js';

@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type pg from 'pg';
-import { installSchema, readJournal } from '../src/journal.js';
+import { installSchema } from '../src/journal.js';
+import { readJournal } from '../src/journal-read.js';
 import { journalNames, journalStatements } from '../src/journal-sql.js';
 import { appendDurable } from '../src/journal-write.js';
 import { NOTIFY_BATCH_SQL, NOTIFY_SQL } from '../src/sql.js';

@@ -7,7 +7,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type pg from 'pg';
-import { type JournalRow, readJournal, resolveCursor } from '../src/journal.js';
+import { resolveCursor } from '../src/journal.js';
+import { type JournalRow, readJournal } from '../src/journal-read.js';
 import { journalNames } from '../src/journal-sql.js';
 import { appendDurable, appendDurableBatch } from '../src/journal-write.js';
 import { waitFor } from './helpers/db.js';

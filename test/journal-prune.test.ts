@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type pg from 'pg';
-import { type ExpiredGap, type JournalRow, readJournal } from '../src/journal.js';
 import { prune } from '../src/journal-admin.js';
+import { type ExpiredGap, type JournalRow, readJournal } from '../src/journal-read.js';
 import { appendDurable, appendDurableBatch } from '../src/journal-write.js';
 import { connect, journalFixture } from './helpers/journal.js';
 

@@ -7,8 +7,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type pg from 'pg';
-import { installSchema, readJournal, readPage, resolveCursor } from '../src/journal.js';
+import { installSchema, resolveCursor } from '../src/journal.js';
 import { cursorAfterCommit, START_CURSOR } from '../src/journal-cursor.js';
+import { readJournal, readPage } from '../src/journal-read.js';
 import { journalNames, readInlineSql, readPreparedSql } from '../src/journal-sql.js';
 import { appendDurable, appendDurableBatch } from '../src/journal-write.js';
 import { QueryQueue } from '../src/query-queue.js';

@@ -11,7 +11,6 @@ import { ErrorCode, type PgNotifyError } from '../src/errors.js';
 import {
   installSchema,
   loadCursor,
-  readJournal,
   resolveCursor,
   saveCursor,
   wakeChannel,
@@ -19,6 +18,7 @@ import {
 import { durableStatus, prune } from '../src/journal-admin.js';
 import { compareCursors, parseCursor, START_CURSOR } from '../src/journal-cursor.js';
 import { installSql, MIGRATIONS, SCHEMA_VERSION } from '../src/journal-install.js';
+import { readJournal } from '../src/journal-read.js';
 import { journalNames } from '../src/journal-sql.js';
 import {
   appendDurable,

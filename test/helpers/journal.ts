@@ -5,7 +5,8 @@
 import { randomBytes } from 'node:crypto';
 import { after, before } from 'node:test';
 import pg from 'pg';
-import { installSchema, type JournalRow, readJournal } from '../../src/journal.js';
+import { installSchema } from '../../src/journal.js';
+import { type JournalRow, readJournal } from '../../src/journal-read.js';
 import type { Queryable } from '../../src/notifier.js';
 import { quoteIdent } from '../../src/sql.js';
 import { databaseUrl } from './db.js';
