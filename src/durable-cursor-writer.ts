@@ -9,7 +9,7 @@ import type pg from 'pg';
 import { ErrorCode, PgNotifyError } from './errors.js';
 import { saveCursor } from './journal.js';
 import type { Queryable } from './notifier.js';
-import { closeClient, isConnectionError, makeClient } from './pg-client.js';
+import { closeClient, destroySocket, isConnectionError, makeClient } from './pg-client.js';
 import { QueryQueue } from './query-queue.js';
 import type { ConnectionOption } from './types.js';
 
@@ -39,8 +39,10 @@ export class CursorWriter {
 
   /**
    * Stores `cursor` for `consumer` (unless the stored one is at or past it). A connection that
-   * failed since the last write (e.g. closed by the server while idle) is replaced, once. After
-   * {@link close}, on a connection opened for this write alone.
+   * failed since the last write (e.g. closed by the server while idle) is replaced, once. A
+   * write that takes longer than `connectTimeoutMs` (a link gone silent, which the OS may not
+   * notice for hours) fails and drops its connection. After {@link close}, on a connection
+   * opened for this write alone.
    */
   async write(schema: string, consumer: string, cursor: string): Promise<void> {
     const store = (link: Link): Promise<unknown> =>
@@ -53,7 +55,7 @@ export class CursorWriter {
     if (this.#closed) {
       const link = await this.#connect();
       try {
-        await store(link);
+        await this.#timed(link, store);
       } finally {
         await closeClient(link.client);
       }
@@ -62,13 +64,37 @@ export class CursorWriter {
     for (let attempt = 0; ; attempt++) {
       const link = await this.#current();
       try {
-        await store(link);
+        await this.#timed(link, store);
         return;
       } catch (error) {
         if (!isConnectionError(error) && !link.broken) throw error;
         this.#drop(link);
         if (attempt > 0 || this.#closed) throw error;
       }
+    }
+  }
+
+  /** Runs `store` on `link` within `connectTimeoutMs`; past it, cuts the link and rejects. */
+  async #timed(link: Link, store: (link: Link) => Promise<unknown>): Promise<void> {
+    const ms = this.#options.connectTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        link.broken = true;
+        destroySocket(link.client);
+        reject(
+          new PgNotifyError(
+            ErrorCode.CONNECTION_FAILED,
+            `a cursor write took longer than ${ms} ms (connectTimeoutMs): its connection was dropped`,
+            { retryable: true },
+          ),
+        );
+      }, ms);
+    });
+    try {
+      await Promise.race([store(link), late]);
+    } finally {
+      clearTimeout(timer);
     }
   }
 

@@ -1,14 +1,18 @@
 /**
  * Named consumers' cursor writes on a connection of their own: a write stuck on a lock (or
  * waiting for its WAL flush) never holds up the listener's journal reads; a writer connection
- * the server closed is replaced at the next write; stop() closes it.
+ * the server closed is replaced at the next write, one gone silent after connectTimeoutMs;
+ * stop() closes it.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import pg from 'pg';
 import { loadCursor } from '../src/journal.js';
 import { appendDurable } from '../src/journal-write.js';
-import { backendPids, terminate, uniqueChannel, waitFor } from './helpers/db.js';
+import { deferred } from './helpers/async.js';
+import { backendPids, databaseUrl, terminate, uniqueChannel, waitFor } from './helpers/db.js';
 import { connect, journalFixture } from './helpers/journal.js';
+import { startProxy } from './helpers/proxy.js';
 import { collect, listenerRig } from './helpers/rig.js';
 
 const { schema, pool } = journalFixture('dcw', 3);
@@ -129,5 +133,59 @@ test('a consumer subscribed again at once (unsubscribe not awaited) starts after
     assert.deepEqual(errors, []);
   } finally {
     await listener.stop();
+  }
+});
+
+test('a cursor write on a link gone silent fails after connectTimeoutMs and is stored on a new connection', async () => {
+  const server = new URL(databaseUrl());
+  const proxy = await startProxy({
+    targetHost: server.hostname,
+    targetPort: Number(server.port || 5432),
+  });
+  // The listener's own connection is direct; the cursor writer's (the second) goes through the proxy.
+  let made = 0;
+  const { listener, errors } = listenerRig({
+    decode: 'text',
+    connectTimeoutMs: 2_000,
+    connection: () =>
+      new pg.Client({
+        connectionString: made++ === 0 ? databaseUrl() : proxy.url(databaseUrl()),
+      }),
+  });
+  const channel = uniqueChannel('cwsilent');
+  const consumer = `c_${channel}`;
+  const box = collect();
+  const gate = deferred();
+  // At or past: with nothing waiting, the stored cursor may move on to the read position.
+  const stored = (cursor: string | undefined, message: string) =>
+    waitFor(async () => ((await loadCursor(pool, consumer, { schema })) ?? '') >= (cursor ?? '~'), {
+      timeoutMs: 15_000,
+      message,
+    });
+  try {
+    await listener.start();
+    const sub = await listener.subscribe(
+      channel,
+      async (n) => {
+        box.handler(n);
+        if (n.raw === 'held') await gate.promise;
+      },
+      { durable: { consumer, startAt: 'now', schema } },
+    );
+    await appendDurable(pool, channel, 'first', schema);
+    await box.wait('first');
+    await stored(box.got[0]?.cursor, 'the first cursor, through the proxy');
+    await appendDurable(pool, channel, 'held', schema);
+    await box.wait('held');
+    proxy.stall(); // the writer's connection goes silent, without a reset
+    gate.resolve(); // its acknowledgement makes a cursor write, which the link swallows
+    proxy.resume(); // new connections get through again; the silent one stays silent
+    await stored(box.got[1]?.cursor, 'the held cursor, on a new connection');
+    await sub.unsubscribe();
+    assert.deepEqual(errors, []);
+  } finally {
+    gate.resolve();
+    await listener.stop();
+    await proxy.close();
   }
 });
