@@ -126,6 +126,12 @@ export class CursorWriter {
   }
 
   #open(): Promise<Link> {
+    // A write that was on its way when close() ran: nothing may reopen the shared connection.
+    if (this.#closed) {
+      return Promise.reject(
+        new PgNotifyError(ErrorCode.CLOSED, 'the listener stopped during a cursor write'),
+      );
+    }
     const next = this.#connect();
     this.#link = next;
     return next;
