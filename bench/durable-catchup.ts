@@ -40,10 +40,10 @@ const MB = 1024 * 1024;
  * the backlog has the shape durable publishing gives it. (Reading one transaction of 100 000
  * rows is much slower: see docs/benchmark.md.)
  */
-const PER_STATEMENT = 1_000;
+export const PER_STATEMENT = 1_000;
 
 /** Journal rows `$2 … $3` on channel `$1`: the payloads of (a)'s bulk statement. */
-const BACKLOG_SQL = (q: string) =>
+export const BACKLOG_SQL = (q: string) =>
   `INSERT INTO ${q}.journal (channel, payload) SELECT $1, json_build_object('id', i, 'name', 'user_' || i, 'email', 'user' || i || '@example.com', 'tags', json_build_array('a','b','c'), 'active', true)::text FROM generate_series($2::int, $3::int) i`;
 
 interface ChildMessage {

@@ -3,12 +3,36 @@
  * `valgrind --tool=cachegrind … node --import tsx bench/instructions-child.ts <contestant> <prefix> <channels> <count>`.
  * Starts the contestant on `channels` channels (`prefix0` …), one subscriber each, prints
  * `ready`, receives `count` notifications, closes and exits. Its counts are the parent's data.
+ * With contestant `durable` (`durable <schema> <channel> <count>`): a durable subscription reads
+ * the first `count` messages of the journal backlog the parent wrote, then exits.
  */
 
+import { createListener } from '../src/index.js';
 import { Sink, withListener } from './common.js';
 import { LISTENERS, type ListenerName } from './contestants.js';
 import { subscribersOf } from './fanout.js';
 
+const url = process.env.DATABASE_URL ?? '';
+if (process.argv[2] === 'durable') {
+  const [, schema, channel, countText] = process.argv.slice(2);
+  const count = Number(countText);
+  if (schema === undefined || channel === undefined || !(count > 0))
+    throw new Error('usage: durable <schema> <channel> <count>');
+  const sink = new Sink(count);
+  const listener = createListener({ connection: url });
+  await listener.start();
+  process.stdout.write('ready\n');
+  // `after`, not a named consumer: a consumer writes its cursor every 100 ms, a count that
+  // depends on how slow valgrind makes the process (one write per ~50 messages under it, per
+  // 1 000 natively), where everything else here is the same work per message at any speed.
+  await listener.subscribe(channel, (n) => sink.onPayload(n.payload), {
+    durable: { after: 'start', schema },
+  });
+  await sink.done;
+  await listener.stop();
+  process.stdout.write(`done ${sink.count}\n`);
+  process.exit(0);
+}
 const [name, prefix, channelsText, countText] = process.argv.slice(2);
 const channels = Number(channelsText);
 const count = Number(countText);
@@ -20,7 +44,6 @@ if (
 ) {
   throw new Error('usage: <contestant> <prefix> <channels> <count>');
 }
-const url = process.env.DATABASE_URL ?? '';
 const sink = new Sink(count);
 await withListener(
   name as ListenerName,

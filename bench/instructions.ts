@@ -13,6 +13,9 @@
  * cycles weigh a first-level miss as 10 instructions and a last-level miss as 100 (the
  * estimate of callgrind's and cachegrind's own tooling).
  *
+ * With pgnotify selected, one more row: a durable subscription catching up a journal backlog,
+ * per message, the same way (countDurable).
+ *
  * Every contestant runs with V8's `--predictable`: garbage collection and compilation on the
  * main thread, no time-based heuristics. Without it, when a background compile lands or an
  * incremental marking step runs depends on timing, and the same contestant's figure moved by
@@ -24,11 +27,26 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { benchChannel, type Context, deadline, type WorkloadResult } from './common.js';
+import { installSchema } from '../src/index.js';
+import { quoteIdent } from '../src/sql.js';
+import {
+  benchChannel,
+  type Context,
+  connectedClient,
+  deadline,
+  RUN_ID,
+  runAppName,
+  type WorkloadResult,
+} from './common.js';
 import { BASELINE, LISTENERS, type ListenerName, PEERS } from './contestants.js';
+import { BACKLOG_SQL, PER_STATEMENT } from './durable-catchup.js';
 import { best, fmt, ratio, table } from './report.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
+/** The row of the durable consumer (with pgnotify selected). */
+const DURABLE = 'pgnotify durable consumer';
+/** Messages of the durable row's smaller run (its larger one reads 3×). */
+const DURABLE_N = 50_000;
 
 interface Layout {
   label: string;
@@ -69,7 +87,29 @@ async function countOne(
   count: number,
 ): Promise<Counts> {
   const prefix = `${benchChannel('ins')}_`;
-  const out = path.join(dir, `${prefix}.cg`);
+  return countChild(
+    dir,
+    ctx.url,
+    name,
+    [name, prefix, String(layout.channels), String(count)],
+    count,
+    () => ctx.sender.spread(prefix, count, layout.channels),
+  );
+}
+
+/**
+ * One instructions-child.ts under cachegrind with `args`: once it is ready, `send` (the
+ * notifications it waits for), then its counts once it exits having received `count`.
+ */
+async function countChild(
+  dir: string,
+  url: string,
+  name: string,
+  args: string[],
+  count: number,
+  send: () => Promise<void>,
+): Promise<Counts> {
+  const out = path.join(dir, `${benchChannel('cg')}.cg`);
   const child = spawn(
     'valgrind',
     [
@@ -83,12 +123,9 @@ async function countOne(
       '--import',
       'tsx',
       path.join(HERE, 'instructions-child.ts'),
-      name,
-      prefix,
-      String(layout.channels),
-      String(count),
+      ...args,
     ],
-    { env: { ...process.env, DATABASE_URL: ctx.url }, stdio: ['ignore', 'pipe', 'pipe'] },
+    { env: { ...process.env, DATABASE_URL: url }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let stdout = '';
   let stderr = '';
@@ -115,7 +152,7 @@ async function countOne(
   ready.catch(() => undefined);
   try {
     await deadline(ready, 10 * 60_000, `${name} under valgrind: ready`);
-    await ctx.sender.spread(prefix, count, layout.channels);
+    await send();
     const code = await deadline(
       exited,
       20 * 60_000,
@@ -127,6 +164,37 @@ async function countOne(
   } finally {
     if (child.exitCode === null) child.kill('SIGKILL');
     await rm(out, { force: true });
+  }
+}
+
+/**
+ * The durable consumer's work per message, counted the same way: a durable subscription catching
+ * up the first n, then the first 3n, messages of one journal backlog ((j)'s payloads, statements
+ * of 1 000 rows); reads, decoding and delivery, no cursor writes (instructions-child.ts says why).
+ */
+async function countDurable(ctx: Context, dir: string, n: number): Promise<Counts> {
+  const schema = `bench_ins_${RUN_ID}`;
+  const q = quoteIdent(schema);
+  const channel = benchChannel('insd');
+  const admin = await connectedClient(ctx.url, runAppName('ins-admin'));
+  try {
+    await installSchema({ client: admin, schema });
+    for (let from = 1; from <= 3 * n; from += PER_STATEMENT) {
+      const to = Math.min(3 * n, from + PER_STATEMENT - 1);
+      await admin.query(BACKLOG_SQL(q), [channel, from, to]);
+    }
+    const run = (count: number) =>
+      countChild(dir, ctx.url, DURABLE, ['durable', schema, channel, String(count)], count, () =>
+        Promise.resolve(),
+      );
+    const [small, large] = [await run(n), await run(3 * n)];
+    return {
+      instructions: (large.instructions - small.instructions) / (2 * n),
+      cycles: (large.cycles - small.cycles) / (2 * n),
+    };
+  } finally {
+    await admin.query(`DROP SCHEMA IF EXISTS ${q} CASCADE`).catch(() => undefined);
+    await admin.end();
   }
 }
 
@@ -198,6 +266,17 @@ export async function instructions(ctx: Context): Promise<WorkloadResult> {
       medians[row] = { ...per };
       samples[row] = { instructions: [per.instructions], cycles: [per.cycles] };
     });
+    if (listeners.includes('pgnotify')) {
+      const per = await countDurable(ctx, dir, DURABLE_N);
+      ctx.progress(
+        `instructions durable catch-up: ${fmt(per.instructions)} instructions, ${fmt(per.cycles)} est. cycles per message`,
+      );
+      medians[`durable catch-up / ${DURABLE}`] = { ...per };
+      samples[`durable catch-up / ${DURABLE}`] = {
+        instructions: [per.instructions],
+        cycles: [per.cycles],
+      };
+    }
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -226,10 +305,27 @@ export async function instructions(ctx: Context): Promise<WorkloadResult> {
       rows.push(cells);
     }
   }
+  const durable = medians[`durable catch-up / ${DURABLE}`];
+  if (durable !== undefined) {
+    // Against the plain delivery of one channel: pg's (the baseline) and pgnotify's own.
+    const plain = (name: string, metric: keyof Counts) =>
+      medians[`${first.label} / ${name}`]?.[metric];
+    rows.push([
+      'durable catch-up',
+      DURABLE,
+      fmt(durable.instructions),
+      ratio(durable.instructions, plain(BASELINE, 'instructions')),
+      '—',
+      fmt(durable.cycles),
+      ratio(durable.cycles, plain(BASELINE, 'cycles')),
+      '—',
+      ratio(durable.cycles, plain('pgnotify', 'cycles')),
+    ]);
+  }
   return {
     key: 'instructions',
     title,
-    params: { n, layouts, valgrind },
+    params: { n, layouts, valgrind, durableN: DURABLE_N },
     samples,
     medians,
     text: table(
@@ -249,7 +345,8 @@ export async function instructions(ctx: Context): Promise<WorkloadResult> {
       [
         `per notification (lower is better), = (count after ${fmt(3 * n)} − count after ${fmt(n)}) / ${fmt(2 * n)}, one subscriber per channel;`,
         `${valgrind} --tool=cachegrind --cache-sim=yes, node --predictable; est. cycles = instructions + 10 × L1 misses + 100 × last-level misses;`,
-        'every figure is the whole process (pg, JSON.parse, garbage collection, compilation, the library); counts, not timings (within ~1 % run to run)',
+        'every figure is the whole process (pg, JSON.parse, garbage collection, compilation, the library); counts, not timings (within ~1 % run to run);',
+        `durable catch-up: a durable subscription (after: 'start', so no cursor writes: those run on a timer) reading the first ${fmt(DURABLE_N)}, then ${fmt(3 * DURABLE_N)}, messages of a journal backlog ((j)'s payloads); ×${first.label}: against pgnotify's plain delivery`,
       ],
       2,
     ),

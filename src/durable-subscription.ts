@@ -4,6 +4,7 @@
  * (durable.ts) for `listener.subscribe(…, { durable })`.
  */
 
+import { clock } from './connect.js';
 import type { DurableConfig, DurableHub } from './durable.js';
 import { ConsumerAcks, MAX_UNSTORED } from './durable-acks.js';
 import { Feed, type FeedHost, retryDelay } from './durable-feed.js';
@@ -144,11 +145,18 @@ export class DurableSubscription<T = unknown> extends Subscription<T> {
         byRow.set(row, n);
       }
     }
-    this.#inOrder(n, (value) => {
-      if (value === null) return; // never deliverable: passed over, like a plain decode failure
-      this.#acks?.delivered(row.cursor);
-      super.deliver(value);
-    });
+    this.#inOrder(n, this.#deliverRow);
+  }
+
+  /** Delivers an offered row in its turn (one function per subscription, not one per row). */
+  readonly #deliverRow = (value: Notification<T> | null): void => {
+    if (value === null) return; // never deliverable: passed over, like a plain decode failure
+    this.#acks?.delivered(value.cursor as string);
+    this.#deliver(value);
+  };
+
+  #deliver(value: Notification<T>): void {
+    super.deliver(value);
   }
 
   /** The row as a notification, null when it fails to decode or validate (reported). */
@@ -166,18 +174,21 @@ export class DurableSubscription<T = unknown> extends Subscription<T> {
       );
       return null;
     }
-    const build = (payload: unknown): Notification<T> | null =>
-      payload === FAILED
-        ? null
-        : {
-            channel: row.channel,
-            payload: payload as T,
-            raw: row.payload,
-            pid: row.pid,
-            receivedAt: Date.now(),
-            cursor: row.cursor,
-          };
-    return checked instanceof Promise ? checked.then(build) : build(checked);
+    return checked instanceof Promise
+      ? checked.then((payload) => this.#build(row, payload))
+      : this.#build(row, checked);
+  }
+
+  #build(row: JournalRow, payload: unknown): Notification<T> | null {
+    if (payload === FAILED) return null;
+    return {
+      channel: row.channel,
+      payload: payload as T,
+      raw: row.payload,
+      pid: row.pid,
+      receivedAt: clock(),
+      cursor: row.cursor,
+    };
   }
 
   /**

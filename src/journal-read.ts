@@ -191,7 +191,7 @@ export async function readPage(
         cursor = cursorOf(r.seq, r.id as string);
         seqPart = cursor.slice(0, 20); // "<seq, 19 digits>-"
         at = r.at as number;
-      } else cursor = seqPart + (r.id as string).padStart(19, '0');
+      } else cursor = seqPart + (r.id as string);
       if (r.channel !== null) channel = r.channel;
       if (r.pid !== null) pid = r.pid;
       // The fields left out rely on the rows arriving in journal order (the order of the read's

@@ -143,7 +143,7 @@ UNION ALL
 SELECT CASE WHEN p.rn = 1 OR p.running <= ${p(5)}::bigint THEN NULL ELSE 'c' END,
   CASE WHEN p.rn = 1 OR p.channel <> p.prev_channel THEN p.channel END,
   CASE WHEN p.rn = 1 OR p.seq <> p.prev_seq THEN p.seq::text END,
-  p.id::text,
+  pg_catalog.lpad(p.id::text, 19, '0'),
   CASE WHEN p.rn = 1 OR p.running <= ${p(5)}::bigint THEN p.payload END,
   CASE WHEN p.rn = 1 OR p.pid <> p.prev_pid THEN p.pid END,
   CASE WHEN p.rn = 1 OR p.seq <> p.prev_seq THEN pg_catalog.date_part('epoch', p.committed_at) * 1000 END
@@ -284,7 +284,8 @@ export function journalStatements(schema: string = DEFAULT_SCHEMA): JournalState
     // rows while the running byte total stays within the budget, and always its first row, so a
     // row larger than the budget still advances the reader; the first row past the budget comes
     // back without its payload as 'c' (the page is not whole). Only returned rows are detoasted.
-    // Per row, the client's decoding of each field dominates: a row carries its id and payload,
+    // Per row, the client's decoding of each field dominates: a row carries its id (padded to 19
+    // digits, as a cursor holds it: the server pads it cheaper than the client) and payload,
     // and channel, seq (with the commit time) and pid only where they change (lag() in the same
     // window, no second pass). No count(*) OVER () and no ORDER BY over the UNION: either holds
     // the whole page back before its first row goes out, where rows now stream from the window
