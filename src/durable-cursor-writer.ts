@@ -9,7 +9,7 @@ import type pg from 'pg';
 import { ErrorCode, PgNotifyError } from './errors.js';
 import { saveCursor } from './journal.js';
 import type { Queryable } from './notifier.js';
-import { closeClient, destroySocket, isConnectionError, makeClient } from './pg-client.js';
+import { closeClient, isConnectionError, makeClient, withinTimeout } from './pg-client.js';
 import { QueryQueue } from './query-queue.js';
 import type { ConnectionOption } from './types.js';
 
@@ -76,26 +76,7 @@ export class CursorWriter {
 
   /** Runs `store` on `link` within `connectTimeoutMs`; past it, cuts the link and rejects. */
   async #timed(link: Link, store: (link: Link) => Promise<unknown>): Promise<void> {
-    const ms = this.#options.connectTimeoutMs;
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        link.broken = true;
-        destroySocket(link.client);
-        reject(
-          new PgNotifyError(
-            ErrorCode.CONNECTION_FAILED,
-            `a cursor write took longer than ${ms} ms (connectTimeoutMs): its connection was dropped`,
-            { retryable: true },
-          ),
-        );
-      }, ms);
-    });
-    try {
-      await Promise.race([store(link), late]);
-    } finally {
-      clearTimeout(timer);
-    }
+    await withinTimeout(link.client, store(link), this.#options.connectTimeoutMs, 'a cursor write');
   }
 
   /** Closes the connection (writes after this open one of their own). */
@@ -152,29 +133,11 @@ export class CursorWriter {
     client.on('end', () => {
       link.broken = true;
     });
-    let timer: NodeJS.Timeout | undefined;
     try {
-      await Promise.race([
-        client.connect(),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () =>
-              reject(
-                new PgNotifyError(
-                  ErrorCode.CONNECTION_FAILED,
-                  `connecting took longer than ${connectTimeoutMs} ms`,
-                  { retryable: true },
-                ),
-              ),
-            connectTimeoutMs,
-          );
-        }),
-      ]);
+      await withinTimeout(client, client.connect(), connectTimeoutMs, 'connecting');
     } catch (error) {
       await closeClient(client);
       throw error;
-    } finally {
-      clearTimeout(timer);
     }
     return link;
   }

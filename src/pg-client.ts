@@ -84,25 +84,41 @@ export function destroySocket(client: pg.Client): void {
  * Connects a client and runs `sql` on it, within `timeoutMs` for both together; past it the
  * socket is destroyed and the call rejects `PGNOTIFY_CONNECTION_FAILED` (retryable).
  */
-export async function connectAndRun(
+export function connectAndRun(client: pg.Client, sql: string, timeoutMs: number): Promise<void> {
+  return withinTimeout(
+    client,
+    (async () => {
+      await client.connect();
+      await client.query(sql);
+    })(),
+    timeoutMs,
+    'connecting',
+  );
+}
+
+/**
+ * Waits for `work` on `client` (connecting, a statement) for at most `timeoutMs`: past it the
+ * socket is destroyed (so `work` fails too) and the call rejects `PGNOTIFY_CONNECTION_FAILED`
+ * (retryable), "`what` took longer than connectTimeoutMs (… ms)". A link gone silent is noticed
+ * by the OS only after hours.
+ */
+export async function withinTimeout<T>(
   client: pg.Client,
-  sql: string,
+  work: Promise<T>,
   timeoutMs: number,
-): Promise<void> {
+  what: string,
+): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {
-    await Promise.race([
-      (async () => {
-        await client.connect();
-        await client.query(sql);
-      })(),
+    return await Promise.race([
+      work,
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => {
           destroySocket(client);
           reject(
             new PgNotifyError(
               ErrorCode.CONNECTION_FAILED,
-              `connecting took longer than connectTimeoutMs (${timeoutMs} ms)`,
+              `${what} took longer than connectTimeoutMs (${timeoutMs} ms)`,
               { retryable: true },
             ),
           );
