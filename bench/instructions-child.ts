@@ -3,10 +3,12 @@
  * `valgrind --tool=cachegrind … node --import tsx bench/instructions-child.ts <contestant> <prefix> <channels> <count>`.
  * Starts the contestant on `channels` channels (`prefix0` …), one subscriber each, prints
  * `ready`, receives `count` notifications, closes and exits. Its counts are the parent's data.
- * With contestant `durable` (`durable <schema> <channel> <count>`): a durable subscription reads
- * the first `count` messages of the journal backlog the parent wrote, then exits.
+ * With contestant `durable` (`durable <schema> <channel> <count> [consumer]`): a durable
+ * subscription reads the first `count` messages of the journal backlog the parent wrote, then
+ * exits; with `consumer`, as that named consumer (from the start, storing its cursor).
  */
 
+import { flushTiming } from '../src/durable-acks.js';
 import { createListener } from '../src/index.js';
 import { Sink, withListener } from './common.js';
 import { LISTENERS, type ListenerName } from './contestants.js';
@@ -14,19 +16,21 @@ import { subscribersOf } from './fanout.js';
 
 const url = process.env.DATABASE_URL ?? '';
 if (process.argv[2] === 'durable') {
-  const [, schema, channel, countText] = process.argv.slice(2);
+  const [, schema, channel, countText, consumer] = process.argv.slice(2);
   const count = Number(countText);
   if (schema === undefined || channel === undefined || !(count > 0))
-    throw new Error('usage: durable <schema> <channel> <count>');
+    throw new Error('usage: durable <schema> <channel> <count> [consumer]');
   const sink = new Sink(count);
   const listener = createListener({ connection: url });
   await listener.start();
   process.stdout.write('ready\n');
-  // `after`, not a named consumer: a consumer writes its cursor every 100 ms, a count that
-  // depends on how slow valgrind makes the process (one write per ~50 messages under it, per
-  // 1 000 natively), where everything else here is the same work per message at any speed.
+  // A named consumer writes its cursor per 1 000 acknowledgements and every 100 ms. The timer
+  // is off here: under valgrind (~50× slower) it would write every ~50 messages, a count that
+  // depends on the machine's speed, where everything else is the same work at any speed.
+  if (consumer !== undefined) flushTiming.intervalMs = Infinity;
   await listener.subscribe(channel, (n) => sink.onPayload(n.payload), {
-    durable: { after: 'start', schema },
+    durable:
+      consumer === undefined ? { after: 'start', schema } : { consumer, startAt: 'start', schema },
   });
   await sink.done;
   await listener.stop();

@@ -47,6 +47,11 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const DURABLE = 'pgnotify durable consumer';
 /** Messages of the durable row's smaller run (its larger one reads 3×). */
 const DURABLE_N = 50_000;
+/** The durable rows: a subscription with `after` (no cursor writes), and a named consumer. */
+const DURABLE_ROWS = [
+  ['after', 'durable catch-up'],
+  ['named', 'durable catch-up, named'],
+] as const;
 
 interface Layout {
   label: string;
@@ -170,9 +175,14 @@ async function countChild(
 /**
  * The durable consumer's work per message, counted the same way: a durable subscription catching
  * up the first n, then the first 3n, messages of one journal backlog ((j)'s payloads, statements
- * of 1 000 rows); reads, decoding and delivery, no cursor writes (instructions-child.ts says why).
+ * of 1 000 rows); reads, decoding and delivery. `after`: no cursor writes; `named`: a named
+ * consumer, its cursor written per 1 000 acknowledgements (its timer off: instructions-child.ts).
  */
-async function countDurable(ctx: Context, dir: string, n: number): Promise<Counts> {
+async function countDurable(
+  ctx: Context,
+  dir: string,
+  n: number,
+): Promise<Record<'after' | 'named', Counts>> {
   const schema = `bench_ins_${RUN_ID}`;
   const q = quoteIdent(schema);
   const channel = benchChannel('insd');
@@ -183,14 +193,26 @@ async function countDurable(ctx: Context, dir: string, n: number): Promise<Count
       const to = Math.min(3 * n, from + PER_STATEMENT - 1);
       await admin.query(BACKLOG_SQL(q), [channel, from, to]);
     }
-    const run = (count: number) =>
-      countChild(dir, ctx.url, DURABLE, ['durable', schema, channel, String(count)], count, () =>
-        Promise.resolve(),
-      );
-    const [small, large] = [await run(n), await run(3 * n)];
+    const per = async (consumer: (count: number) => string[]): Promise<Counts> => {
+      const run = (count: number) =>
+        countChild(
+          dir,
+          ctx.url,
+          DURABLE,
+          ['durable', schema, channel, String(count), ...consumer(count)],
+          count,
+          () => Promise.resolve(),
+        );
+      const [small, large] = [await run(n), await run(3 * n)];
+      return {
+        instructions: (large.instructions - small.instructions) / (2 * n),
+        cycles: (large.cycles - small.cycles) / (2 * n),
+      };
+    };
     return {
-      instructions: (large.instructions - small.instructions) / (2 * n),
-      cycles: (large.cycles - small.cycles) / (2 * n),
+      after: await per(() => []),
+      // A consumer of its own per run: each starts from the start.
+      named: await per((count) => [`bench-ins-${count}`]),
     };
   } finally {
     await admin.query(`DROP SCHEMA IF EXISTS ${q} CASCADE`).catch(() => undefined);
@@ -267,15 +289,18 @@ export async function instructions(ctx: Context): Promise<WorkloadResult> {
       samples[row] = { instructions: [per.instructions], cycles: [per.cycles] };
     });
     if (listeners.includes('pgnotify')) {
-      const per = await countDurable(ctx, dir, DURABLE_N);
-      ctx.progress(
-        `instructions durable catch-up: ${fmt(per.instructions)} instructions, ${fmt(per.cycles)} est. cycles per message`,
-      );
-      medians[`durable catch-up / ${DURABLE}`] = { ...per };
-      samples[`durable catch-up / ${DURABLE}`] = {
-        instructions: [per.instructions],
-        cycles: [per.cycles],
-      };
+      const counts = await countDurable(ctx, dir, DURABLE_N);
+      for (const [kind, label] of DURABLE_ROWS) {
+        const per = counts[kind];
+        ctx.progress(
+          `instructions ${label}: ${fmt(per.instructions)} instructions, ${fmt(per.cycles)} est. cycles per message`,
+        );
+        medians[`${label} / ${DURABLE}`] = { ...per };
+        samples[`${label} / ${DURABLE}`] = {
+          instructions: [per.instructions],
+          cycles: [per.cycles],
+        };
+      }
     }
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -305,13 +330,14 @@ export async function instructions(ctx: Context): Promise<WorkloadResult> {
       rows.push(cells);
     }
   }
-  const durable = medians[`durable catch-up / ${DURABLE}`];
-  if (durable !== undefined) {
+  for (const [, label] of DURABLE_ROWS) {
+    const durable = medians[`${label} / ${DURABLE}`];
+    if (durable === undefined) continue;
     // Against the plain delivery of one channel: pg's (the baseline) and pgnotify's own.
     const plain = (name: string, metric: keyof Counts) =>
       medians[`${first.label} / ${name}`]?.[metric];
     rows.push([
-      'durable catch-up',
+      label,
       DURABLE,
       fmt(durable.instructions),
       ratio(durable.instructions, plain(BASELINE, 'instructions')),
@@ -346,7 +372,7 @@ export async function instructions(ctx: Context): Promise<WorkloadResult> {
         `per notification (lower is better), = (count after ${fmt(3 * n)} − count after ${fmt(n)}) / ${fmt(2 * n)}, one subscriber per channel;`,
         `${valgrind} --tool=cachegrind --cache-sim=yes, node --predictable; est. cycles = instructions + 10 × L1 misses + 100 × last-level misses;`,
         'every figure is the whole process (pg, JSON.parse, garbage collection, compilation, the library); counts, not timings (within ~1 % run to run);',
-        `durable catch-up: a durable subscription (after: 'start', so no cursor writes: those run on a timer) reading the first ${fmt(DURABLE_N)}, then ${fmt(3 * DURABLE_N)}, messages of a journal backlog ((j)'s payloads); ×${first.label}: against pgnotify's plain delivery`,
+        `durable catch-up: a durable subscription (after: 'start', no cursor writes) reading the first ${fmt(DURABLE_N)}, then ${fmt(3 * DURABLE_N)}, messages of a journal backlog ((j)'s payloads); named: the same as a named consumer, its cursor written per 1 000 acknowledgements (the 100 ms timer off, so the count is the same at valgrind's speed); ×${first.label}: against pgnotify's plain delivery`,
       ],
       2,
     ),
