@@ -29,16 +29,13 @@ export const MAX_UNSTORED = 2 * FLUSH_EVERY;
  */
 export const flushTiming = { intervalMs: FLUSH_INTERVAL_MS };
 
-interface Entry {
-  readonly cursor: string;
-  done: boolean;
-}
-
 /** @internal */
 export class ConsumerAcks {
-  /** Rows handed to the subscription and not yet acknowledged in order. */
-  #pending: Entry[] = [];
+  /** Cursors of the rows handed to the subscription, from #head on not yet acknowledged in order. */
+  #pending: string[] = [];
   #head = 0;
+  /** Rows acknowledged ahead of an earlier one still unacknowledged (handlers run concurrently). */
+  readonly #early = new Set<string>();
   /** The newest cursor every row up to which is acknowledged. */
   #acked: string | undefined;
   /** The cursor last stored. */
@@ -85,28 +82,28 @@ export class ConsumerAcks {
 
   /** A row was handed to the subscription. */
   delivered(cursor: string): void {
-    this.#pending.push({ cursor, done: false });
+    this.#pending.push(cursor);
   }
 
   /** A row was handled: the cursor may move past it once everything before it is. */
   ack(cursor: string): void {
     const pending = this.#pending;
-    let found = false;
-    for (let i = this.#head; i < pending.length; i++) {
-      const entry = pending[i] as Entry;
-      if (entry.cursor === cursor) {
-        entry.done = true;
-        found = true;
-        break;
-      }
+    if (pending[this.#head] !== cursor) {
+      // Out of order: remembered until the rows before it are acknowledged.
+      if (pending.indexOf(cursor, this.#head + 1) !== -1) this.#early.add(cursor);
+      return;
     }
-    if (!found) return;
-    while (this.#head < pending.length && (pending[this.#head] as Entry).done) {
-      this.#acked = (pending[this.#head] as Entry).cursor;
+    const early = this.#early;
+    do {
+      this.#acked = pending[this.#head] as string;
       this.#head++;
       this.#waiting++;
       this.#ackedTotal++;
-    }
+    } while (
+      early.size > 0 &&
+      this.#head < pending.length &&
+      early.delete(pending[this.#head] as string)
+    );
     if (this.#head === pending.length) {
       this.#pending = [];
       this.#head = 0;

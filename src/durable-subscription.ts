@@ -11,6 +11,7 @@ import { Feed, type FeedHost, retryDelay } from './durable-feed.js';
 import type { Tail } from './durable-tail.js';
 import { ErrorCode, PgNotifyError, toError } from './errors.js';
 import type { JournalRow } from './journal-read.js';
+import { isThenable } from './runner.js';
 import { Subscription, type SubscriptionOwner, type SubscriptionSetup } from './subscription.js';
 import type { Gap, Handler, Notification, WaitOptions } from './types.js';
 
@@ -216,25 +217,50 @@ export class DurableSubscription<T = unknown> extends Subscription<T> {
     this.#held = chain;
   }
 
-  async #handle(user: Handler<T>, n: Notification<T>): Promise<void> {
+  /**
+   * Runs the handler and acknowledges the row once it settles successfully. A handler that
+   * returns no promise is acknowledged at once, with no promise of ours (the runner's
+   * synchronous path); one that throws or rejects is retried (#retry).
+   */
+  #handle(user: Handler<T>, n: Notification<T>): Promise<void> | undefined {
     this.#feed.roomFreed();
+    let result: unknown;
+    try {
+      result = user(n);
+    } catch (error) {
+      return this.#retry(user, n, error);
+    }
+    if (!isThenable(result)) {
+      this.#acks?.ack(n.cursor as string);
+      return undefined;
+    }
+    return Promise.resolve(result).then(
+      () => this.#acks?.ack(n.cursor as string),
+      (error: unknown) => this.#retry(user, n, error),
+    );
+  }
+
+  /** After a failed attempt: waits, runs the handler again until it succeeds or the subscription ends. */
+  async #retry(user: Handler<T>, n: Notification<T>, failure: unknown): Promise<void> {
+    let error = failure;
     for (let attempt = 0; ; attempt++) {
+      this.#parts.hub.handlerFailed(error, this.id, n.channel);
+      if (this.ended) return;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, retryDelay(attempt));
+        this.#retryHold.cancel = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.#retryHold.cancel = undefined;
+      if (this.ended) return;
       try {
         await user(n);
         this.#acks?.ack(n.cursor as string);
         return;
-      } catch (error) {
-        this.#parts.hub.handlerFailed(error, this.id, n.channel);
-        if (this.ended) return;
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, retryDelay(attempt));
-          this.#retryHold.cancel = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-        this.#retryHold.cancel = undefined;
-        if (this.ended) return;
+      } catch (next) {
+        error = next;
       }
     }
   }

@@ -143,6 +143,63 @@ describe('durable subscriptions', () => {
     }
   });
 
+  test('an async handler: its row is acknowledged once its promise resolves; a rejection is retried in order', async () => {
+    const channel = uniqueChannel('acons');
+    const consumer = `c_${channel}`;
+    const rig = listenerRig({ decode: 'text' });
+    await rig.listener.start();
+    const seen: string[] = [];
+    const cursors = new Map<string, string>();
+    let rejectOnce = true;
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    try {
+      await rig.listener.subscribe(
+        channel,
+        async (n) => {
+          cursors.set(n.raw, n.cursor as string);
+          if (n.raw === '2' && rejectOnce) {
+            rejectOnce = false;
+            throw new Error('boom');
+          }
+          seen.push(n.raw);
+          if (n.raw === '3') await gate;
+        },
+        { durable: { consumer, startAt: 'start', schema } },
+      );
+      await send(channel, range(1, 3));
+      await waitFor(() => seen.length === 3, { timeoutMs: 10_000 });
+      assert.deepEqual(seen, range(1, 3), 'the rejected message was retried before the next');
+      // 3's handler has not settled: the stored cursor reaches 2 and stays there.
+      await waitFor(
+        async () => (await loadCursor(pool, consumer, { schema })) === cursors.get('2'),
+        {
+          intervalMs: 20,
+          timeoutMs: 10_000,
+        },
+      );
+      release();
+      // Nothing waits any more: the stored cursor is 3's or the read position past it.
+      await waitFor(
+        async () =>
+          ((await loadCursor(pool, consumer, { schema })) ?? '') >= (cursors.get('3') as string),
+        {
+          intervalMs: 20,
+          timeoutMs: 10_000,
+        },
+      );
+      assert.deepEqual(
+        rig.errors.map((e) => e.code),
+        ['PGNOTIFY_HANDLER_FAILED'],
+      );
+    } finally {
+      release();
+      await rig.listener.stop();
+    }
+  });
+
   test('for await: break does not acknowledge the item it broke on', async () => {
     const channel = uniqueChannel('iter');
     const consumer = `c_${channel}`;
