@@ -174,8 +174,8 @@ export class Feed {
    * page is sent before this one is handed over when the buffer has room for both: the server
    * reads it meanwhile. Each holds at most half of PAGE_BYTES, and at most half of the capacity
    * in rows: a named consumer (capacity MAX_UNSTORED, 2 000) reads pages of 1 000, and still
-   * reads one while its cursor write for the 1 000 before is under way. Pages of a quarter of the
-   * capacity cost 20 % more instructions per message (bench (g), the named row).
+   * reads one while its cursor write for the 1 000 before is under way. (Pages of a quarter of
+   * the capacity made more round trips and counted more instructions per message in bench (g).)
    */
   async catchUp(): Promise<void> {
     if (this.#reading) return;
