@@ -18,6 +18,7 @@
 import { fork } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type pg from 'pg';
 import { installSchema } from '../src/index.js';
 import { quoteIdent } from '../src/sql.js';
 import { nextMessage } from './child-ipc.js';
@@ -43,8 +44,24 @@ const MB = 1024 * 1024;
 export const PER_STATEMENT = 1_000;
 
 /** Journal rows `$2 … $3` on channel `$1`: the payloads of (a)'s bulk statement. */
-export const BACKLOG_SQL = (q: string) =>
+const BACKLOG_SQL = (q: string) =>
   `INSERT INTO ${q}.journal (channel, payload) SELECT $1, json_build_object('id', i, 'name', 'user_' || i, 'email', 'user' || i || '@example.com', 'tags', json_build_array('a','b','c'), 'active', true)::text FROM generate_series($2::int, $3::int) i`;
+
+/**
+ * Writes messages 1 … `total` on `channel` into the journal of schema `q` (quoted), in
+ * statements of PER_STATEMENT rows: the backlog of (j) and of bench (g)'s durable rows.
+ */
+export async function writeBacklog(
+  admin: pg.Client,
+  q: string,
+  channel: string,
+  total: number,
+): Promise<void> {
+  for (let from = 1; from <= total; from += PER_STATEMENT) {
+    const to = Math.min(total, from + PER_STATEMENT - 1);
+    await admin.query(BACKLOG_SQL(q), [channel, from, to]);
+  }
+}
 
 interface ChildMessage {
   type: 'ready' | 'plain' | 'result' | 'error';
@@ -79,10 +96,7 @@ export async function durableCatchup(ctx: Context): Promise<WorkloadResult> {
         const channel = benchChannel('dcatch');
         const plainChannel = benchChannel('dcatch_plain');
         const began = performance.now();
-        for (let from = 1; from <= total; from += PER_STATEMENT) {
-          const to = Math.min(total, from + PER_STATEMENT - 1);
-          await admin.query(BACKLOG_SQL(q), [channel, from, to]);
-        }
+        await writeBacklog(admin, q, channel, total);
         const writeSec = (performance.now() - began) / 1000;
         const { rows: size } = await admin.query<{ bytes: number }>(
           `SELECT (pg_total_relation_size('${q}.journal') + pg_total_relation_size('${q}.commits'))::float8 AS bytes`,

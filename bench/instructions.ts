@@ -39,7 +39,7 @@ import {
   type WorkloadResult,
 } from './common.js';
 import { BASELINE, LISTENERS, type ListenerName, PEERS } from './contestants.js';
-import { BACKLOG_SQL, PER_STATEMENT } from './durable-catchup.js';
+import { writeBacklog } from './durable-catchup.js';
 import { best, fmt, ratio, table } from './report.js';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -189,10 +189,7 @@ async function countDurable(
   const admin = await connectedClient(ctx.url, runAppName('ins-admin'));
   try {
     await installSchema({ client: admin, schema });
-    for (let from = 1; from <= 3 * n; from += PER_STATEMENT) {
-      const to = Math.min(3 * n, from + PER_STATEMENT - 1);
-      await admin.query(BACKLOG_SQL(q), [channel, from, to]);
-    }
+    await writeBacklog(admin, q, channel, 3 * n);
     const per = async (consumer: (count: number) => string[]): Promise<Counts> => {
       const run = (count: number) =>
         countChild(
