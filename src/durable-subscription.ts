@@ -153,12 +153,8 @@ export class DurableSubscription<T = unknown> extends Subscription<T> {
   readonly #deliverRow = (value: Notification<T> | null): void => {
     if (value === null) return; // never deliverable: passed over, like a plain decode failure
     this.#acks?.delivered(value.cursor as string);
-    this.#deliver(value);
-  };
-
-  #deliver(value: Notification<T>): void {
     super.deliver(value);
-  }
+  };
 
   /** The row as a notification, null when it fails to decode or validate (reported). */
   #notification(row: JournalRow, decoder: (raw: string, channel: string) => unknown): Offered<T> {
