@@ -7,6 +7,7 @@
 import type pg from 'pg';
 import { parse } from 'pg-connection-string';
 import { describe, ErrorCode, PgNotifyError } from './errors.js';
+import { isQueryable } from './options.js';
 
 /** The environment variables pg reads for a connection when it is given no URL. */
 export const PG_ENV_VARIABLES = ['PGHOST', 'PGPORT', 'PGUSER', 'PGDATABASE', 'PGPASSWORD'] as const;
@@ -53,6 +54,14 @@ export function resolveConnection<C extends pg.ClientConfig = pg.ClientConfig>(
     throw new PgNotifyError(
       ErrorCode.INVALID_OPTION,
       `option connection: expected a postgres:// URL or a pg config object, got ${describe(connection)}`,
+    );
+  }
+  if (isQueryable(connection)) {
+    // Copying a client would copy its live socket (pg's `connection.stream`) into a new client.
+    throw new PgNotifyError(
+      ErrorCode.INVALID_OPTION,
+      'option connection: expected a postgres:// URL or a pg config object, got a client or pool' +
+        ' (a connection of yours goes in `client` or `pool` where the call takes one)',
     );
   }
   const config = { ...connection };

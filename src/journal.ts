@@ -11,6 +11,7 @@
  * `installSql()` / `pgnotify setup --print`.
  */
 import pg from 'pg';
+import { resolveConnection } from './connection.js';
 import { describe, ErrorCode, PgNotifyError, sqlStateOf, toError } from './errors.js';
 import {
   type CursorPosition,
@@ -22,6 +23,7 @@ import {
 import { installSql } from './journal-install.js';
 import { DEFAULT_SCHEMA, journalNames, journalStatements } from './journal-sql.js';
 import type { Queryable } from './notifier.js';
+import { optionsArgument } from './options.js';
 
 /** Options of {@link installSchema}. Give `connection` or `client`. */
 export interface InstallSchemaOptions {
@@ -53,6 +55,7 @@ export interface InstallResult {
  * await installSchema({ connection: process.env.DATABASE_URL })
  */
 export async function installSchema(options: InstallSchemaOptions = {}): Promise<InstallResult> {
+  optionsArgument('installSchema', options, 'pass it as { client }');
   if (options.client !== undefined && options.connection !== undefined) {
     throw new PgNotifyError(
       ErrorCode.INVALID_OPTION,
@@ -70,9 +73,7 @@ export async function installSchema(options: InstallSchemaOptions = {}): Promise
   };
   try {
     if (options.client !== undefined) return await run(options.client);
-    const connection = options.connection ?? process.env.DATABASE_URL;
-    const config =
-      typeof connection === 'string' ? { connectionString: connection } : { ...connection };
+    const config = resolveConnection(options.connection);
     const client = new pg.Client({ application_name: 'pgnotify-setup', ...config });
     client.on('error', () => undefined);
     try {

@@ -11,7 +11,7 @@ import { ErrorCode, PgNotifyError } from './errors.js';
 import { DEFAULT_SCHEMA, journalNames } from './journal-sql.js';
 import { durableSchema, encodeDurablePayload } from './journal-write.js';
 import type { PayloadArg, SendOptions } from './notify.js';
-import { defaultOnError, functionOption, intOption } from './options.js';
+import { defaultOnError, functionOption, intOption, optionsArgument } from './options.js';
 import { checkChannel } from './sql.js';
 import type { ChannelMap, ErrorHandler } from './types.js';
 
@@ -93,6 +93,7 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
 
   /** @internal Use {@link createNotifier}. */
   constructor(options: NotifierOptions = {}) {
+    optionsArgument('createNotifier', options, 'pass a pg.Pool as { pool }');
     if (options.connection !== undefined && options.pool !== undefined) {
       throw new PgNotifyError(ErrorCode.INVALID_OPTION, 'give connection or pool, not both');
     }

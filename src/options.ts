@@ -86,9 +86,11 @@ export function formatError(error: Error): string {
 export function resolveListenerOptions(
   options: ListenerOptions<ChannelMap>,
 ): ResolvedListenerOptions {
-  if (typeof options !== 'object' || options === null) {
-    throw invalid('options', 'an object', options);
-  }
+  optionsArgument(
+    'createListener',
+    options,
+    'a listener opens a session of its own: pass { connection }, a URL, a pg config or a factory',
+  );
   return {
     connection: connectionOption(options.connection),
     decode: decodeOption('decode', options.decode ?? DEFAULTS.decode),
@@ -119,10 +121,17 @@ export function connectionOption(value: unknown): ConnectionOption | undefined {
   if (value === undefined || typeof value === 'string' || typeof value === 'function') {
     return value as ConnectionOption | undefined;
   }
-  if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+  if (typeof value === 'object' && value !== null && !Array.isArray(value) && !isQueryable(value)) {
     return value as pg.ClientConfig;
   }
-  throw invalid('connection', 'a URL string, a pg.ClientConfig or a client factory', value);
+  const got =
+    typeof value === 'object' && value !== null && !Array.isArray(value)
+      ? 'a client or pool'
+      : describe(value);
+  throw new PgNotifyError(
+    ErrorCode.INVALID_OPTION,
+    `option connection: expected a URL string, a pg.ClientConfig or a client factory, got ${got}`,
+  );
 }
 
 export function decodeOption(name: string, value: unknown): Decode {
@@ -239,6 +248,30 @@ export function functionOption<F>(name: string, value: unknown, fallback: F): F 
   if (value === undefined) return fallback;
   if (typeof value !== 'function') throw invalid(name, 'a function', value);
   return value as F;
+}
+
+/**
+ * Checks the options argument of `fn`: an object, and not a client or pool of the caller's
+ * (`createListener(client)`, `installSchema(pool)`, a mistake the types reject but JavaScript
+ * does not). Such an object would otherwise be read as options: its `connection` (pg's live
+ * protocol object) copied into a config writes a startup message into the caller's socket, and a
+ * pool without one silently connects to `DATABASE_URL` instead. `hint` says where it belongs.
+ */
+export function optionsArgument(fn: string, value: unknown, hint: string): void {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw invalid('options', 'an object', value);
+  }
+  if (isQueryable(value)) {
+    throw new PgNotifyError(
+      ErrorCode.INVALID_OPTION,
+      `${fn}: expected an options object, got a client or pool (${hint})`,
+    );
+  }
+}
+
+/** Whether `value` is a client or pool (it has a `query` method), not a plain options object. */
+export function isQueryable(value: object): boolean {
+  return typeof (value as { query?: unknown }).query === 'function';
 }
 
 /** "option X: expected Y, got Z". */

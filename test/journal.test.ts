@@ -157,6 +157,18 @@ describe('installSchema', () => {
     assert.equal(wakeChannel(schema), `${schema}.wake`);
   });
 
+  test('a client passed where options go is refused and left working', async () => {
+    // Read as options, the client's live `connection` was copied into a new client's config,
+    // which wrote a startup message into this client's socket: the server ended its session.
+    const client = await connect();
+    try {
+      await assert.rejects(installSchema(client as never), isCode(ErrorCode.INVALID_OPTION));
+      assert.equal((await client.query('SELECT 1 AS one')).rows[0]?.one, 1);
+    } finally {
+      await client.end();
+    }
+  });
+
   test('a missing schema is PGNOTIFY_SCHEMA_MISSING with the fix', async () => {
     const s = uniqueSchema('none');
     await assert.rejects(readJournal(pool, { schema: s, after: 'start' }), (e: Error) => {

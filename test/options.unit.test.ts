@@ -6,6 +6,9 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import pg from 'pg';
 import { ErrorCode, PgNotifyError } from '../src/errors.js';
+import { installSchema } from '../src/journal.js';
+import { createListener } from '../src/listener.js';
+import { createNotifier } from '../src/notifier.js';
 import {
   bufferOption,
   DEFAULTS,
@@ -215,6 +218,50 @@ describe('invalid listener options', () => {
     for (const stopChannel of ['', 'x'.repeat(64), 'a\0b', 42]) {
       const error = resolveError({ stopChannel });
       assert.equal(error.code, ErrorCode.INVALID_CHANNEL);
+    }
+  });
+});
+
+describe('a client or pool where options go', () => {
+  // Read as options, a pg.Client's `connection` (its live protocol object, socket and all) was
+  // copied into a new client's config, which wrote a startup message into the caller's socket;
+  // a pg.Pool silently connected wherever DATABASE_URL pointed.
+  const client = new pg.Client();
+  const pool = new pg.Pool();
+  test('createListener, createNotifier and installSchema refuse one, saying where it goes', async () => {
+    for (const value of [client, pool]) {
+      const listener = resolveError(value);
+      assert.equal(listener.code, ErrorCode.INVALID_OPTION);
+      assert.match(
+        listener.message,
+        /^createListener: expected an options object, got a client or pool \(.*\{ connection \}/,
+      );
+      assert.throws(
+        () => createNotifier(value as never),
+        (e: PgNotifyError) => e.code === ErrorCode.INVALID_OPTION && /\{ pool \}/.test(e.message),
+      );
+      await assert.rejects(
+        installSchema(value as never),
+        (e: PgNotifyError) => e.code === ErrorCode.INVALID_OPTION && /\{ client \}/.test(e.message),
+      );
+    }
+    assert.match(
+      resolveError(42).message,
+      /^option options: expected an object, got number \(42\)/,
+    );
+  });
+  test('so does the connection option', () => {
+    for (const value of [client, pool]) {
+      assert.throws(
+        () => createListener({ connection: value as never }),
+        (e: PgNotifyError) =>
+          e.code === ErrorCode.INVALID_OPTION && /got a client or pool/.test(e.message),
+      );
+      assert.throws(
+        () => createNotifier({ connection: value as never }),
+        (e: PgNotifyError) =>
+          e.code === ErrorCode.INVALID_OPTION && /got a client or pool/.test(e.message),
+      );
     }
   });
 });
