@@ -39,6 +39,12 @@ export interface FeedTarget {
   /** How many more notifications the subscription's buffer can take now. */
   room(): number;
   /**
+   * How many more rows may be read ahead of the hand-over (memory only): a named consumer's
+   * room() also waits for its cursor writes (MAX_UNSTORED), which a read need not wait for.
+   * Default room().
+   */
+  readRoom?(): number;
+  /**
    * Hands one row over (decoded by the target); `cache` shares decoding among the feeds a page
    * is handed to (undefined: this feed's alone, nothing to share).
    */
@@ -172,7 +178,8 @@ export class Feed {
   /**
    * Reads on its own from `position` until caught up with the tail, then joins it. The next
    * page is sent before this one is handed over when the buffer has room for both: the server
-   * reads it meanwhile. Each holds at most half of PAGE_BYTES, and at most half of the capacity
+   * reads it meanwhile (a named consumer's cursor writes hold back the hand-over, not that
+   * read: readRoom). Each holds at most half of PAGE_BYTES, and at most half of the capacity
    * in rows: a named consumer (capacity MAX_UNSTORED, 2 000) reads pages of 1 000, and still
    * reads one while its cursor write for the 1 000 before is under way. (Pages of a quarter of
    * the capacity made more round trips and counted more instructions per message in bench (g).)
@@ -194,9 +201,7 @@ export class Feed {
       while (!this.#target.ended) {
         const room = this.#target.room();
         if (ahead === undefined && room <= 0) {
-          await new Promise<void>((resolve) => {
-            this.#roomWaiter = resolve;
-          });
+          await this.#roomFreed();
           continue;
         }
         let page: JournalPage;
@@ -215,11 +220,16 @@ export class Feed {
           continue;
         }
         if (this.#target.ended) return;
-        const left = this.#target.room() - page.rows.length - page.gaps.length;
+        const size = page.rows.length + page.gaps.length;
+        const left = (this.#target.readRoom?.() ?? this.#target.room()) - size;
         if (!page.caughtUp && left >= pageRows / 2) {
           ahead = read(page.next, left);
           ahead.catch(() => undefined); // awaited on the next turn, or dropped once ended
         }
+        // A page read ahead may wait here for a cursor write (see readRoom) while the server
+        // reads the next one: the write and that read were taking turns.
+        while (this.#target.room() < size && !this.#target.ended) await this.#roomFreed();
+        if (this.#target.ended) return;
         this.take(page.rows, page.gaps, page.next, undefined, false);
         // Woken during the read: what woke it may have committed after the read's snapshot.
         if (page.caughtUp && !this.#missed && this.#tail.join(this)) return;
@@ -280,6 +290,13 @@ export class Feed {
     let n = 0;
     for (const row of rows) if (row.cursor > this.position && this.channels.has(row.channel)) n++;
     return n;
+  }
+
+  /** Resolves at the next roomFreed() that lets a reader go on, or at stop(). */
+  #roomFreed(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.#roomWaiter = resolve;
+    });
   }
 
   /** The consumer took something from the buffer: a reader waiting for room may go on. */

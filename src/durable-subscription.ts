@@ -90,6 +90,7 @@ export class DurableSubscription<T = unknown> extends Subscription<T> {
             max - this.buffered - this.#pending,
             named ? MAX_UNSTORED - (this.#acks?.unstored ?? 0) - this.#pending : max,
           ),
+        readRoom: () => max - this.buffered - this.#pending,
         offer: (row, cache) => this.#offer(row, cache),
         offerGap: (gap) => this.#inOrder(gap, (g) => super.gap(g)),
         failed: (error, afterStart = false) => {

@@ -2,16 +2,19 @@
  * Named consumers' cursor writes on a connection of their own: a write stuck on a lock (or
  * waiting for its WAL flush) never holds up the listener's journal reads; a writer connection
  * the server closed is replaced at the next write, one gone silent after connectTimeoutMs;
- * stop() closes it.
+ * stop() closes it. A catch-up keeps reading while its writes wait, and still hands over no
+ * more than MAX_UNSTORED past the stored cursor.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import pg from 'pg';
-import { loadCursor } from '../src/journal.js';
+import { MAX_UNSTORED } from '../src/durable-acks.js';
+import { loadCursor, saveCursor } from '../src/journal.js';
+import { START_CURSOR } from '../src/journal-cursor.js';
 import { appendDurable } from '../src/journal-write.js';
 import { deferred } from './helpers/async.js';
 import { backendPids, databaseUrl, terminate, uniqueChannel, waitFor } from './helpers/db.js';
-import { connect, journalFixture } from './helpers/journal.js';
+import { connect, isJournalRead, journalFixture } from './helpers/journal.js';
 import { startProxy } from './helpers/proxy.js';
 import { collect, listenerRig } from './helpers/rig.js';
 
@@ -187,5 +190,62 @@ test('a cursor write on a link gone silent fails after connectTimeoutMs and is s
     gate.resolve();
     await listener.stop();
     await proxy.close();
+  }
+});
+
+test('a catch-up reads ahead while its cursor writes are blocked, and hands over no more than MAX_UNSTORED past the stored cursor', async () => {
+  const channel = uniqueChannel('cwu');
+  const consumer = `c_${channel}`;
+  const total = 5_000;
+  await pool.query(
+    `INSERT INTO "${schema}".journal (channel, payload) SELECT $1, i::text FROM generate_series(1, $2::int) AS i`,
+    [channel, total],
+  );
+  await saveCursor(pool, consumer, START_CURSOR, { schema });
+  let reads = 0;
+  const { listener, errors } = listenerRig({
+    decode: 'text',
+    connection: () => {
+      const client = new pg.Client({ connectionString: databaseUrl() });
+      const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+      (client as unknown as { query: unknown }).query = (...args: unknown[]) => {
+        const result = query(...args);
+        if (isJournalRead(args[0]))
+          void result.then(
+            () => reads++,
+            () => undefined,
+          );
+        return result;
+      };
+      return client;
+    },
+  });
+  const box = collect();
+  const locker = await connect();
+  try {
+    // Hold the consumer's row: no cursor write can store anything until COMMIT.
+    await locker.query('BEGIN');
+    await locker.query(`SELECT 1 FROM "${schema}".consumers WHERE name = $1 FOR UPDATE`, [
+      consumer,
+    ]);
+    await listener.start();
+    await listener.subscribe(channel, box.handler, { durable: { consumer, schema } });
+    await box.atLeast(MAX_UNSTORED);
+    // Pages of 1 000: two handed over, the third read while a write waited, and the fourth
+    // read while the third waits for room. A hand-over that did not wait would have taken them.
+    await waitFor(() => reads >= 4, { message: 'four journal reads answered' });
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(box.got.length, MAX_UNSTORED, 'handed over past the stored cursor');
+    await locker.query('COMMIT');
+    await box.atLeast(total);
+    assert.deepEqual(
+      box.raws(),
+      Array.from({ length: total }, (_, i) => String(i + 1)),
+    );
+    assert.deepEqual(errors, []);
+  } finally {
+    await locker.query('ROLLBACK').catch(() => undefined);
+    await locker.end();
+    await listener.stop();
   }
 });
