@@ -227,8 +227,11 @@ export class Feed {
           ahead.catch(() => undefined); // awaited on the next turn, or dropped once ended
         }
         // A page read ahead may wait here for a cursor write (see readRoom) while the server
-        // reads the next one: the write and that read were taking turns.
-        while (this.#target.room() < size && !this.#target.ended) await this.#roomFreed();
+        // reads the next one: the write and that read were taking turns. Only its rows wait:
+        // they are at most pageRows, room the buffer always gets back, while a page may hold a
+        // gap per channel (which no cursor write waits for).
+        const rows = page.rows.length;
+        while (this.#target.room() < rows && !this.#target.ended) await this.#roomFreed();
         if (this.#target.ended) return;
         this.take(page.rows, page.gaps, page.next, undefined, false);
         // Woken during the read: what woke it may have committed after the read's snapshot.

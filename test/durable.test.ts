@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import pg from 'pg';
 import type { Gap, Notification } from '../src/index.js';
-import { loadCursor, wakeChannel } from '../src/journal.js';
+import { loadCursor, saveCursor, wakeChannel } from '../src/journal.js';
 import { prune } from '../src/journal-admin.js';
 import { appendDurable, appendDurableBatch } from '../src/journal-write.js';
 import { databaseUrl, uniqueChannel, waitFor } from './helpers/db.js';
@@ -287,6 +287,49 @@ describe('durable subscriptions', () => {
         events.some((g) => g.kind === 'expired'),
         "the listener's 'gap' event too",
       );
+    } finally {
+      await listener.stop();
+    }
+  });
+
+  test('a buffer of one takes a page of one row and its expired gap, named or not', async () => {
+    // Such a page is 2 items against a room of at most 1: its hand-over must not wait for room
+    // for the gap, which it would never get.
+    const channel = uniqueChannel('exp1');
+    await send(channel, range(1, 10));
+    const { listener, errors } = listenerRig({ decode: 'text' });
+    await listener.start();
+    try {
+      const probe = collect();
+      await listener.subscribe(channel, probe.handler, { durable: { after: 'start', schema } });
+      await probe.atLeast(10);
+      const cursor = probe.got[1]?.cursor as string; // had 1, 2
+      await prune(pool, { schema, maxPerChannel: 3 });
+      const consumer = `c_${channel}`;
+      await saveCursor(pool, consumer, cursor, { schema });
+      const gaps: Gap[] = [];
+      const unnamed = collect();
+      const named = collect();
+      const buffer = { max: 1 };
+      await listener.subscribe(channel, unnamed.handler, {
+        buffer,
+        durable: { after: cursor, schema },
+        onGap: (gap) => void gaps.push(gap),
+      });
+      await listener.subscribe(channel, named.handler, {
+        buffer,
+        durable: { consumer, schema },
+        onGap: (gap) => void gaps.push(gap),
+      });
+      await unnamed.atLeast(3);
+      await named.atLeast(3);
+      assert.deepEqual(unnamed.raws(), range(8, 10));
+      assert.deepEqual(named.raws(), range(8, 10));
+      assert.deepEqual(
+        gaps.map((g) => g.kind),
+        ['expired', 'expired'],
+      );
+      assert.deepEqual(errors, []);
     } finally {
       await listener.stop();
     }
