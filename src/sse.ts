@@ -277,7 +277,7 @@ export function createSseHandler(listener: Listener, options: SseOptions = {}): 
     method: string,
     request: ReturnType<typeof sseRequest>,
   ): Promise<Admitted | Refusal> {
-    if (closed) return { status: 503, reason: 'shutting down', headers: { 'Retry-After': '1' } };
+    if (closed) return GONE;
     if (method === 'GET' && clients.size + opening >= maxClients) {
       return {
         status: 503,
@@ -286,11 +286,15 @@ export function createSseHandler(listener: Listener, options: SseOptions = {}): 
       };
     }
     opening++;
+    let decision: Admitted | Refusal;
     try {
-      return await admit(config, method, request, report);
+      decision = await admit(config, method, request, report);
     } finally {
       opening--;
     }
+    // close() ran while `authorize` did: it has ended the streams it knew of, and would never
+    // end this one (its heartbeat would then hold a graceful shutdown open).
+    return closed ? GONE : decision;
   }
 
   const failure = (error: unknown): Refusal => subscribeRefusal(error, report);

@@ -177,6 +177,33 @@ describe('authorization', () => {
     }
   });
 
+  test('close() while authorize runs: that request is answered 503, nothing subscribed or streamed', async () => {
+    // close() ends the streams it knows of; one admitted after it would never be ended, and
+    // its heartbeat would hold a graceful shutdown open.
+    const ch = uniqueChannel('closing');
+    let release!: (ok: boolean) => void;
+    const gate = new Promise<boolean>((resolve) => (release = resolve));
+    let asked = 0;
+    const bridge = await startBridge({
+      authorize: () => {
+        asked++;
+        return gate;
+      },
+    });
+    try {
+      const pending = RawSse.open(bridge.port, q(ch));
+      await waitFor(() => asked === 1);
+      await bridge.sse.close();
+      release(true);
+      const client = await pending;
+      assert.equal(client.status, 503);
+      assert.equal(bridge.listener.subscribers().length, 0);
+      assert.equal(bridge.sse.stats().clients, 0);
+    } finally {
+      await bridge.close();
+    }
+  });
+
   test('a throwing authorize is reported and answered 500', async () => {
     const errors: Error[] = [];
     const bridge = await startBridge({
