@@ -88,7 +88,7 @@ export class DurableSubscription<T = unknown> extends Subscription<T> {
         room: () =>
           Math.min(
             max - this.buffered - this.#pending,
-            named ? MAX_UNSTORED - (this.#acks?.unstored ?? 0) - this.#pending : max,
+            named ? MAX_UNSTORED - (this.#acks?.unstored ?? 0) : max,
           ),
         readRoom: () => max - this.buffered - this.#pending,
         offer: (row, cache) => this.#offer(row, cache),
@@ -147,13 +147,26 @@ export class DurableSubscription<T = unknown> extends Subscription<T> {
         byRow.set(row, n);
       }
     }
+    const acks = this.#acks;
+    if (acks !== undefined) {
+      // Counted as handed over now, in journal order, not once delivered: the feed's position
+      // already covers the row, and one held for an asynchronous validation must keep the
+      // stored cursor behind it until it is handled (or passed over: never deliverable).
+      const cursor = row.cursor;
+      acks.delivered(cursor);
+      if (n === null) acks.ack(cursor);
+      else if (n instanceof Promise)
+        n = n.then((value) => {
+          if (value === null) acks.ack(cursor);
+          return value;
+        });
+    }
     this.#inOrder(n, this.#deliverRow);
   }
 
   /** Delivers an offered row in its turn (one function per subscription, not one per row). */
   readonly #deliverRow = (value: Notification<T> | null): void => {
     if (value === null) return; // never deliverable: passed over, like a plain decode failure
-    this.#acks?.delivered(value.cursor as string);
     super.deliver(value);
   };
 

@@ -453,6 +453,54 @@ describe('durable subscriptions', () => {
     }
   });
 
+  test('a named consumer never stores a cursor past a row still in its asynchronous validation', async () => {
+    // The feed's position moves past a row when it is handed over; the row was counted for the
+    // cursor only once validated, so a flush in between (unsubscribe here, or the 100 ms timer)
+    // stored the position past it, and a restart never handled it.
+    const channel = uniqueChannel('aheld');
+    let started!: () => void;
+    const validating = new Promise<void>((resolve) => (started = resolve));
+    const schemaOf = {
+      '~standard': {
+        version: 1 as const,
+        vendor: 'test',
+        validate: (v: unknown) =>
+          (v as { id: number }).id === 2
+            ? new Promise<never>(() => started()) // row 2 never settles in this listener
+            : { value: v },
+      },
+    };
+    const { listener, errors } = listenerRig({ schemas: { [channel]: schemaOf } });
+    await listener.start();
+    const consumer = `held-${channel}`;
+    try {
+      const box = collect();
+      const sub = await listener.subscribe(channel, box.handler, {
+        durable: { consumer, startAt: 'now', schema },
+      });
+      await send(channel, ['{"id":1}']);
+      await box.atLeast(1);
+      await send(channel, ['{"id":2}']);
+      await validating;
+      await sub.unsubscribe(); // stores the consumer's cursor
+      assert.equal(await loadCursor(pool, consumer, { schema }), box.got[0]?.cursor);
+      assert.deepEqual(errors, []);
+    } finally {
+      await listener.stop();
+    }
+    // Started again without the hold, it gets row 2.
+    const { listener: again } = listenerRig();
+    await again.start();
+    try {
+      const box = collect();
+      await again.subscribe(channel, box.handler, { durable: { consumer, schema } });
+      await box.atLeast(1);
+      assert.deepEqual(box.payloads(), [{ id: 2 }]);
+    } finally {
+      await again.stop();
+    }
+  });
+
   test('one shared read per wake: many caught-up subscriptions, few queries', async () => {
     const channel = uniqueChannel('fan');
     let reads = 0;
