@@ -304,7 +304,14 @@ export function createSseHandler(listener: Listener, options: SseOptions = {}): 
     res: ServerResponse,
     next?: (error?: unknown) => void,
   ): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://localhost');
+    } catch {
+      // A request target that is no URL path (`//[`): the client's mistake, not ours to report.
+      writeRefusal(res, { status: 400, reason: 'bad request target', headers: {} });
+      return;
+    }
     if (path !== undefined && url.pathname !== path) {
       if (next !== undefined) next();
       else writeRefusal(res, { status: 404, reason: 'not found', headers: {} });

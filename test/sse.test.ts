@@ -747,7 +747,8 @@ describe('channel names', () => {
       'x'.repeat(63),
       'é'.repeat(31),
     ];
-    const bridge = await startBridge({ channels: () => true });
+    const reported: Error[] = [];
+    const bridge = await startBridge({ channels: () => true, onError: (e) => reported.push(e) });
     try {
       for (const name of names) {
         const client = await RawSse.open(bridge.port, q(name));
@@ -765,6 +766,10 @@ describe('channel names', () => {
       assert.equal(empty.status, 400);
       const nul = await RawSse.openToEnd(bridge.port, '/events?channel=a%00b');
       assert.equal(nul.status, 400);
+      // A request target that does not parse as a URL is the client's mistake: 400, unreported.
+      const target = await RawSse.openToEnd(bridge.port, '//[');
+      assert.equal(target.status, 400);
+      assert.deepEqual(reported, []);
       assert.equal(bridge.listener.subscribers().length, 0);
     } finally {
       await bridge.close();
