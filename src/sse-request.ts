@@ -62,6 +62,18 @@ export function sseRequest(url: URL, headers: Headers, raw: IncomingMessage | Re
   return { url, headers, raw, lastEventId: after === null || after === '' ? undefined : after };
 }
 
+/**
+ * The URL of a node:http request, or undefined when its target is no URL path (`//[`): the
+ * client's mistake, answered 400, not an internal error.
+ */
+export function requestUrl(req: IncomingMessage): URL | undefined {
+  try {
+    return new URL(req.url ?? '/', 'http://localhost');
+  } catch {
+    return undefined;
+  }
+}
+
 /** node:http headers as web `Headers`. */
 export function toHeaders(req: IncomingMessage): Headers {
   const headers = new Headers();

@@ -22,6 +22,7 @@ import {
   admit,
   type Refusal,
   refusalResponse,
+  requestUrl,
   sseRequest,
   subscribeRefusal,
   toHeaders,
@@ -304,11 +305,8 @@ export function createSseHandler(listener: Listener, options: SseOptions = {}): 
     res: ServerResponse,
     next?: (error?: unknown) => void,
   ): Promise<void> {
-    let url: URL;
-    try {
-      url = new URL(req.url ?? '/', 'http://localhost');
-    } catch {
-      // A request target that is no URL path (`//[`): the client's mistake, not ours to report.
+    const url = requestUrl(req);
+    if (url === undefined) {
       writeRefusal(res, { status: 400, reason: 'bad request target', headers: {} });
       return;
     }
