@@ -51,6 +51,8 @@ export class ConsumerAcks {
   #all = false;
   /** The timer fired: one write is due whatever the count. */
   #due = false;
+  /** The subscription ended: a failed write is no longer tried again on the timer. */
+  #ended = false;
   readonly #write: (cursor: string) => Promise<void>;
   readonly #report: (error: unknown) => void;
   readonly #position: () => string;
@@ -126,9 +128,19 @@ export class ConsumerAcks {
   }
 
   /**
+   * The subscription ended: from now on a failed write is reported and left (the rows after
+   * the stored cursor are delivered again on the next start), not tried again every tick for
+   * the rest of the process, each time on a connection of its own. Writes still go out for
+   * acknowledgements that arrive later (handlers finishing) and on flush().
+   */
+  end(): void {
+    this.#ended = true;
+  }
+
+  /**
    * Stores the newest acknowledged cursor now; a write in progress is followed by one more
-   * when acknowledgements arrived meanwhile. Never rejects: a failed write is reported and
-   * tried again on the next tick of the flush timer.
+   * when acknowledgements arrived meanwhile. Never rejects: a failed write is reported and,
+   * until end(), tried again on the next tick of the flush timer.
    */
   flush(): Promise<void> {
     this.#all = true;
@@ -176,7 +188,7 @@ export class ConsumerAcks {
         this.#onStored();
       } catch (error) {
         this.#report(error);
-        this.#schedule();
+        if (!this.#ended) this.#schedule();
         return;
       }
     }

@@ -52,7 +52,10 @@ export class DurableSubscription<T = unknown> extends Subscription<T> {
   /** The last item a consumer took without a handler, acknowledged when it asks again. */
   #taken: Notification<T> | undefined;
   readonly #ready: Promise<void>;
-  readonly #retryHold: { cancel?: (() => void) | undefined } = {};
+  /** The backoff waits of handler retries under way (several with concurrency > 1). */
+  readonly #retryWaits = new Set<() => void>();
+  /** Handler calls failed and not yet retried successfully (their rows are unacknowledged). */
+  #failing = 0;
   /** The last step held back behind an asynchronous validation, and how many are held. */
   #held: Promise<void> | undefined;
   #pending = 0;
@@ -253,25 +256,31 @@ export class DurableSubscription<T = unknown> extends Subscription<T> {
   /** After a failed attempt: waits, runs the handler again until it succeeds or the subscription ends. */
   async #retry(user: Handler<T>, n: Notification<T>, failure: unknown): Promise<void> {
     let error = failure;
-    for (let attempt = 0; ; attempt++) {
-      this.#parts.hub.handlerFailed(error, this.id, n.channel);
-      if (this.ended) return;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, retryDelay(attempt));
-        this.#retryHold.cancel = () => {
-          clearTimeout(timer);
-          resolve();
-        };
-      });
-      this.#retryHold.cancel = undefined;
-      if (this.ended) return;
-      try {
-        await user(n);
-        this.#acks?.ack(n.cursor as string);
-        return;
-      } catch (next) {
-        error = next;
+    this.#failing++;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        this.#parts.hub.handlerFailed(error, this.id, n.channel);
+        if (this.ended) return;
+        await new Promise<void>((resolve) => {
+          const cancel = (): void => {
+            clearTimeout(timer);
+            this.#retryWaits.delete(cancel);
+            resolve();
+          };
+          const timer = setTimeout(cancel, retryDelay(attempt));
+          this.#retryWaits.add(cancel);
+        });
+        if (this.ended) return;
+        try {
+          await user(n);
+          this.#acks?.ack(n.cursor as string);
+          return;
+        } catch (next) {
+          error = next;
+        }
       }
+    } finally {
+      this.#failing--;
     }
   }
 
@@ -356,10 +365,13 @@ export class DurableSubscription<T = unknown> extends Subscription<T> {
   /** @internal Ends reading, stops a handler retry, flushes the consumer's cursor. */
   override end(error?: Error, discard = false): void {
     const wasEnded = this.ended;
-    super.end(error, discard);
+    // A row that failed stays unacknowledged: a graceful stop must not handle the rows buffered
+    // behind it (out of order, and again after the restart, which starts at the failed row).
+    super.end(error, discard || this.#failing > 0);
     if (wasEnded) return;
     this.#feed.stop();
-    this.#retryHold.cancel?.();
+    for (const cancel of [...this.#retryWaits]) cancel();
+    this.#acks?.end();
     this.#stored = this.#acks?.flush();
     this.#parts.release(this.#stored);
   }

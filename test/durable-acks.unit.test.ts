@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ConsumerAcks, FLUSH_EVERY } from '../src/durable-acks.js';
+import { ConsumerAcks, FLUSH_EVERY, FLUSH_INTERVAL_MS } from '../src/durable-acks.js';
 
 const c = (n: number) => `0000000000000000001-${String(n).padStart(19, '0')}`;
 
@@ -102,4 +102,26 @@ test('acknowledgements that arrive during a write wait for FLUSH_EVERY more or t
   while (writes.length < 2) await new Promise((r) => setImmediate(r));
   release?.();
   assert.deepEqual(writes, [c(FLUSH_EVERY), c(n)]);
+});
+
+test('a failed write is tried again on the timer until end(); after it, it is reported and left', async (t) => {
+  t.mock.timers.enable({ apis: ['setTimeout'] });
+  const turn = () => new Promise((r) => setImmediate(r));
+  const { acks, writes, errors } = rig(Number.POSITIVE_INFINITY);
+  acks.delivered(c(1));
+  acks.ack(c(1));
+  await acks.flush();
+  assert.equal(errors.length, 1);
+  t.mock.timers.tick(FLUSH_INTERVAL_MS);
+  for (let i = 0; i < 5; i++) await turn();
+  assert.equal(errors.length, 2, 'tried again on the timer while the subscription runs');
+  acks.end();
+  t.mock.timers.tick(FLUSH_INTERVAL_MS); // the retry scheduled before end() still runs once
+  for (let i = 0; i < 5; i++) await turn();
+  await acks.flush();
+  const reported = errors.length;
+  t.mock.timers.tick(60_000);
+  for (let i = 0; i < 5; i++) await turn();
+  assert.equal(errors.length, reported, 'no write after the last failure once ended');
+  assert.deepEqual(writes, []);
 });

@@ -143,6 +143,36 @@ describe('durable subscriptions', () => {
     }
   });
 
+  test('stop() while a message keeps failing: nothing buffered behind it is handled; the restart begins at it', async () => {
+    const channel = uniqueChannel('poison');
+    const consumer = `c_${channel}`;
+    const first = listenerRig({ decode: 'text' });
+    await first.listener.start();
+    const handled: string[] = [];
+    await first.listener.subscribe(
+      channel,
+      (n) => {
+        if (n.raw === '3') throw new Error('poison');
+        handled.push(n.raw);
+      },
+      { durable: { consumer, startAt: 'start', schema } },
+    );
+    await send(channel, range(1, 8));
+    await waitFor(() => first.errors.length > 0, { message: 'message 3 failed' });
+    await first.listener.stop(); // a graceful stop: it would run the buffered handler work
+    assert.deepEqual(handled, ['1', '2'], 'no message after the failing one');
+    const second = listenerRig({ decode: 'text' });
+    await second.listener.start();
+    try {
+      const box = collect();
+      await second.listener.subscribe(channel, box.handler, { durable: { consumer, schema } });
+      await box.atLeast(6);
+      assert.deepEqual(box.raws(), range(3, 8));
+    } finally {
+      await second.listener.stop();
+    }
+  });
+
   test('an async handler: its row is acknowledged once its promise resolves; a rejection is retried in order', async () => {
     const channel = uniqueChannel('acons');
     const consumer = `c_${channel}`;
