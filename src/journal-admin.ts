@@ -36,7 +36,9 @@ export interface PruneResult {
  * Deletes old messages in small batches, each its own statement and transaction, oldest first
  * in journal order, so writers are never blocked for long. Per channel it records how far it
  * pruned: a reader whose cursor is behind that watermark gets an `'expired'` gap from
- * `readJournal`, never silence. Safe to run from several processes (rows are deleted once).
+ * `readJournal`, never silence. Safe to run from several processes (rows are deleted once,
+ * and each prune goes on until its rule finds nothing left). `maxAgeMs` counts from the start
+ * of the call: rows that grow old while it runs are left for the next one.
  * @example
  * await prune(pool, { maxAgeMs: 7 * 24 * 3600_000 })
  */
@@ -67,8 +69,7 @@ u AS (INSERT INTO ${q}.pruned AS p (channel, seq, id, count) SELECT channel, seq
 SELECT pg_catalog.count(*)::integer AS n, pg_catalog.max(seq) AS top FROM d`;
   const from = `FROM ${q}.commits AS c JOIN ${q}.journal AS j ON j.xid = c.xid`;
   const byAge = `WITH v AS (SELECT j.xid, j.id, j.channel, c.seq ${from}
-  WHERE c.committed_at < pg_catalog.now() - $1::bigint * interval '1 millisecond'
-  ORDER BY c.seq, j.id LIMIT $2)${tail}`;
+  WHERE c.committed_at < $1::timestamptz ORDER BY c.seq, j.id LIMIT $2)${tail}`;
   const byCount = `WITH v AS (SELECT j.xid, j.id, j.channel, c.seq ${from}
   WHERE j.channel = $1 AND (c.seq, j.id) <= ($3::bigint, $4::bigint) ORDER BY c.seq, j.id LIMIT $2)${tail}`;
   let rows = 0;
@@ -84,8 +85,19 @@ SELECT pg_catalog.count(*)::integer AS n, pg_catalog.max(seq) AS top FROM d`;
     rows += r?.n ?? 0;
     return r?.n ?? 0;
   };
+  // Each rule's victims are fixed when it starts (a cutoff time, a cut position), and a rule
+  // goes on until a batch finds none: a batch comes back short when another prune running at
+  // the same time deleted rows it had chosen, which is no sign that nothing is left.
   try {
-    if (maxAgeMs !== undefined) while ((await run(byAge, [maxAgeMs, batch])) === batch);
+    if (maxAgeMs !== undefined) {
+      const cutoff = (await queryable.query(
+        `SELECT pg_catalog.to_char((pg_catalog.now() - $1::bigint * interval '1 millisecond')
+  AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS t`,
+        [maxAgeMs],
+      )) as { rows: { t: string }[] };
+      const t = cutoff.rows[0]?.t;
+      while ((await run(byAge, [t, batch])) > 0);
+    }
     if (maxPer !== undefined) {
       const over = (await queryable.query(
         `SELECT channel FROM ${q}.journal GROUP BY channel HAVING pg_catalog.count(*) > $1`,
@@ -99,7 +111,7 @@ SELECT pg_catalog.count(*)::integer AS n, pg_catalog.max(seq) AS top FROM d`;
         )) as { rows: { seq: string; id: string }[] };
         const at = cut.rows[0];
         if (at === undefined) continue;
-        while ((await run(byCount, [channel, batch, at.seq, at.id])) === batch);
+        while ((await run(byCount, [channel, batch, at.seq, at.id])) > 0);
       }
     }
     // Commit records whose rows are all gone, except the newest (it marks the head for 'now').
@@ -113,7 +125,7 @@ SELECT pg_catalog.count(*)::integer AS n, pg_catalog.max(seq) AS top FROM d`;
       )) as { rowCount: number | null };
       statements++;
       commits += res.rowCount ?? 0;
-      if ((res.rowCount ?? 0) < batch) break;
+      if ((res.rowCount ?? 0) === 0) break;
     }
     return { rows, commits, statements };
   } catch (error) {

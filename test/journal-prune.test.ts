@@ -10,6 +10,7 @@ import type pg from 'pg';
 import { prune } from '../src/journal-admin.js';
 import { type ExpiredGap, type JournalRow, readJournal } from '../src/journal-read.js';
 import { appendDurable, appendDurableBatch } from '../src/journal-write.js';
+import { waitFor } from './helpers/db.js';
 import { connect, journalFixture } from './helpers/journal.js';
 
 const { schema, pool } = journalFixture('prn', 4);
@@ -85,4 +86,50 @@ test('concurrent writers, pruner and reader: every loss is announced by a gap, o
     assert.deepEqual({ channel, silent, reordered }, { channel, silent: 0, reordered: 0 });
   }
   assert.ok(gaps >= 2, `the reader was overtaken (${gaps} gaps)`);
+});
+
+test('a prune whose batch comes back short because another deleted rows it chose goes on to the end', async () => {
+  // Two prunes at once: one's batch waits on rows the other deletes, skips them once that one
+  // commits, and comes back short. Stopping there ("nothing left") left most of the rows.
+  const channel = 'race';
+  await appendDurableBatch(
+    pool,
+    channel,
+    Array.from({ length: 300 }, (_, i) => `${i}`),
+    schema,
+  );
+  const locker = await connect();
+  const app = `prune-race-${process.pid}`;
+  const pruner = await connect();
+  try {
+    await pruner.query(`SET application_name = '${app}'`);
+    // The other prune, in the middle of its batch: the first 10 victims deleted, not committed.
+    await locker.query('BEGIN');
+    await locker.query(
+      `DELETE FROM "${schema}".journal WHERE id IN (SELECT id FROM "${schema}".journal WHERE channel = $1 ORDER BY id LIMIT 10)`,
+      [channel],
+    );
+    const pruning = prune(pruner, { schema, maxAgeMs: 0, batchRows: 100 });
+    await waitFor(
+      async () =>
+        (
+          await pool.query(
+            "SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
+            [app],
+          )
+        ).rows.length > 0,
+      { message: 'the prune waiting on the rows the other one deletes' },
+    );
+    await locker.query('COMMIT');
+    await pruning;
+    const left = await pool.query(
+      `SELECT count(*)::int AS n FROM "${schema}".journal WHERE channel = $1`,
+      [channel],
+    );
+    assert.equal(left.rows[0].n, 0);
+  } finally {
+    await locker.query('ROLLBACK').catch(() => undefined);
+    await locker.end();
+    await pruner.end();
+  }
 });
