@@ -14,45 +14,10 @@ import type { PayloadArg, SendOptions } from './notify.js';
 import { defaultOnError, functionOption, intOption, optionsArgument } from './options.js';
 import { checkChannel } from './sql.js';
 import type { ChannelMap, ErrorHandler } from './types.js';
+import type { NotifierOptions } from './types-options.js';
 
 // The standalone notify() lives in notify.ts; it is exported from here too, beside the notifier.
 export { type NotifyOptions, notify, type Queryable, type SendOptions } from './notify.js';
-
-/** Options of {@link createNotifier}. Give `connection` or `pool`, not both. */
-export interface NotifierOptions {
-  /**
-   * Where the notifier's own small pool connects: a `postgres://` URL or a `pg.PoolConfig`
-   * (its `max` defaults to 2, `application_name` to `'pgnotify-notifier'`). Default
-   * `DATABASE_URL`, else pg's `PG*` variables; with none of them `createNotifier()` throws
-   * `PGNOTIFY_INVALID_OPTION`, as it does for a URL that does not parse. The notifier closes
-   * this pool in `close()`.
-   */
-  connection?: string | pg.PoolConfig | undefined;
-  /** A pool of your own; the notifier borrows it and never ends it. */
-  pool?: pg.Pool;
-  /** Most notifications per statement. Default 1 000. */
-  maxBatch?: number;
-  /**
-   * The schema of the durable journal that `{ durable: true }` calls write to (installed with
-   * `pgnotify setup` or `installSchema()`). Default `'pgnotify'`.
-   */
-  schema?: string;
-  /**
-   * With `connection`: the longest wait, in ms, for a connection (pg's
-   * `connectionTimeoutMillis` of the notifier's pool, unless your config sets it) and then for
-   * the server to answer one statement. Past it the batch's callers reject with
-   * `PGNOTIFY_NOTIFY_FAILED` instead of waiting on a dead or stalled connection forever; a
-   * statement that timed out (or lost its connection) may still have been committed, and the
-   * message says so. `close()` also waits at most this long for a socket to close before it
-   * destroys it. Default 30 000. With `pool`, your pool's own settings apply.
-   */
-  timeoutMs?: number;
-  /**
-   * Receives errors no call can reject (an idle pool connection dying), always as a
-   * {@link PgNotifyError}. Must not throw. Default: one line on stderr.
-   */
-  onError?: ErrorHandler<PgNotifyError>;
-}
 
 /**
  * Sends notifications through a pool. Concurrent calls are batched into one statement and
@@ -299,6 +264,8 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
           batch.resolve();
         } catch (error) {
           batch.reject(batchError(batch, error));
+          const cause = error instanceof OutcomeUnknown ? error.reason : error;
+          if (unreachable.has(cause as Error)) this.#failQueued(cause as Error);
         } finally {
           this.#inflight = undefined;
           this.#queue.shift();
@@ -313,6 +280,22 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
   }
 
   /**
+   * The database could not be reached, or did not answer, within timeoutMs: the batches queued
+   * behind the one that found out are rejected unsent (each would wait timeoutMs of its own,
+   * and a caller all those before it), instead of waiting their turn against a dead server.
+   */
+  #failQueued(cause: Error): void {
+    for (const batch of this.#queue.splice(1)) {
+      batch.reject(
+        batchError(
+          batch,
+          new Error(`not sent: the database did not answer the batch before it (${cause.message})`),
+        ),
+      );
+    }
+  }
+
+  /**
    * Runs one statement on a pooled connection, as `pool.query` does (its callback forms, which
    * cost measurably less CPU per batch than the promise ones), and with a timeout stops
    * waiting after it and has the pool discard that connection. (pg's own `query_timeout` does
@@ -322,7 +305,9 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
     return new Promise((resolve, reject) => {
       this.#pool.connect((connectError, client, release) => {
         if (connectError || client === undefined) {
-          reject(connectError ?? new Error('no connection'));
+          const error = connectError ?? new Error('no connection');
+          unreachable.add(error);
+          reject(error);
           return;
         }
         let settled = false;
@@ -345,10 +330,11 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
         client.on('error', settle);
         if (this.#timeoutMs > 0) {
           const timeoutMs = this.#timeoutMs;
-          timer = setTimeout(
-            () => settle(new Error(`no answer within timeoutMs (${timeoutMs} ms)`)),
-            timeoutMs,
-          );
+          timer = setTimeout(() => {
+            const error = new Error(`no answer within timeoutMs (${timeoutMs} ms)`);
+            unreachable.add(error);
+            settle(error);
+          }, timeoutMs);
         }
         client.query(text, values, (queryError: Error | null | undefined) =>
           settle(queryError ?? undefined),
@@ -367,6 +353,9 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
 }
 
 const noop = (): void => undefined;
+
+/** Errors meaning the database could not be reached or did not answer in time (see #failQueued). */
+const unreachable = new WeakSet<Error>();
 
 function isJson(payload: unknown): boolean {
   return typeof payload !== 'string' && payload !== undefined;

@@ -194,3 +194,41 @@ export interface ListenerOptions<Channels extends ChannelMap = ChannelMap> {
    */
   stopChannel?: string;
 }
+
+/** Options of {@link createNotifier}. Give `connection` or `pool`, not both. */
+export interface NotifierOptions {
+  /**
+   * Where the notifier's own small pool connects: a `postgres://` URL or a `pg.PoolConfig`
+   * (its `max` defaults to 2, `application_name` to `'pgnotify-notifier'`). Default
+   * `DATABASE_URL`, else pg's `PG*` variables; with none of them `createNotifier()` throws
+   * `PGNOTIFY_INVALID_OPTION`, as it does for a URL that does not parse. The notifier closes
+   * this pool in `close()`.
+   */
+  connection?: string | pg.PoolConfig | undefined;
+  /** A pool of your own; the notifier borrows it and never ends it. */
+  pool?: pg.Pool;
+  /** Most notifications per statement. Default 1 000. */
+  maxBatch?: number;
+  /**
+   * The schema of the durable journal that `{ durable: true }` calls write to (installed with
+   * `pgnotify setup` or `installSchema()`). Default `'pgnotify'`.
+   */
+  schema?: string;
+  /**
+   * With `connection`: the longest wait, in ms, for a connection (pg's
+   * `connectionTimeoutMillis` of the notifier's pool, unless your config sets it) and then for
+   * the server to answer one statement. Past it the batch's callers reject with
+   * `PGNOTIFY_NOTIFY_FAILED` instead of waiting on a dead or stalled connection forever; a
+   * statement that timed out (or lost its connection) may still have been committed, and the
+   * message says so. The calls queued behind it then reject at once, unsent, rather than each
+   * wait its own timeoutMs against the same dead server. `close()` also waits at most this long
+   * for a socket to close before it destroys it. Default 30 000. With `pool`, your pool's own
+   * settings apply.
+   */
+  timeoutMs?: number;
+  /**
+   * Receives errors no call can reject (an idle pool connection dying), always as a
+   * {@link PgNotifyError}. Must not throw. Default: one line on stderr.
+   */
+  onError?: ErrorHandler<PgNotifyError>;
+}

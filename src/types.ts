@@ -11,7 +11,7 @@ export type { Decode, DecodeFunction, Schema } from './codec.js';
 export type { InstallResult, InstallSchemaOptions, JournalOptions } from './journal.js';
 export type { DurableStatus, PruneOptions, PruneResult } from './journal-admin.js';
 export type { JournalPage, JournalRow, ReadJournalOptions } from './journal-read.js';
-export type { NotifierOptions, NotifyOptions, Queryable, SendOptions } from './notifier.js';
+export type { NotifyOptions, Queryable, SendOptions } from './notifier.js';
 export type {
   BufferOptions,
   ChannelMap,
@@ -21,6 +21,7 @@ export type {
   ErrorHandler,
   HeartbeatOptions,
   ListenerOptions,
+  NotifierOptions,
   OnceOptions,
   OverflowPolicy,
   ReconnectOptions,

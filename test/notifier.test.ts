@@ -696,6 +696,40 @@ describe('failures', () => {
     }
   });
 
+  test('a stalled server: the calls queued behind the batch that timed out reject at once, unsent', async () => {
+    // Each batch used to wait timeoutMs of its own, one after the other: the last of 60 queued
+    // calls rejected after 60 timeouts.
+    await using proxy = await proxyToServer();
+    const notifier = notifierVia(proxy, 500);
+    try {
+      const f = await feed('queued');
+      await notifier.notify(f.channel, 'before');
+      proxy.stall();
+      const first = notifier.notify(f.channel, 'first');
+      // Later ticks: batches of their own, queued behind the first.
+      await new Promise((resolve) => setImmediate(resolve));
+      const queued = [notifier.notify(f.channel, 'q1')];
+      await new Promise((resolve) => setImmediate(resolve));
+      queued.push(notifier.notify(f.channel, 'q2'));
+      await assert.rejects(first, (error: unknown) => {
+        code(ErrorCode.NOTIFY_FAILED)(error);
+        assert.match((error as Error).message, /may or may not have been sent/);
+        return true;
+      });
+      for (const call of queued) {
+        await assert.rejects(call, (error: unknown) => {
+          code(ErrorCode.NOTIFY_FAILED)(error);
+          assert.match((error as Error).message, /not sent: the database did not answer/);
+          return true;
+        });
+      }
+      assert.equal(proxy.accepted, 1, 'no connection was tried for the queued calls');
+      await recovers(proxy, notifier, f);
+    } finally {
+      await notifier.close();
+    }
+  });
+
   test('a connection cut while a statement is in flight rejects its batch; no crash, and the next call works', async () => {
     await using proxy = await proxyToServer();
     const notifier = notifierVia(proxy);
