@@ -86,10 +86,15 @@ interface ReadRow {
   at: number | null;
 }
 
+/** How often one read prepares its statement before it gives up (see readPrepared). */
+const PREPARE_TRIES = 3;
+
 /**
  * The read through the session's prepared statement: EXECUTE, and when the session does not
  * have it (a new connection: 26000), PREPARE and EXECUTE again. Two reads that both found it
- * missing both prepare it: the second's 42P05 (already prepared) is that success.
+ * missing both prepare it: the second's 42P05 (already prepared) is that success. A connection
+ * replaced between the PREPARE and the EXECUTE lacks it once more: prepared again, up to
+ * {@link PREPARE_TRIES} times.
  */
 async function readPrepared(
   queryable: Queryable,
@@ -97,17 +102,18 @@ async function readPrepared(
   values: ReadValues,
 ): Promise<unknown> {
   const execute = readPreparedSql(schema, values);
-  try {
-    return await queryable.query(execute);
-  } catch (error) {
-    if (sqlStateOf(error) !== '26000') throw error;
+  for (let tries = 1; ; tries++) {
+    try {
+      return await queryable.query(execute);
+    } catch (error) {
+      if (sqlStateOf(error) !== '26000' || tries > PREPARE_TRIES) throw error;
+    }
+    try {
+      await queryable.query(prepareReadSql(schema));
+    } catch (error) {
+      if (sqlStateOf(error) !== '42P05') throw error;
+    }
   }
-  try {
-    await queryable.query(prepareReadSql(schema));
-  } catch (error) {
-    if (sqlStateOf(error) !== '42P05') throw error;
-  }
-  return queryable.query(execute);
 }
 
 /**
