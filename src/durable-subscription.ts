@@ -357,9 +357,13 @@ export class DurableSubscription<T = unknown> extends Subscription<T> {
 
   /** @internal An outage: wake-ups may have been lost, so the journal is read again. */
   override gap(gap: Gap): void {
-    if (gap.kind === 'gap') {
-      if (!this.ended) this.#feed.wake(undefined);
-    } else super.gap(gap);
+    if (gap.kind === 'gap') this.relistened();
+    else super.gap(gap);
+  }
+
+  /** @internal Unmuted: the wake-ups sent while muted were not received, so the journal is read again. */
+  override relistened(): void {
+    if (!this.ended) this.#feed.wake(undefined);
   }
 
   /** @internal Ends reading, stops a handler retry, flushes the consumer's cursor. */

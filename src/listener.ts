@@ -284,7 +284,7 @@ export class Listener<Channels extends ChannelMap = ChannelMap> {
 
   /** Unmutes channels (all when omitted); those with an unmuted subscriber are listened to again. */
   unmute(channels?: string | readonly string[]): Promise<void> {
-    return this.#change((registry) => registry.unmuteChannels(channelList(channels)));
+    return this.#change((registry) => registry.unmuteChannels(channelList(channels)), true);
   }
 
   /** Mutes a subscriber on `channels` (all of its channels when omitted). */
@@ -294,7 +294,7 @@ export class Listener<Channels extends ChannelMap = ChannelMap> {
 
   /** Unmutes a subscriber on `channels` (all of its channels when omitted). */
   unmuteSubscriber(id: SubscriberId, channels?: string | readonly string[]): Promise<void> {
-    return this.#change((registry) => registry.unmuteSubscriber(id, channelList(channels)));
+    return this.#change((registry) => registry.unmuteSubscriber(id, channelList(channels)), true);
   }
 
   /** A frozen snapshot of every channel: mute flag, activity, server confirmation, subscribers. */
@@ -364,10 +364,16 @@ export class Listener<Channels extends ChannelMap = ChannelMap> {
 
   // ---- internals ----------------------------------------------------------------------
 
-  async #change(transition: (registry: Subscribers['registry']) => readonly string[]) {
+  /** Applies a mute change; after an unmute, once listened to, durable subscriptions read again. */
+  async #change(
+    transition: (registry: Subscribers['registry']) => readonly string[],
+    unmuted = false,
+  ) {
     this.#assertOpen();
-    this.#subs.apply(transition(this.#subs.registry));
+    const touched = transition(this.#subs.registry);
+    this.#subs.apply(touched);
     await this.#session.sync();
+    if (unmuted) this.#subs.relistened(touched);
   }
 
   async #shutdown(): Promise<void> {

@@ -231,6 +231,21 @@ export class Subscribers {
     return this.#durable;
   }
 
+  /**
+   * `channels` are listened to again after an unmute: durable subscriptions on a wake channel
+   * among them read the journal again (the wake-ups sent while muted were never received).
+   */
+  relistened(channels: readonly string[]): void {
+    const hub = this.#durable;
+    if (hub === undefined) return;
+    const wakes = new Set(channels.filter((c) => hub.isWake(c)));
+    if (wakes.size === 0) return;
+    for (const subscription of this.registry.values()) {
+      if (this.registry.channelsOf(subscription.id)?.some((c) => wakes.has(c)))
+        subscription.relistened();
+    }
+  }
+
   /** A gap report: to every subscription that reads gaps, narrowed to its own channels. */
   gap(gap: OutageGap): void {
     if (gap.channels.length === 0) return;

@@ -322,6 +322,9 @@ export class Subscription<T = unknown> implements AsyncIterable<Notification<T>>
     );
   }
 
+  /** @internal Its channel is listened to again after a mute: nothing to do (durable ones read). */
+  relistened(): void {}
+
   /** @internal Reports a gap: to `onGap`, and to `withGaps()` loops in arrival position. */
   gap(gap: Gap): void {
     if (this.#ended) return;

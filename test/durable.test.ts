@@ -365,6 +365,26 @@ describe('durable subscriptions', () => {
     }
   });
 
+  test('unmute() reads what was committed while muted, without waiting for a later commit', async () => {
+    const channel = uniqueChannel('mute');
+    const { listener, errors } = listenerRig({ decode: 'text' });
+    await listener.start();
+    try {
+      const box = collect();
+      await listener.subscribe(channel, box.handler, { durable: { after: 'now', schema } });
+      await send(channel, ['1']);
+      await box.atLeast(1);
+      await listener.mute(); // every channel: the wake channel is UNLISTENed too
+      await send(channel, ['2']);
+      await listener.unmute();
+      await box.atLeast(2, 'the message committed while muted');
+      assert.deepEqual(box.raws(), ['1', '2']);
+      assert.deepEqual(errors, []);
+    } finally {
+      await listener.stop();
+    }
+  });
+
   test('a terminated backend: replay from the last delivered cursor, nothing lost or repeated, no outage gap', async () => {
     const channel = uniqueChannel('kill');
     const { listener } = listenerRig({ decode: 'text', reconnect: { minDelayMs: 20 } });
