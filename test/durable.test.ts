@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import pg from 'pg';
-import type { Gap, Notification } from '../src/index.js';
+import type { Gap, Listener, Notification } from '../src/index.js';
 import { loadCursor, saveCursor, wakeChannel } from '../src/journal.js';
 import { prune } from '../src/journal-admin.js';
 import { appendDurable, appendDurableBatch } from '../src/journal-write.js';
@@ -20,6 +20,19 @@ const send = (channel: string, payloads: string[]) =>
   appendDurableBatch(pool, channel, payloads, schema);
 const range = (from: number, to: number) =>
   Array.from({ length: to - from + 1 }, (_, i) => String(from + i));
+
+/**
+ * Sends 1..10 on `channel`, has `listener` read them, then prunes the channel to its newest 3:
+ * returns the cursor after 2, which retention has now passed.
+ */
+async function expiredCursor(listener: Listener, channel: string): Promise<string> {
+  await send(channel, range(1, 10));
+  const probe = collect();
+  await listener.subscribe(channel, probe.handler, { durable: { after: 'start', schema } });
+  await probe.atLeast(10);
+  await prune(pool, { schema, maxPerChannel: 3 });
+  return probe.got[1]?.cursor as string;
+}
 
 describe('durable subscriptions', () => {
   test('replay from start, then live, in order, each with a cursor; plain NOTIFYs never reach it', async () => {
@@ -281,15 +294,10 @@ describe('durable subscriptions', () => {
 
   test('an expired cursor gets an expired gap in its place, then the rows after it', async () => {
     const channel = uniqueChannel('exp');
-    await send(channel, range(1, 10));
     const { listener } = listenerRig({ decode: 'text' });
     await listener.start();
     try {
-      const probe = collect();
-      await listener.subscribe(channel, probe.handler, { durable: { after: 'start', schema } });
-      await probe.atLeast(10);
-      const cursor = probe.got[1]?.cursor as string; // had 1, 2
-      await prune(pool, { schema, maxPerChannel: 3 });
+      const cursor = await expiredCursor(listener, channel);
       const events: Gap[] = [];
       listener.on('gap', (g) => events.push(g));
       const items: (Notification | Gap)[] = [];
@@ -326,15 +334,10 @@ describe('durable subscriptions', () => {
     // Such a page is 2 items against a room of at most 1: its hand-over must not wait for room
     // for the gap, which it would never get.
     const channel = uniqueChannel('exp1');
-    await send(channel, range(1, 10));
     const { listener, errors } = listenerRig({ decode: 'text' });
     await listener.start();
     try {
-      const probe = collect();
-      await listener.subscribe(channel, probe.handler, { durable: { after: 'start', schema } });
-      await probe.atLeast(10);
-      const cursor = probe.got[1]?.cursor as string; // had 1, 2
-      await prune(pool, { schema, maxPerChannel: 3 });
+      const cursor = await expiredCursor(listener, channel);
       const consumer = `c_${channel}`;
       await saveCursor(pool, consumer, cursor, { schema });
       const gaps: Gap[] = [];

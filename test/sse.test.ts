@@ -29,6 +29,20 @@ after(async () => {
   await admin.end();
 });
 
+/** A bridge whose `authorize` waits until `release(answer)`; `asked()` counts its calls. */
+async function gatedBridge() {
+  let release!: (ok: boolean) => void;
+  const gate = new Promise<boolean>((resolve) => (release = resolve));
+  let calls = 0;
+  const bridge = await startBridge({
+    authorize: () => {
+      calls++;
+      return gate;
+    },
+  });
+  return { bridge, release, asked: () => calls };
+}
+
 async function notify(channel: string, payload: string): Promise<void> {
   await admin.query('select pg_notify($1, $2)', [channel, payload]);
 }
@@ -149,21 +163,13 @@ describe('authorization', () => {
 
   test('a pending authorize holds the response: no header, no byte, no subscription', async () => {
     const ch = uniqueChannel('pending');
-    let release!: (ok: boolean) => void;
-    const gate = new Promise<boolean>((resolve) => (release = resolve));
-    let asked = 0;
-    const bridge = await startBridge({
-      authorize: () => {
-        asked++;
-        return gate;
-      },
-    });
+    const { bridge, release, asked } = await gatedBridge();
     try {
       const socket = (await import('node:net')).connect(bridge.port, '127.0.0.1');
       let received = '';
       socket.on('data', (d) => (received += d.toString()));
       socket.write(`GET ${q(ch)} HTTP/1.1\r\nHost: x\r\n\r\n`);
-      await waitFor(() => asked === 1);
+      await waitFor(() => asked() === 1);
       await notify(ch, 'before');
       assert.equal(received, '');
       assert.equal(bridge.listener.subscribers().length, 0);
@@ -181,18 +187,10 @@ describe('authorization', () => {
     // close() ends the streams it knows of; one admitted after it would never be ended, and
     // its heartbeat would hold a graceful shutdown open.
     const ch = uniqueChannel('closing');
-    let release!: (ok: boolean) => void;
-    const gate = new Promise<boolean>((resolve) => (release = resolve));
-    let asked = 0;
-    const bridge = await startBridge({
-      authorize: () => {
-        asked++;
-        return gate;
-      },
-    });
+    const { bridge, release, asked } = await gatedBridge();
     try {
       const pending = RawSse.open(bridge.port, q(ch));
-      await waitFor(() => asked === 1);
+      await waitFor(() => asked() === 1);
       await bridge.sse.close();
       release(true);
       const client = await pending;
