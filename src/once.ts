@@ -5,6 +5,7 @@
  */
 import { abortedError, ErrorCode, PgNotifyError, toError } from './errors.js';
 import { timeoutOption } from './options.js';
+import type { SubscriptionEnd } from './subscription.js';
 import type {
   Handler,
   Notification,
@@ -16,7 +17,7 @@ import type {
 
 /** What `once()` needs of the listener. */
 export interface OnceHost {
-  subscribe(channel: string, handler: Handler, options: SubscribeOptions): Promise<unknown>;
+  subscribe(channel: string, handler: Handler, options: SubscribeOptions): Promise<SubscriptionEnd>;
   unsubscribe(id: SubscriberId): Promise<void>;
   generateId(): SubscriberId;
 }
@@ -75,7 +76,24 @@ export function once<T>(host: OnceHost, channel: string, options: OnceOptions<T>
         { id, concurrency: 0 },
       )
       .then(
-        () => undefined,
+        (subscription) => {
+          // Ended by the listener (stop(), or a failure for good) before a notification came.
+          const ended = (error: Error | undefined): void =>
+            finish(
+              error ??
+                new PgNotifyError(
+                  ErrorCode.CLOSED,
+                  `the listener stopped before a notification on ${JSON.stringify(channel)}`,
+                  { channel },
+                ),
+            );
+          if (subscription.ended) return ended(undefined);
+          const before = subscription.onEnd;
+          subscription.onEnd = (error) => {
+            before?.(error);
+            ended(error);
+          };
+        },
         (error: unknown) => {
           finish(toError(error));
           throw error;

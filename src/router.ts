@@ -5,6 +5,7 @@
  */
 import { asPgNotifyError, ErrorCode, PgNotifyError } from './errors.js';
 import { functionOption } from './options.js';
+import type { SubscriptionEnd } from './subscription.js';
 import type {
   ActionHandler,
   ActionMap,
@@ -211,7 +212,7 @@ function invalidArg(name: string, expected: string, got: unknown): PgNotifyError
 
 /** @internal What `route()` needs of the listener. */
 export interface RouteHost {
-  subscribe(channel: string, handler: Handler, options: SubscribeOptions): Promise<unknown>;
+  subscribe(channel: string, handler: Handler, options: SubscribeOptions): Promise<SubscriptionEnd>;
   unsubscribe(id: SubscriberId): Promise<void>;
   generateId(): SubscriberId;
   /** Counts a notification that was not routed. */

@@ -26,7 +26,7 @@ import {
 import { Registry } from './registry.js';
 import type { RouteHost } from './router.js';
 import { checkChannel } from './sql.js';
-import { Subscription, type SubscriptionOwner } from './subscription.js';
+import { Subscription, type SubscriptionEnd, type SubscriptionOwner } from './subscription.js';
 import type {
   ExpiredGap,
   Handler,
@@ -44,7 +44,7 @@ export interface SubscribersHost {
   /** The public unsubscribe (it also brings the server's LISTEN set along). */
   unsubscribe(id: SubscriberId): Promise<void>;
   /** The public subscribe, for routes and once(). */
-  subscribe(channel: string, handler: Handler, options: SubscribeOptions): Promise<unknown>;
+  subscribe(channel: string, handler: Handler, options: SubscribeOptions): Promise<SubscriptionEnd>;
   /** Channels whose LISTEN state may have changed (the session's work list). */
   touch(channels: readonly string[]): void;
   emitOverflow(info: ListenerEvents['overflow'][0]): void;

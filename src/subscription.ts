@@ -397,3 +397,6 @@ export class Subscription<T = unknown> implements AsyncIterable<Notification<T>>
     );
   }
 }
+
+/** @internal What `once()` and routes see of the subscription `subscribe()` made: its end. */
+export type SubscriptionEnd = Pick<Subscription, 'onEnd' | 'ended'>;

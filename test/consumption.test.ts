@@ -328,6 +328,22 @@ describe('once()', () => {
     await waitFor(() => listener.channels().length === 0, { ...DEADLINE, message: 'no channel' });
   });
 
+  test('rejects with PGNOTIFY_CLOSED when the listener stops first, rather than never settling', async () => {
+    const listener = await started();
+    const channel = uniqueChannel('once_stop');
+    const pending = listener.once(channel); // no timeout, no signal
+    await (pending as { ready?: Promise<void> }).ready;
+    let outcome: unknown;
+    pending.then(
+      () => (outcome = 'resolved'),
+      (error: unknown) => (outcome = error),
+    );
+    await listener.stop();
+    await waitFor(() => outcome !== undefined, { ...DEADLINE, message: 'once() settled' });
+    code(ErrorCode.CLOSED)(outcome);
+    assert.equal((outcome as PgNotifyError).channel, channel);
+  });
+
   test('rejects with PGNOTIFY_ABORTED and leaves nothing behind', async () => {
     await using listener = await started();
     const channel = uniqueChannel('once_abort');
