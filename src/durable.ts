@@ -22,7 +22,7 @@ import { loadCursor, resolveCursor, saveCursor, wakeChannel } from './journal.js
 import { parseCursor } from './journal-cursor.js';
 import { DEFAULT_SCHEMA } from './journal-sql.js';
 import type { Queryable } from './notifier.js';
-import { intOption, invalid } from './options.js';
+import { invalid, msOption } from './options.js';
 import type { SubscriptionOwner, SubscriptionSetup } from './subscription.js';
 import type { ConnectionOption, ExpiredGap, ListenerState, Schema, SubscriberId } from './types.js';
 
@@ -50,7 +50,7 @@ export function durableConfig(value: unknown): DurableConfig {
   const mode = v.mode ?? 'listen';
   if (mode !== 'listen' && mode !== 'poll')
     throw invalid('durable.mode', "'listen' or 'poll'", mode);
-  const pollIntervalMs = intOption(
+  const pollIntervalMs = msOption(
     'durable.pollIntervalMs',
     v.pollIntervalMs,
     DEFAULT_POLL_INTERVAL_MS,

@@ -8,7 +8,7 @@ import { journalError } from './journal.js';
 import { cursorAfterCommit, cursorOf } from './journal-cursor.js';
 import { DEFAULT_SCHEMA, journalNames } from './journal-sql.js';
 import type { Queryable } from './notifier.js';
-import { intOption } from './options.js';
+import { intOption, msOption } from './options.js';
 
 /** Options of {@link prune}. Give `maxAgeMs`, `maxPerChannel` or both. */
 export interface PruneOptions {
@@ -250,7 +250,7 @@ export async function detectPooler(
   options: { timeoutMs?: number } = {},
 ): Promise<PoolerReport> {
   try {
-    return await probe(client, sender, intOption('timeoutMs', options.timeoutMs, 2000, 1));
+    return await probe(client, sender, msOption('timeoutMs', options.timeoutMs, 2000, 1));
   } catch (error) {
     if (error instanceof PgNotifyError) throw error;
     throw new PgNotifyError(

@@ -11,7 +11,7 @@ import { ErrorCode, PgNotifyError } from './errors.js';
 import { DEFAULT_SCHEMA, journalNames } from './journal-sql.js';
 import { durableSchema, encodeDurablePayload } from './journal-write.js';
 import type { PayloadArg, SendOptions } from './notify.js';
-import { defaultOnError, functionOption, intOption, optionsArgument } from './options.js';
+import { defaultOnError, functionOption, intOption, msOption, optionsArgument } from './options.js';
 import { checkChannel } from './sql.js';
 import type { ChannelMap, ErrorHandler } from './types.js';
 import type { NotifierOptions } from './types-options.js';
@@ -64,7 +64,7 @@ export class Notifier<Channels extends ChannelMap = ChannelMap> {
     }
     this.#maxBatch = intOption('maxBatch', options.maxBatch, 1000, 1);
     this.#schema = journalNames(options.schema ?? DEFAULT_SCHEMA).schema;
-    const timeoutMs = intOption('timeoutMs', options.timeoutMs, 30_000, 1);
+    const timeoutMs = msOption('timeoutMs', options.timeoutMs, 30_000, 1);
     this.#onError = functionOption('onError', options.onError, defaultOnError);
     if (options.pool !== undefined) {
       this.#pool = options.pool;

@@ -100,13 +100,13 @@ export function resolveListenerOptions(
     heartbeat: heartbeatOption(options.heartbeat),
     reconnect: reconnectOption(options.reconnect),
     buffer: bufferOption('buffer', options.buffer, DEFAULTS.buffer),
-    connectTimeoutMs: intOption(
+    connectTimeoutMs: msOption(
       'connectTimeoutMs',
       options.connectTimeoutMs,
       DEFAULTS.connectTimeoutMs,
       1,
     ),
-    stopTimeoutMs: intOption('stopTimeoutMs', options.stopTimeoutMs, DEFAULTS.stopTimeoutMs, 0),
+    stopTimeoutMs: msOption('stopTimeoutMs', options.stopTimeoutMs, DEFAULTS.stopTimeoutMs, 0),
     applicationName: stringOption(
       'applicationName',
       options.applicationName,
@@ -164,8 +164,8 @@ function heartbeatOption(value: unknown): Required<HeartbeatOptions> | false {
     throw invalid('heartbeat.queueWarnRatio', 'a number from 0 to 1', ratio);
   }
   return {
-    intervalMs: intOption('heartbeat.intervalMs', v.intervalMs, DEFAULTS.heartbeat.intervalMs, 1),
-    timeoutMs: intOption('heartbeat.timeoutMs', v.timeoutMs, DEFAULTS.heartbeat.timeoutMs, 1),
+    intervalMs: msOption('heartbeat.intervalMs', v.intervalMs, DEFAULTS.heartbeat.intervalMs, 1),
+    timeoutMs: msOption('heartbeat.timeoutMs', v.timeoutMs, DEFAULTS.heartbeat.timeoutMs, 1),
     queueWarnRatio: ratio,
   };
 }
@@ -176,13 +176,13 @@ function reconnectOption(value: unknown): Required<ReconnectOptions> | false {
   if (typeof value !== 'object' || value === null)
     throw invalid('reconnect', 'an object or false', value);
   const v = value as ReconnectOptions;
-  const minDelayMs = intOption(
+  const minDelayMs = msOption(
     'reconnect.minDelayMs',
     v.minDelayMs,
     DEFAULTS.reconnect.minDelayMs,
     0,
   );
-  const maxDelayMs = intOption(
+  const maxDelayMs = msOption(
     'reconnect.maxDelayMs',
     v.maxDelayMs,
     DEFAULTS.reconnect.maxDelayMs,
@@ -226,10 +226,28 @@ export function intOption(name: string, value: unknown, fallback: number, min: n
   return value;
 }
 
-/** An optional timeout in ms: undefined stays undefined (wait forever). */
+/** The longest delay a Node.js timer takes (~24.8 days); a longer one fires after 1 ms. */
+export const MAX_TIMER_MS = 2_147_483_647;
+
+/** A delay in ms for a timer: {@link intOption}, at most {@link MAX_TIMER_MS}. */
+export function msOption(name: string, value: unknown, fallback: number, min: number): number {
+  const ms = intOption(name, value, fallback, min);
+  if (ms > MAX_TIMER_MS) {
+    throw invalid(name, `an integer from ${min} to ${MAX_TIMER_MS} (ms, a timer's limit)`, value);
+  }
+  return ms;
+}
+
+/**
+ * An optional timeout in ms, fractions allowed (a deadline minus now): undefined stays
+ * undefined (wait forever).
+ */
 export function timeoutOption(name: string, value: unknown): number | undefined {
   if (value === undefined) return undefined;
-  return intOption(name, value, 0, 0);
+  if (typeof value !== 'number' || !(value >= 0 && value <= MAX_TIMER_MS)) {
+    throw invalid(name, `a number of ms from 0 to ${MAX_TIMER_MS} (a timer's limit)`, value);
+  }
+  return value;
 }
 
 function boolOption(name: string, value: unknown, fallback: boolean): boolean {

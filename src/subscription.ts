@@ -6,6 +6,7 @@
  */
 import { type Item, NotificationBuffer } from './buffer.js';
 import { abortedError, asPgNotifyError, ErrorCode, PgNotifyError } from './errors.js';
+import { timeoutOption } from './options.js';
 import { HandlerRunner } from './runner.js';
 import type {
   Gap,
@@ -194,9 +195,10 @@ export class Subscription<T = unknown> implements AsyncIterable<Notification<T>>
     const item = this.#takeItem(gaps);
     if (item !== undefined) return Promise.resolve(item);
     if (this.#ended) return Promise.reject(this.#endReason());
-    const { timeoutMs, signal } = options;
+    const { signal } = options;
     if (signal?.aborted) return Promise.reject(abortedError(signal));
     return new Promise((resolve, reject) => {
+      const timeoutMs = timeoutOption('timeoutMs', options.timeoutMs); // a throw rejects
       let timer: NodeJS.Timeout | undefined;
       const onAbort = (): void => settle(undefined, abortedError(signal));
       const waiter: Waiter<T> = {

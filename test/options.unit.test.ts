@@ -148,6 +148,10 @@ describe('invalid listener options', () => {
     [{ heartbeat: true }, 'heartbeat', 'boolean (true)'],
     [{ heartbeat: null }, 'heartbeat', 'null'],
     [{ concurrency: -1 }, 'concurrency', 'number (-1)'],
+    // Longer than a Node.js timer holds: it would fire after 1 ms.
+    [{ connectTimeoutMs: 2 ** 31 }, 'connectTimeoutMs', 'number (2147483648)'],
+    [{ heartbeat: { intervalMs: 2 ** 31 } }, 'heartbeat.intervalMs', 'number (2147483648)'],
+    [{ reconnect: { maxDelayMs: 2 ** 31 } }, 'reconnect.maxDelayMs', 'number (2147483648)'],
     [{ concurrency: 1.5 }, 'concurrency', 'number (1.5)'],
     [{ concurrency: Number.POSITIVE_INFINITY }, 'concurrency', 'number (Infinity)'],
     [{ concurrency: Number.NaN }, 'concurrency', 'number (NaN)'],
@@ -278,15 +282,18 @@ describe('other option validators', () => {
     });
   });
 
-  test('timeoutOption: undefined stays undefined, else an integer ≥ 0', () => {
+  test('timeoutOption: undefined stays undefined, else ms from 0 to what a timer holds', () => {
     assert.equal(timeoutOption('timeoutMs', undefined), undefined);
     assert.equal(timeoutOption('timeoutMs', 0), 0);
     assert.equal(timeoutOption('timeoutMs', 250), 250);
+    assert.equal(timeoutOption('timeoutMs', 2994.87), 2994.87, 'a deadline minus now');
     assert.throws(() => timeoutOption('timeoutMs', -1), {
       code: ErrorCode.INVALID_OPTION,
-      message: /^option timeoutMs: expected an integer ≥ 0, got number \(-1\)$/,
+      message:
+        /^option timeoutMs: expected a number of ms from 0 to 2147483647 .*, got number \(-1\)$/,
     });
-    assert.throws(() => timeoutOption('timeoutMs', '5s'), { code: ErrorCode.INVALID_OPTION });
+    for (const bad of ['5s', Number.NaN, 2 ** 31, Number.POSITIVE_INFINITY])
+      assert.throws(() => timeoutOption('timeoutMs', bad), { code: ErrorCode.INVALID_OPTION });
   });
 });
 

@@ -131,6 +131,14 @@ describe('overflow and gap reports', () => {
 });
 
 describe('a subscription with a handler', () => {
+  test('next() refuses a timeout no timer can hold (it would fire after 1 ms)', async () => {
+    const { sub } = make();
+    await assert.rejects(sub.next({ timeoutMs: 2 ** 31 }), isCode(ErrorCode.INVALID_OPTION));
+    await assert.rejects(sub.next({ timeoutMs: -1 }), isCode(ErrorCode.INVALID_OPTION));
+    sub.deliver(note('x'));
+    assert.equal((await sub.next({ timeoutMs: 2 ** 31 - 1 }))?.raw, 'x');
+  });
+
   test('next(), for await and withGaps() reject NOT_ITERABLE and leave it subscribed', async () => {
     const got: string[] = [];
     const { sub, log } = make({ handler: (n) => void got.push(n.raw) });
