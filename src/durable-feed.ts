@@ -201,7 +201,7 @@ export class Feed {
       while (!this.#target.ended) {
         const room = this.#target.room();
         if (ahead === undefined && room <= 0) {
-          await this.#roomFreed();
+          await this.#untilRoom();
           continue;
         }
         let page: JournalPage;
@@ -231,7 +231,7 @@ export class Feed {
         // they are at most pageRows, room the buffer always gets back, while a page may hold a
         // gap per channel (which no cursor write waits for).
         const rows = page.rows.length;
-        while (this.#target.room() < rows && !this.#target.ended) await this.#roomFreed();
+        while (this.#target.room() < rows && !this.#target.ended) await this.#untilRoom();
         if (this.#target.ended) return;
         this.take(page.rows, page.gaps, page.next, undefined, false);
         // Woken during the read: what woke it may have committed after the read's snapshot.
@@ -296,7 +296,7 @@ export class Feed {
   }
 
   /** Resolves at the next roomFreed() that lets a reader go on, or at stop(). */
-  #roomFreed(): Promise<void> {
+  #untilRoom(): Promise<void> {
     return new Promise<void>((resolve) => {
       this.#roomWaiter = resolve;
     });

@@ -80,6 +80,8 @@ export class DurableSubscription<T = unknown> extends Subscription<T> {
     this.#parts = parts;
     const max = setup.max;
     const named = config.consumer !== undefined;
+    // What the buffer can still hold; a named consumer's hand-over is also bounded by MAX_UNSTORED.
+    const readRoom = (): number => max - this.buffered - this.#pending;
     this.#feed = new Feed(
       parts.feedHost,
       parts.tail,
@@ -89,11 +91,8 @@ export class DurableSubscription<T = unknown> extends Subscription<T> {
         },
         capacity: named ? Math.min(max, MAX_UNSTORED) : max,
         room: () =>
-          Math.min(
-            max - this.buffered - this.#pending,
-            named ? MAX_UNSTORED - (this.#acks?.unstored ?? 0) : max,
-          ),
-        readRoom: () => max - this.buffered - this.#pending,
+          named ? Math.min(readRoom(), MAX_UNSTORED - (this.#acks?.unstored ?? 0)) : readRoom(),
+        readRoom,
         offer: (row, cache) => this.#offer(row, cache),
         offerGap: (gap) => this.#inOrder(gap, (g) => super.gap(g)),
         failed: (error, afterStart = false) => {

@@ -87,12 +87,7 @@ export function once<T>(host: OnceHost, channel: string, options: OnceOptions<T>
                   { channel },
                 ),
             );
-          if (subscription.ended) return ended(undefined);
-          const before = subscription.onEnd;
-          subscription.onEnd = (error) => {
-            before?.(error);
-            ended(error);
-          };
+          subscription.afterEnd(ended);
         },
         (error: unknown) => {
           finish(toError(error));

@@ -121,17 +121,16 @@ export function connectionOption(value: unknown): ConnectionOption | undefined {
   if (value === undefined || typeof value === 'string' || typeof value === 'function') {
     return value as ConnectionOption | undefined;
   }
-  if (typeof value === 'object' && value !== null && !Array.isArray(value) && !isQueryable(value)) {
-    return value as pg.ClientConfig;
+  const expected = 'a URL string, a pg.ClientConfig or a client factory';
+  if (typeof value !== 'object' || value === null || Array.isArray(value))
+    throw invalid('connection', expected, value);
+  if (isQueryable(value)) {
+    throw new PgNotifyError(
+      ErrorCode.INVALID_OPTION,
+      `option connection: expected ${expected}, got a client or pool`,
+    );
   }
-  const got =
-    typeof value === 'object' && value !== null && !Array.isArray(value)
-      ? 'a client or pool'
-      : describe(value);
-  throw new PgNotifyError(
-    ErrorCode.INVALID_OPTION,
-    `option connection: expected a URL string, a pg.ClientConfig or a client factory, got ${got}`,
-  );
+  return value as pg.ClientConfig;
 }
 
 export function decodeOption(name: string, value: unknown): Decode {

@@ -83,14 +83,10 @@ export class Fanout {
         .then(
           (subscription) => {
             created.subscription = subscription;
-            const before = subscription.onEnd;
-            subscription.onEnd = (error) => {
-              before?.(error);
-              // After the end in progress (an unsubscribe inside the registry) has finished.
-              queueMicrotask(() => this.#hubEnded(channel, created, error));
-            };
-            if (subscription.ended)
-              queueMicrotask(() => this.#hubEnded(channel, created, undefined));
+            // After the end in progress (an unsubscribe inside the registry) has finished.
+            subscription.afterEnd((error) =>
+              queueMicrotask(() => this.#hubEnded(channel, created, error)),
+            );
           },
           (error: unknown) => {
             if (this.#hubs.get(channel) === created) this.#hubs.delete(channel);

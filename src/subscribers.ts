@@ -162,7 +162,7 @@ export class Subscribers {
       if (signal.aborted) onAbort();
       else {
         signal.addEventListener('abort', onAbort, { once: true });
-        subscription.onEnd = () => signal.removeEventListener('abort', onAbort);
+        subscription.afterEnd(() => signal.removeEventListener('abort', onAbort));
       }
     }
     return subscription;

@@ -64,11 +64,8 @@ export class Subscription<T = unknown> implements AsyncIterable<Notification<T>>
   get rawChannel(): string | undefined {
     return undefined;
   }
-  /**
-   * @internal Called once when the subscription ends, with the error that ended it if one did
-   * (the listener detaches its signal; the SSE bridge ends the streams of a shared one).
-   */
-  onEnd: ((error: Error | undefined) => void) | undefined;
+  /** Called once when the subscription ends, in the order added (see {@link afterEnd}). */
+  #endHooks: ((error: Error | undefined) => void)[] = [];
   #ended = false;
   readonly #owner: SubscriptionOwner;
   readonly #runner: HandlerRunner<Notification<T>> | undefined;
@@ -353,11 +350,22 @@ export class Subscription<T = unknown> implements AsyncIterable<Notification<T>>
     this.#ended = true;
     this.#endError = error;
     if (this.#idleTimer !== undefined) clearTimeout(this.#idleTimer);
-    this.onEnd?.(error);
-    this.onEnd = undefined;
+    const hooks = this.#endHooks;
+    this.#endHooks = [];
+    for (const hook of hooks) hook(error);
     const waiters = this.#waiters;
     this.#waiters = [];
     for (const waiter of waiters) waiter.reject(this.#endReason());
+  }
+
+  /**
+   * @internal Calls `fn` once when the subscription ends, with the error that ended it if one
+   * did, after the hooks added before it; at once, with undefined, when it has already ended
+   * (the listener detaches a signal; `once()` rejects; the SSE bridge ends a hub's streams).
+   */
+  afterEnd(fn: (error: Error | undefined) => void): void {
+    if (this.#ended) fn(undefined);
+    else this.#endHooks.push(fn);
   }
 
   /** @internal Resolves once the handler has worked through the buffer. */
@@ -401,4 +409,4 @@ export class Subscription<T = unknown> implements AsyncIterable<Notification<T>>
 }
 
 /** @internal What `once()` and routes see of the subscription `subscribe()` made: its end. */
-export type SubscriptionEnd = Pick<Subscription, 'onEnd' | 'ended'>;
+export type SubscriptionEnd = Pick<Subscription, 'afterEnd'>;
